@@ -1,0 +1,276 @@
+"""The state store's tables: the Stripe mirror, the event ledger and sync cursors.
+
+One row per Stripe object. Typed columns hold what traits and events need;
+``raw`` keeps the whole snapshot (JSON) so new traits never need a re-sync.
+
+Conventions (every mirror table):
+- money: integer minor units of the row's ``currency`` (JPY has no minor unit);
+- times: integer Unix seconds, UTC (Stripe's own representation);
+- ``version_ts``: Unix seconds of the snapshot this row holds (the event's
+  ``created`` for change-feed snapshots, the request start for listed objects).
+  A snapshot is applied only when it is at least as new as the stored one.
+- ``deleted``: the object was deleted in Stripe (rows are kept, flagged).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+SCHEMA_VERSION = 1
+
+
+def _versioned(name: str, *columns: Column, indexes: tuple[str, ...] = ()) -> Table:
+    """A mirror table: id, the given columns, then version/deleted/raw bookkeeping."""
+    table = Table(
+        name,
+        metadata,
+        Column("id", String(255), primary_key=True),
+        *columns,
+        Column("livemode", Boolean, nullable=True),
+        Column("version_ts", BigInteger, nullable=False),
+        Column("deleted", Boolean, nullable=False, default=False),
+        Column("raw", JSON, nullable=True),
+    )
+    for col in indexes:
+        Index(f"ix_{name}_{col}", table.c[col])
+    return table
+
+
+customers = _versioned(
+    "stripe_customers",
+    Column("email", String(512)),
+    Column("name", String(512)),
+    Column("currency", String(3)),
+    Column("created", BigInteger),
+    Column("delinquent", Boolean),
+    Column("metadata", JSON),
+    Column("default_payment_method", String(255)),
+    indexes=("created",),
+)
+
+products = _versioned(
+    "stripe_products",
+    Column("name", String(512)),
+    Column("active", Boolean),
+    Column("created", BigInteger),
+    Column("metadata", JSON),
+)
+
+prices = _versioned(
+    "stripe_prices",
+    Column("product", String(255)),
+    Column("currency", String(3)),
+    Column("nickname", String(512)),
+    Column("active", Boolean),
+    Column("type", String(32)),  # recurring | one_time
+    Column("billing_scheme", String(32)),  # per_unit | tiered
+    Column("unit_amount", BigInteger),
+    # Decimal text in minor units (Stripe allows up to 12 decimals): exact.
+    Column("unit_amount_decimal", String(64)),
+    Column("tiers_mode", String(32)),  # volume | graduated
+    # [{"up_to": int|None, "unit_amount_decimal": str|None, "flat_amount_decimal": str|None}]
+    # None when the tiers have not been fetched (Stripe omits them unless expanded).
+    Column("tiers", JSON),
+    Column("recurring_interval", String(16)),  # day | week | month | year
+    Column("recurring_interval_count", Integer),
+    Column("recurring_usage_type", String(16)),  # licensed | metered
+    Column("recurring_meter", String(255)),
+    Column("transform_divide_by", BigInteger),
+    Column("transform_round", String(8)),  # up | down
+    Column("tax_behavior", String(16)),
+    Column("created", BigInteger),
+    indexes=("product",),
+)
+
+coupons = _versioned(
+    "stripe_coupons",
+    Column("name", String(512)),
+    Column("percent_off", Float),
+    Column("amount_off", BigInteger),
+    Column("currency", String(3)),
+    Column("duration", String(16)),  # forever | once | repeating
+    Column("duration_in_months", Integer),
+    Column("valid", Boolean),
+    Column("created", BigInteger),
+)
+
+subscriptions = _versioned(
+    "stripe_subscriptions",
+    Column("customer", String(255), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("currency", String(3)),
+    Column("created", BigInteger),
+    Column("start_date", BigInteger),
+    Column("cancel_at_period_end", Boolean),
+    Column("cancel_at", BigInteger),
+    Column("canceled_at", BigInteger),
+    Column("ended_at", BigInteger),
+    Column("trial_start", BigInteger),
+    Column("trial_end", BigInteger),
+    Column("pause_collection_behavior", String(32)),
+    Column("latest_invoice", String(255)),
+    Column("collection_method", String(32)),
+    Column("default_payment_method", String(255)),
+    Column("metadata", JSON),
+    indexes=("customer", "created"),
+)
+
+# Children of a subscription snapshot: replaced whenever the parent row is.
+subscription_items = Table(
+    "stripe_subscription_items",
+    metadata,
+    Column("id", String(255), primary_key=True),
+    Column("subscription", String(255), nullable=False, index=True),
+    Column("customer", String(255), nullable=False),
+    Column("price", String(255)),
+    Column("quantity", BigInteger),
+    Column("current_period_start", BigInteger),
+    Column("current_period_end", BigInteger),
+    Column("created", BigInteger),
+)
+
+# Discounts on a subscription (subscription_item null) or on one of its items;
+# customer-level discounts have subscription null. Replaced with their parent.
+discounts = Table(
+    "stripe_discounts",
+    metadata,
+    Column("id", String(255), primary_key=True),
+    Column("customer", String(255), index=True),
+    Column("subscription", String(255), index=True),
+    Column("subscription_item", String(255)),
+    Column("coupon", String(255)),
+    Column("start", BigInteger),
+    Column("end", BigInteger),
+)
+
+invoices = _versioned(
+    "stripe_invoices",
+    Column("customer", String(255)),
+    Column("subscription", String(255)),  # parent.subscription_details.subscription
+    Column("status", String(32)),  # draft | open | paid | uncollectible | void
+    Column("currency", String(3)),
+    Column("amount_due", BigInteger),
+    Column("amount_paid", BigInteger),
+    Column("amount_remaining", BigInteger),
+    Column("total", BigInteger),
+    Column("total_excluding_tax", BigInteger),
+    Column("subtotal", BigInteger),
+    Column("attempt_count", Integer),
+    Column("attempted", Boolean),
+    Column("billing_reason", String(64)),
+    Column("collection_method", String(32)),
+    Column("next_payment_attempt", BigInteger),
+    Column("period_start", BigInteger),
+    Column("period_end", BigInteger),
+    Column("paid_at", BigInteger),
+    Column("created", BigInteger),
+    indexes=("customer", "subscription", "created"),
+)
+
+charges = _versioned(
+    "stripe_charges",
+    Column("customer", String(255)),
+    Column("status", String(16)),  # succeeded | pending | failed
+    Column("currency", String(3)),
+    Column("amount", BigInteger),
+    Column("amount_captured", BigInteger),
+    Column("amount_refunded", BigInteger),
+    Column("captured", Boolean),
+    Column("paid", Boolean),
+    Column("refunded", Boolean),
+    Column("disputed", Boolean),
+    Column("failure_code", String(64)),
+    Column("failure_message", Text),
+    Column("payment_intent", String(255)),
+    Column("payment_method_type", String(64)),
+    Column("card_brand", String(32)),  # never last4, expiry or fingerprint
+    Column("created", BigInteger),
+    indexes=("customer", "created"),
+)
+
+refunds = _versioned(
+    "stripe_refunds",
+    Column("charge", String(255)),
+    Column("payment_intent", String(255)),
+    Column("status", String(32)),
+    Column("currency", String(3)),
+    Column("amount", BigInteger),
+    Column("reason", String(64)),
+    Column("created", BigInteger),
+    indexes=("charge",),
+)
+
+disputes = _versioned(
+    "stripe_disputes",
+    Column("charge", String(255)),
+    Column("payment_intent", String(255)),
+    Column("status", String(32)),
+    Column("currency", String(3)),
+    Column("amount", BigInteger),
+    Column("reason", String(64)),
+    Column("created", BigInteger),
+    indexes=("charge",),
+)
+
+# Every Stripe event the change feed has seen, once (id is the Stripe event id).
+# ``track_status`` is for the event-to-Segment mapping: ``pending`` (not yet
+# handled), ``historical`` (before the first sync: never sent as a track call),
+# ``sent``, ``skipped``, ``failed``.
+stripe_events = Table(
+    "stripe_events",
+    metadata,
+    Column("id", String(255), primary_key=True),
+    Column("type", String(128), nullable=False, index=True),
+    Column("created", BigInteger, nullable=False, index=True),
+    Column("object_id", String(255)),
+    Column("object_type", String(64)),
+    Column("api_version", String(64)),
+    Column("received_at", BigInteger, nullable=False),
+    Column("applied", Boolean, nullable=False, default=False),
+    Column("track_status", String(16), nullable=False, default="pending"),
+    Column("track_detail", Text),
+    Column("payload", JSON),
+)
+
+# Named sync cursors (JSON text), e.g. the change feed's position.
+sync_cursors = Table(
+    "sync_cursors",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("value", JSON, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+schema_info = Table(
+    "s2s_schema_info",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", String(255), nullable=False),
+)
+
+# Stripe ``object`` name -> mirror table, for the versioned tables.
+MIRROR_TABLES: dict[str, Table] = {
+    "customer": customers,
+    "product": products,
+    "price": prices,
+    "coupon": coupons,
+    "subscription": subscriptions,
+    "invoice": invoices,
+    "charge": charges,
+    "refund": refunds,
+    "dispute": disputes,
+}
