@@ -43,7 +43,7 @@ def _versioned(name: str, *columns: Column, indexes: tuple[str, ...] = ()) -> Ta
         Column("livemode", Boolean, nullable=True),
         Column("version_ts", BigInteger, nullable=False),
         Column("deleted", Boolean, nullable=False, default=False),
-        Column("raw", JSON, nullable=True),
+        Column("raw", JSON(none_as_null=True), nullable=True),
     )
     for col in indexes:
         Index(f"ix_{name}_{col}", table.c[col])
@@ -57,7 +57,7 @@ customers = _versioned(
     Column("currency", String(3)),
     Column("created", BigInteger),
     Column("delinquent", Boolean),
-    Column("metadata", JSON),
+    Column("metadata", JSON(none_as_null=True)),
     Column("default_payment_method", String(255)),
     indexes=("created",),
 )
@@ -67,7 +67,7 @@ products = _versioned(
     Column("name", String(512)),
     Column("active", Boolean),
     Column("created", BigInteger),
-    Column("metadata", JSON),
+    Column("metadata", JSON(none_as_null=True)),
 )
 
 prices = _versioned(
@@ -84,7 +84,7 @@ prices = _versioned(
     Column("tiers_mode", String(32)),  # volume | graduated
     # [{"up_to": int|None, "unit_amount_decimal": str|None, "flat_amount_decimal": str|None}]
     # None when the tiers have not been fetched (Stripe omits them unless expanded).
-    Column("tiers", JSON),
+    Column("tiers", JSON(none_as_null=True)),
     Column("recurring_interval", String(16)),  # day | week | month | year
     Column("recurring_interval_count", Integer),
     Column("recurring_usage_type", String(16)),  # licensed | metered
@@ -125,7 +125,7 @@ subscriptions = _versioned(
     Column("latest_invoice", String(255)),
     Column("collection_method", String(32)),
     Column("default_payment_method", String(255)),
-    Column("metadata", JSON),
+    Column("metadata", JSON(none_as_null=True)),
     indexes=("customer", "created"),
 )
 
@@ -243,7 +243,7 @@ stripe_events = Table(
     Column("applied", Boolean, nullable=False, default=False),
     Column("track_status", String(16), nullable=False, default="pending"),
     Column("track_detail", Text),
-    Column("payload", JSON),
+    Column("payload", JSON(none_as_null=True)),
 )
 
 # Named sync cursors (JSON text), e.g. the change feed's position.

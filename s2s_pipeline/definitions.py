@@ -1,0 +1,14 @@
+"""The s2s-pipeline code location: every asset, check, job, schedule, sensor and resource."""
+
+from dagster import Definitions
+
+from s2s_pipeline.defs.jobs import nightly_trait_refresh, nightly_trait_refresh_schedule, stripe_backfill
+from s2s_pipeline.defs.resources import default_resources
+from s2s_pipeline.defs.stripe_assets import stripe_change_feed, stripe_mirror_backfill
+
+defs = Definitions(
+    assets=[stripe_mirror_backfill, stripe_change_feed],
+    jobs=[stripe_backfill, nightly_trait_refresh],
+    schedules=[nightly_trait_refresh_schedule],
+    resources=default_resources(),
+)

@@ -1,0 +1,280 @@
+"""Keeping the mirror in step with Stripe: backfills, the change feed, reference resolution.
+
+Plain Python (no Dagster): the assets in ``s2s_pipeline.defs`` call these.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from s2s_pipeline.store.mirror import ApplyStats, MirrorStore
+from s2s_pipeline.stripe.client import EVENTS_RETENTION_SECONDS, LIST_SPECS, StripeReader, Window, split_window
+from s2s_pipeline.stripe.errors import MalformedStripeObject
+from s2s_pipeline.stripe.normalize import SUPPORTED_OBJECTS, Rows, scrub, to_rows
+
+log = logging.getLogger(__name__)
+
+#: Name of the change feed's cursor in the ``sync_cursors`` table.
+EVENTS_CURSOR = "stripe_events"
+
+#: Every object type the mirror holds, in listing order.
+ALL_OBJECT_TYPES: tuple[str, ...] = tuple(LIST_SPECS)
+
+#: Re-read this much before the cursor: Stripe does not guarantee event order,
+#: so an event can become visible after a newer one. The ledger dedupes.
+DEFAULT_OVERLAP_SECONDS = 600
+
+#: Resync when the cursor is this close to falling out of the Events API window.
+_RETENTION_MARGIN_SECONDS = 3600
+
+#: Event types whose object no longer exists afterwards.
+_DELETION_EVENTS = frozenset({"customer.deleted", "product.deleted", "price.deleted", "coupon.deleted",
+                              "plan.deleted", "invoice.deleted"})
+
+
+class PartialSyncError(RuntimeError):
+    """Some Stripe objects could not be parsed; everything else was committed.
+
+    The message lists the object ids and what was wrong, so they can be
+    inspected in the Stripe dashboard.
+    """
+
+
+@dataclass
+class SyncResult:
+    """What one sync did, for asset metadata and logs."""
+
+    mode: str
+    stats: ApplyStats = field(default_factory=ApplyStats)
+    listed: dict[str, int] = field(default_factory=dict)
+    deleted: int = 0
+    references_fetched: int = 0
+    events_read: int = 0
+    events_new: int = 0
+    events_duplicate: int = 0
+    events_applied: int = 0
+    malformed: list[str] = field(default_factory=list)
+    cursor: dict | None = None
+    requests: int = 0
+    rate_limited: int = 0
+    seconds: float = 0.0
+    note: str = ""
+
+    def metadata(self) -> dict:
+        out = {
+            "mode": self.mode,
+            "objects_listed": sum(self.listed.values()),
+            "rows_applied": self.stats.total_applied,
+            "stale_snapshots_ignored": sum(self.stats.stale.values()),
+            "marked_deleted": self.deleted,
+            "references_fetched": self.references_fetched,
+            "stripe_requests": self.requests,
+            "stripe_429s": self.rate_limited,
+            "seconds": round(self.seconds, 3),
+        }
+        if self.listed:
+            out["listed_by_type"] = dict(self.listed)
+        if self.events_read or self.mode == "incremental":
+            out.update(events_read=self.events_read, events_new=self.events_new,
+                       events_duplicate=self.events_duplicate, events_applied=self.events_applied)
+        if self.cursor is not None:
+            out["cursor_created"] = self.cursor.get("created")
+        if self.malformed:
+            out["malformed_objects"] = len(self.malformed)
+        if self.note:
+            out["note"] = self.note
+        return out
+
+    def raise_if_malformed(self) -> None:
+        if self.malformed:
+            shown = "; ".join(self.malformed[:20])
+            more = f" (+{len(self.malformed) - 20} more)" if len(self.malformed) > 20 else ""
+            raise PartialSyncError(
+                f"{len(self.malformed)} Stripe object(s) could not be parsed and were not mirrored "
+                f"(everything else was committed): {shown}{more}"
+            )
+
+
+def _rows_for(objects: Iterable[dict], version_ts: int, malformed: list[str]) -> Rows:
+    rows = Rows()
+    for obj in objects:
+        try:
+            rows.extend(to_rows(obj, version_ts))
+        except MalformedStripeObject as exc:
+            malformed.append(str(exc))
+    return rows
+
+
+def _list_into_mirror(reader: StripeReader, store: MirrorStore, jobs: list[tuple[str, Window]],
+                      result: SyncResult) -> dict[str, set[str]]:
+    """List every (type, window) job into the mirror; returns ids seen per type."""
+    seen: dict[str, set[str]] = {}
+    for page in reader.fetch_many(jobs):
+        result.listed[page.object_type] = result.listed.get(page.object_type, 0) + len(page.objects)
+        seen.setdefault(page.object_type, set()).update(o.get("id") for o in page.objects)
+        # One transaction per page: a crash loses at most the page in flight,
+        # and re-running the window is safe (newest-wins upserts).
+        result.stats.merge(store.apply(_rows_for(page.objects, page.fetched_at, result.malformed)))
+    return seen
+
+
+def resolve_references(reader: StripeReader, store: MirrorStore, result: SyncResult) -> None:
+    """Fetch by id the prices, products and coupons mirrored rows point at but the mirror lacks."""
+    # Prices first: a fetched price can reveal a missing product.
+    for object_type in ("price", "coupon", "product"):
+        missing = store.missing_references()[object_type]
+        fetched_rows: list[dict] = []
+        for object_id in missing:
+            obj = reader.retrieve(object_type, object_id)
+            if obj is None:
+                log.warning("Stripe %s %s is referenced but does not exist", object_type, object_id)
+                continue
+            rows = _rows_for([obj], int(time.time()), result.malformed)
+            fetched_rows += rows.parents.get(object_type, [])
+        if fetched_rows:
+            store.upsert_full(object_type, fetched_rows)
+            result.references_fetched += len(fetched_rows)
+
+
+def backfill(reader: StripeReader, store: MirrorStore, object_types: Iterable[str], gte: int, lt: int,
+             *, clock: Callable[[], float] = time.time) -> SyncResult:
+    """Mirror every object of the given types created in [gte, lt).
+
+    The range is split into windows listed concurrently. Re-running a range is
+    safe: upserts are newest-wins, and customers mirrored for the range that
+    Stripe no longer lists are flagged deleted.
+    """
+    started = clock()
+    result = SyncResult(mode="backfill")
+    object_types = list(object_types)
+    days = max(1, (lt - gte + 86399) // 86400)
+    pieces = min(days, 2 * reader.settings.concurrency)
+    jobs = [(t, w) for t in object_types for w in split_window(gte, lt, pieces)]
+    before = {t: store.live_ids(t, gte, lt) for t in object_types if t == "customer"}
+    list_started = int(started)
+    seen = _list_into_mirror(reader, store, jobs, result)
+    for object_type, known in before.items():
+        gone = known - seen.get(object_type, set())
+        result.deleted += store.mark_deleted(object_type, gone, list_started)
+    resolve_references(reader, store, result)
+    result.requests, result.rate_limited = reader.request_count, reader.rate_limited_count
+    result.seconds = clock() - started
+    return result
+
+
+def full_sync(reader: StripeReader, store: MirrorStore, result: SyncResult, now: int) -> None:
+    """List every object Stripe has (all types concurrently) and flag vanished customers."""
+    jobs = [(t, Window(None, None)) for t in ALL_OBJECT_TYPES]
+    before = store.live_ids("customer", None, None)
+    seen = _list_into_mirror(reader, store, jobs, result)
+    result.deleted += store.mark_deleted("customer", before - seen.get("customer", set()), now)
+    resolve_references(reader, store, result)
+
+
+def _ledger_row(event: dict, applied: bool, baseline: int, now: int, detail: str | None = None) -> dict:
+    obj = (event.get("data") or {}).get("object") or {}
+    return {
+        "id": event["id"],
+        "type": event.get("type") or "",
+        "created": int(event.get("created") or 0),
+        "object_id": obj.get("id"),
+        "object_type": obj.get("object"),
+        "api_version": event.get("api_version"),
+        "received_at": now,
+        "applied": applied,
+        # Events from before the first sync are history: never sent as track calls.
+        "track_status": "historical" if int(event.get("created") or 0) < baseline else "pending",
+        "track_detail": detail,
+        "payload": scrub(event),
+    }
+
+
+def _snapshot(event: dict) -> dict | None:
+    obj = (event.get("data") or {}).get("object")
+    if not isinstance(obj, dict) or obj.get("object") not in SUPPORTED_OBJECTS:
+        return None
+    if event.get("type") in _DELETION_EVENTS:
+        # The deletion event carries the object as it was; the mirror keeps it, flagged.
+        obj = {**obj, "deleted": True}
+    return obj
+
+
+def apply_events(store: MirrorStore, events: list[dict], cursor: dict, now: int, result: SyncResult) -> dict:
+    """Apply new events' snapshots newest-wins and ledger them, with the cursor, atomically."""
+    baseline = int(cursor.get("baseline", 0))
+    known = store.known_event_ids(e["id"] for e in events)
+    fresh: list[dict] = []
+    seen_ids: set[str] = set()
+    for event in events:
+        if event["id"] in known or event["id"] in seen_ids:
+            result.events_duplicate += 1
+            continue
+        seen_ids.add(event["id"])
+        fresh.append(event)
+    rows = Rows()
+    ledger = []
+    for event in fresh:
+        snapshot = _snapshot(event)
+        detail = None
+        if snapshot is not None:
+            count = len(result.malformed)
+            rows.extend(_rows_for([snapshot], int(event["created"]), result.malformed))
+            if len(result.malformed) > count:
+                detail = f"not mirrored: {result.malformed[-1]}"
+                result.malformed[-1] = f"event {event['id']}: {result.malformed[-1]}"
+        applied = snapshot is not None and detail is None
+        result.events_applied += applied
+        ledger.append(_ledger_row(event, applied, baseline, now, detail))
+    newest = max([int(e["created"]) for e in events] + [int(cursor.get("created", 0))])
+    new_cursor = {**cursor, "created": newest, "updated_at": now}
+    with store.engine.begin() as conn:
+        result.stats.merge(store.apply(rows, conn))
+        store.record_events(ledger, conn)
+        store.set_cursor(EVENTS_CURSOR, new_cursor, conn)
+    result.events_read = len(events)
+    result.events_new = len(fresh)
+    return new_cursor
+
+
+def sync_changes(reader: StripeReader, store: MirrorStore, *, overlap_seconds: int = DEFAULT_OVERLAP_SECONDS,
+                 clock: Callable[[], float] = time.time) -> SyncResult:
+    """Bring the mirror up to date from Stripe's Events API.
+
+    - No cursor yet: a full sync, and the cursor starts at the newest event
+      (events from before it are history, never replayed as track calls).
+    - Cursor older than the Events API's 30-day window: the events in between
+      are gone, so every object is listed again (and the run says so).
+    - Otherwise: events since the cursor (minus an overlap, deduped by id),
+      applied only where newer than the mirror.
+    """
+    started = clock()
+    now = int(started)
+    cursor = store.get_cursor(EVENTS_CURSOR)
+    if cursor is None or now - int(cursor["created"]) > EVENTS_RETENTION_SECONDS - _RETENTION_MARGIN_SECONDS:
+        expired = cursor is not None
+        result = SyncResult(mode="resync_cursor_expired" if expired else "initial_full_sync")
+        # Take the newest event before listing: changes made while we list
+        # appear as later events and are applied (newest-wins) next run.
+        newest = reader.newest_event()
+        start_at = int(newest["created"]) if newest else now
+        full_sync(reader, store, result, now)
+        new_cursor = {"created": start_at, "baseline": start_at, "last_full_sync": now, "updated_at": now}
+        if expired:
+            age_days = (now - int(cursor["created"])) / 86400
+            result.note = (f"event cursor was {age_days:.1f} days old, beyond Stripe's 30-day Events window: "
+                           "re-listed every object; Stripe events in the gap cannot be sent as track calls")
+            log.warning(result.note)
+            new_cursor["baseline"] = start_at
+        store.set_cursor(EVENTS_CURSOR, new_cursor)
+        result.cursor = new_cursor
+    else:
+        result = SyncResult(mode="incremental")
+        events, _ = reader.list_events(since=max(0, int(cursor["created"]) - overlap_seconds))
+        result.cursor = apply_events(store, events, cursor, now, result)
+        resolve_references(reader, store, result)
+    result.requests, result.rate_limited = reader.request_count, reader.rate_limited_count
+    result.seconds = clock() - started
+    return result

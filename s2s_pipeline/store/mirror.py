@@ -1,0 +1,261 @@
+"""Writing the Stripe mirror: newest-wins upserts, deletions, cursors, the event ledger."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+from sqlalchemy import Connection, Engine, and_, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from s2s_pipeline.store import schema
+from s2s_pipeline.stripe.normalize import Rows
+
+# Parents before children, catalogue before what references it.
+_APPLY_ORDER = ("product", "price", "coupon", "customer", "subscription", "invoice", "charge", "refund", "dispute")
+_CHUNK = 500
+
+
+@dataclass
+class ApplyStats:
+    """What one write did: rows applied and stale snapshots ignored, per object type."""
+
+    applied: Counter = field(default_factory=Counter)
+    stale: Counter = field(default_factory=Counter)
+
+    def merge(self, other: "ApplyStats") -> None:
+        self.applied.update(other.applied)
+        self.stale.update(other.stale)
+
+    @property
+    def total_applied(self) -> int:
+        return sum(self.applied.values())
+
+
+def _chunks(seq: Sequence, size: int = _CHUNK) -> Iterable[Sequence]:
+    for i in range(0, len(seq), size):
+        yield seq[i : i + size]
+
+
+class MirrorStore:
+    """The SQL mirror of one Stripe account (tables in ``store.schema``)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._dialect = engine.dialect.name
+
+    # -- upserts ---------------------------------------------------------------
+
+    def _insert(self, table):
+        if self._dialect == "postgresql":
+            return postgresql.insert(table)
+        if self._dialect == "sqlite":
+            return sqlite.insert(table)
+        raise NotImplementedError(f"state store dialect {self._dialect!r} is not supported (use SQLite or PostgreSQL)")
+
+    def _versions(self, conn: Connection, table, ids: list[str]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for chunk in _chunks(ids):
+            for row_id, version in conn.execute(select(table.c.id, table.c.version_ts).where(table.c.id.in_(chunk))):
+                out[row_id] = version
+        return out
+
+    def _upsert_newest(self, conn: Connection, object_type: str, rows: list[dict], stats: ApplyStats) -> set[str]:
+        """Upsert rows whose version is at least the stored one; returns the applied ids."""
+        table = schema.MIRROR_TABLES[object_type]
+        newest: dict[str, dict] = {}
+        for row in rows:  # one snapshot per id: the newest
+            current = newest.get(row["id"])
+            if current is None or row["version_ts"] >= current["version_ts"]:
+                newest[row["id"]] = row
+        stored = self._versions(conn, table, list(newest))
+        fresh = [r for r in newest.values() if r["id"] not in stored or r["version_ts"] >= stored[r["id"]]]
+        stats.stale[object_type] += len(rows) - len(fresh)
+        # Deleted stubs carry only bookkeeping columns; group by shape so each
+        # statement updates exactly the columns its rows have.
+        by_shape: dict[tuple, list[dict]] = {}
+        for row in fresh:
+            by_shape.setdefault(tuple(sorted(row)), []).append(row)
+        for keys, group in by_shape.items():
+            stmt = self._insert(table)
+            set_ = {k: stmt.excluded[k] for k in keys if k != "id"}
+            if "tiers" in set_:
+                # Event snapshots of prices never carry tiers (Stripe only
+                # returns them when expanded): keep the fetched ones.
+                set_["tiers"] = func.coalesce(stmt.excluded.tiers, table.c.tiers)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[table.c.id],
+                set_=set_,
+                # The guard repeats the version check inside the statement, so a
+                # concurrent writer with a newer snapshot is never overwritten.
+                where=table.c.version_ts <= stmt.excluded.version_ts,
+            )
+            for chunk in _chunks(group):
+                conn.execute(stmt, list(chunk))
+        stats.applied[object_type] += len(fresh)
+        return {r["id"] for r in fresh}
+
+    def _insert_missing(self, conn: Connection, object_type: str, rows: list[dict]) -> None:
+        """Objects seen embedded in others: stored only if the mirror lacks them.
+
+        An embedded price has no tiers (Stripe leaves them out); it must not
+        overwrite a fully fetched one.
+        """
+        table = schema.MIRROR_TABLES[object_type]
+        unique = list({r["id"]: r for r in rows}.values())
+        by_shape: dict[tuple, list[dict]] = {}
+        for row in unique:
+            by_shape.setdefault(tuple(sorted(row)), []).append(row)
+        for group in by_shape.values():
+            stmt = self._insert(table).on_conflict_do_nothing(index_elements=[table.c.id])
+            for chunk in _chunks(group):
+                conn.execute(stmt, list(chunk))
+
+    def _replace_children(self, conn: Connection, table, parent_ids: set[str], children: dict[str, list[dict]]) -> None:
+        ids = sorted(parent_ids)
+        for chunk in _chunks(ids):
+            conn.execute(table.delete().where(table.c.subscription.in_(chunk)))
+        # Child ids are unique across parents in Stripe; keep the last seen.
+        rows = {row["id"]: row for pid in ids for row in children.get(pid, [])}
+        for chunk in _chunks(list(rows.values())):
+            conn.execute(table.insert(), list(chunk))
+
+    def apply(self, rows: Rows, conn: Connection | None = None) -> ApplyStats:
+        """Write rows newest-wins in one transaction."""
+        if conn is None:
+            with self.engine.begin() as own:
+                return self.apply(rows, own)
+        stats = ApplyStats()
+        for object_type in ("product", "price", "coupon"):
+            if rows.embedded.get(object_type):
+                self._insert_missing(conn, object_type, rows.embedded[object_type])
+        for object_type in _APPLY_ORDER:
+            batch = rows.parents.get(object_type)
+            if not batch:
+                continue
+            applied = self._upsert_newest(conn, object_type, batch, stats)
+            if object_type == "subscription" and applied:
+                self._replace_children(conn, schema.subscription_items, applied, rows.items)
+                self._replace_children(conn, schema.discounts, applied, rows.discounts)
+        return stats
+
+    def mark_deleted(self, object_type: str, ids: Iterable[str], version_ts: int,
+                     conn: Connection | None = None) -> int:
+        """Flag objects as deleted in Stripe, unless a newer snapshot is stored."""
+        ids = list(ids)
+        if not ids:
+            return 0
+        if conn is None:
+            with self.engine.begin() as own:
+                return self.mark_deleted(object_type, ids, version_ts, own)
+        table = schema.MIRROR_TABLES[object_type]
+        count = 0
+        for chunk in _chunks(ids):
+            result = conn.execute(
+                update(table)
+                .where(and_(table.c.id.in_(chunk), table.c.version_ts <= version_ts, table.c.deleted.is_(False)))
+                .values(deleted=True, version_ts=version_ts)
+            )
+            count += result.rowcount or 0
+        return count
+
+    def live_ids(self, object_type: str, created_gte: int | None, created_lt: int | None) -> set[str]:
+        """Ids of non-deleted mirrored objects created in [gte, lt)."""
+        table = schema.MIRROR_TABLES[object_type]
+        conds = [table.c.deleted.is_(False)]
+        if created_gte is not None:
+            conds.append(table.c.created >= created_gte)
+        if created_lt is not None:
+            conds.append(table.c.created < created_lt)
+        with self.engine.connect() as conn:
+            return set(conn.execute(select(table.c.id).where(and_(*conds))).scalars())
+
+    # -- references ------------------------------------------------------------
+
+    def missing_references(self) -> dict[str, list[str]]:
+        """Objects that mirrored rows point at but the mirror lacks (or lacks in full).
+
+        Prices used by subscription items (and tiered prices without tiers),
+        products of prices, coupons of discounts. These are retrieved by id,
+        since a backfill window only lists objects created inside it.
+        """
+        p, pr, it, d, c = schema.prices, schema.products, schema.subscription_items, schema.discounts, schema.coupons
+        with self.engine.connect() as conn:
+            prices = set(conn.execute(
+                select(it.c.price).distinct().where(it.c.price.is_not(None), it.c.price.not_in(select(p.c.id)))
+            ).scalars())
+            prices |= set(conn.execute(
+                select(p.c.id).where(p.c.billing_scheme == "tiered", p.c.tiers.is_(None), p.c.deleted.is_(False))
+            ).scalars())
+            products = set(conn.execute(
+                select(p.c.product).distinct().where(p.c.product.is_not(None), p.c.product.not_in(select(pr.c.id)))
+            ).scalars())
+            coupons = set(conn.execute(
+                select(d.c.coupon).distinct().where(d.c.coupon.is_not(None), d.c.coupon.not_in(select(c.c.id)))
+            ).scalars())
+        return {"price": sorted(prices), "product": sorted(products), "coupon": sorted(coupons)}
+
+    def upsert_full(self, object_type: str, rows: list[dict]) -> None:
+        """Write complete snapshots fetched by id regardless of the embedded copies' versions."""
+        table = schema.MIRROR_TABLES[object_type]
+        with self.engine.begin() as conn:
+            for row in rows:
+                stmt = self._insert(table)
+                conn.execute(stmt.on_conflict_do_update(
+                    index_elements=[table.c.id], set_={k: stmt.excluded[k] for k in row if k != "id"}
+                ), row)
+
+    # -- cursors ---------------------------------------------------------------
+
+    def get_cursor(self, name: str) -> dict | None:
+        with self.engine.connect() as conn:
+            value = conn.execute(select(schema.sync_cursors.c.value).where(schema.sync_cursors.c.name == name)).scalar()
+        if value is None:
+            return None
+        return json.loads(value) if isinstance(value, str) else value
+
+    def set_cursor(self, name: str, value: dict, conn: Connection | None = None) -> None:
+        if conn is None:
+            with self.engine.begin() as own:
+                return self.set_cursor(name, value, own)
+        table = schema.sync_cursors
+        stmt = self._insert(table).values(name=name, value=value, updated_at=int(time.time()))
+        conn.execute(stmt.on_conflict_do_update(
+            index_elements=[table.c.name], set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at}
+        ))
+
+    # -- event ledger ----------------------------------------------------------
+
+    def known_event_ids(self, ids: Iterable[str], conn: Connection | None = None) -> set[str]:
+        ids = list(ids)
+        if conn is None:
+            with self.engine.connect() as own:
+                return self.known_event_ids(ids, own)
+        out: set[str] = set()
+        for chunk in _chunks(ids):
+            out |= set(conn.execute(
+                select(schema.stripe_events.c.id).where(schema.stripe_events.c.id.in_(chunk))
+            ).scalars())
+        return out
+
+    def record_events(self, ledger_rows: list[dict], conn: Connection) -> None:
+        """Insert ledger rows; an event id already recorded is left as it is."""
+        if not ledger_rows:
+            return
+        stmt = self._insert(schema.stripe_events).on_conflict_do_nothing(index_elements=[schema.stripe_events.c.id])
+        for chunk in _chunks(ledger_rows):
+            conn.execute(stmt, list(chunk))
+
+    # -- inspection ------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        """Rows per mirror table (deleted included) plus the ledger, for metadata and the demo."""
+        out = {}
+        with self.engine.connect() as conn:
+            for name, table in {**schema.MIRROR_TABLES, "subscription_item": schema.subscription_items,
+                                "discount": schema.discounts, "event": schema.stripe_events}.items():
+                out[name] = conn.execute(select(func.count()).select_from(table)).scalar_one()
+        return out

@@ -1,0 +1,294 @@
+"""Reading Stripe: paged lists over created windows, the Events API, retrieves.
+
+Wraps stripe-python's ``StripeClient`` (which pins the API version of the
+installed SDK) with what a bulk reader needs and the SDK does not do:
+request pacing shared across threads, and retries of plain HTTP 429s with
+jittered exponential backoff (the SDK never retries those).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator
+
+import stripe
+
+from s2s_pipeline.stripe.errors import StripeConfigError
+from s2s_pipeline.stripe.ratelimit import RequestPacer
+from s2s_pipeline.stripe.settings import StripeSettings
+
+log = logging.getLogger(__name__)
+
+#: The API version every request is made with: the one stripe-python pins.
+API_VERSION: str = stripe.api_version
+
+#: Events are kept by Stripe for this long; an older cursor cannot be resumed.
+EVENTS_RETENTION_SECONDS = 30 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class ListSpec:
+    """How to list one Stripe object type completely."""
+
+    object_type: str  # Stripe's ``object`` value, e.g. "subscription"
+    resource: str  # attribute of ``client.v1``, e.g. "subscriptions"
+    params: dict[str, Any]
+
+
+#: Every object type the mirror holds, in dependency order (catalogue first).
+LIST_SPECS: dict[str, ListSpec] = {
+    spec.object_type: spec
+    for spec in (
+        ListSpec("product", "products", {}),
+        # Tiers are left out of prices unless expanded; MRR needs them.
+        ListSpec("price", "prices", {"expand": ["data.tiers"]}),
+        ListSpec("coupon", "coupons", {}),
+        ListSpec("customer", "customers", {}),
+        # Without status=all Stripe leaves canceled subscriptions out.
+        ListSpec(
+            "subscription",
+            "subscriptions",
+            {"status": "all", "expand": ["data.discounts", "data.items.data.discounts"]},
+        ),
+        ListSpec("invoice", "invoices", {}),
+        ListSpec("charge", "charges", {}),
+        ListSpec("refund", "refunds", {}),
+        ListSpec("dispute", "disputes", {}),
+    )
+}
+
+#: Retrieve paths for resolving references (e.g. a price an old subscription uses).
+RETRIEVE_EXPAND: dict[str, list[str]] = {"price": ["tiers"], "subscription": ["discounts", "items.data.discounts"]}
+
+
+@dataclass(frozen=True)
+class Window:
+    """A half-open ``created`` window [gte, lt) in Unix seconds; None = unbounded."""
+
+    gte: int | None
+    lt: int | None
+
+    def params(self) -> dict[str, Any]:
+        created: dict[str, int] = {}
+        if self.gte is not None:
+            created["gte"] = self.gte
+        if self.lt is not None:
+            created["lt"] = self.lt
+        return {"created": created} if created else {}
+
+
+def split_window(gte: int, lt: int, pieces: int) -> list[Window]:
+    """Split [gte, lt) into ``pieces`` contiguous windows that cover it exactly once."""
+    if lt <= gte:
+        return []
+    pieces = max(1, min(pieces, lt - gte))
+    step = (lt - gte) / pieces
+    bounds = [gte + round(i * step) for i in range(pieces)] + [lt]
+    return [Window(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
+@dataclass
+class Page:
+    """One page of a list: plain-dict objects and the time the request started."""
+
+    object_type: str
+    objects: list[dict]
+    fetched_at: int
+
+
+class StripeReader:
+    """Read-only access to one Stripe account for the mirror."""
+
+    def __init__(
+        self,
+        settings: StripeSettings,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        base = {"api": settings.api_base.rstrip("/")} if settings.api_base else None
+        self._client = stripe.StripeClient(
+            settings.api_key,
+            base_addresses=base,
+            max_network_retries=settings.max_network_retries,
+        )
+        self._pacer = RequestPacer(settings.rate_limit, sleep=sleep)
+        self._sleep = sleep
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self.request_count = 0
+        self.rate_limited_count = 0
+
+    # -- low level -------------------------------------------------------------
+
+    def _call(self, fn: Callable[[], Any], what: str) -> Any:
+        """One API call: paced, with 429s retried on jittered exponential backoff."""
+        attempt = 0
+        while True:
+            self._pacer.acquire()
+            self.request_count += 1
+            try:
+                return fn()
+            except stripe.RateLimitError:
+                self.rate_limited_count += 1
+                if attempt >= self.settings.max_rate_limit_retries:
+                    raise
+                # Full jitter: concurrent threads that hit the limit together spread out.
+                delay = self._rng.uniform(
+                    0, min(self.settings.backoff_cap_seconds, self.settings.backoff_base_seconds * 2**attempt)
+                )
+                log.warning("Stripe rate limit (429) on %s; retry %d in %.2fs", what, attempt + 1, delay)
+                self._sleep(delay)
+                attempt += 1
+            except stripe.AuthenticationError as exc:
+                raise StripeConfigError(
+                    f"STRIPE_API_KEY was rejected by Stripe ({exc.http_status}) while listing {what}"
+                ) from exc
+            except stripe.PermissionError as exc:
+                raise StripeConfigError(
+                    f"STRIPE_API_KEY lacks read permission for {what}: give the restricted key read access"
+                ) from exc
+            except stripe.APIConnectionError as exc:
+                where = self.settings.api_base or "api.stripe.com"
+                raise ConnectionError(
+                    f"could not reach Stripe at {where} (STRIPE_API_BASE) while listing {what}: {exc.user_message or exc}"
+                ) from exc
+
+    def _resource(self, spec: ListSpec) -> Any:
+        return getattr(self._client.v1, spec.resource)
+
+    # -- lists -----------------------------------------------------------------
+
+    def iter_pages(self, object_type: str, window: Window, extra: dict[str, Any] | None = None) -> Iterator[Page]:
+        """All objects of a type created in ``window``, newest first, one page at a time."""
+        spec = LIST_SPECS[object_type]
+        resource = self._resource(spec)
+        base_params = {**spec.params, **window.params(), **(extra or {}), "limit": self.settings.page_size}
+        starting_after: str | None = None
+        while True:
+            params = dict(base_params)
+            if starting_after:
+                params["starting_after"] = starting_after
+            fetched_at = int(self._clock())
+            result = self._call(lambda: resource.list(params=params), spec.resource)
+            objects = [obj.to_dict() for obj in result.data]
+            if objects:
+                yield Page(object_type, objects, fetched_at)
+            if not result.has_more or not objects:
+                return
+            starting_after = objects[-1]["id"]
+
+    def fetch_many(self, jobs: Iterable[tuple[str, Window]], extra: dict[str, Any] | None = None) -> Iterator[Page]:
+        """Pages of several (object type, window) listings, fetched concurrently.
+
+        ``settings.concurrency`` threads list in parallel (all paced by the one
+        shared limiter) and hand pages over a bounded queue, so memory stays
+        flat; pages are yielded in the caller's thread, which keeps writes to
+        the mirror single-threaded. The first error stops every listing and is
+        raised here.
+        """
+        jobs = list(jobs)
+        workers = min(self.settings.concurrency, len(jobs))
+        if workers <= 1:
+            for object_type, window in jobs:
+                yield from self.iter_pages(object_type, window, extra)
+            return
+        pages: queue.Queue = queue.Queue(maxsize=4 * workers)
+        stop = threading.Event()
+        done = object()
+
+        def run(object_type: str, window: Window) -> None:
+            try:
+                for page in self.iter_pages(object_type, window, extra):
+                    if stop.is_set():
+                        return
+                    pages.put(page)
+            except BaseException as exc:  # handed to the consumer, which re-raises
+                pages.put(exc)
+            finally:
+                pages.put(done)
+
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stripe-list") as pool:
+            for object_type, window in jobs:
+                pool.submit(run, object_type, window)
+            remaining = len(jobs)
+            try:
+                while remaining:
+                    item = pages.get()
+                    if item is done:
+                        remaining -= 1
+                    elif isinstance(item, BaseException):
+                        raise item
+                    else:
+                        yield item
+            finally:
+                stop.set()
+                # Unblock producers waiting on a full queue so the pool can shut down.
+                while remaining:
+                    item = pages.get()
+                    if item is done:
+                        remaining -= 1
+
+    # -- events ----------------------------------------------------------------
+
+    def list_events(self, since: int, until: int | None = None, types: list[str] | None = None,
+                    max_pages: int | None = None) -> tuple[list[dict], bool]:
+        """Events created at or after ``since`` (Unix s), oldest first by (created, id).
+
+        Stripe returns newest first and does not guarantee order, so callers
+        dedupe by event id. Returns (events, complete): complete is False when
+        ``max_pages`` cut the listing short (the newest pages came first).
+        """
+        window = Window(since, until)
+        extra: dict[str, Any] = {"types": types} if types else {}
+        spec = ListSpec("event", "events", {})
+        resource = self._resource(spec)
+        events: list[dict] = []
+        starting_after = None
+        pages = 0
+        while True:
+            params = {**window.params(), **extra, "limit": self.settings.page_size}
+            if starting_after:
+                params["starting_after"] = starting_after
+            result = self._call(lambda: resource.list(params=params), "events")
+            batch = [e.to_dict() for e in result.data]
+            events.extend(batch)
+            pages += 1
+            if not result.has_more or not batch:
+                complete = True
+                break
+            if max_pages is not None and pages >= max_pages:
+                complete = False
+                break
+            starting_after = batch[-1]["id"]
+        events.sort(key=lambda e: (e["created"], e["id"]))
+        return events, complete
+
+    def newest_event(self) -> dict | None:
+        """The account's newest event, or None if there is none (in the last 30 days)."""
+        resource = self._resource(ListSpec("event", "events", {}))
+        result = self._call(lambda: resource.list(params={"limit": 1}), "events")
+        return result.data[0].to_dict() if result.data else None
+
+    # -- retrieve --------------------------------------------------------------
+
+    def retrieve(self, object_type: str, object_id: str) -> dict | None:
+        """One object by id (deleted objects come back as a stub with deleted=true); None if unknown."""
+        spec = LIST_SPECS[object_type]
+        resource = self._resource(spec)
+        params = {"expand": RETRIEVE_EXPAND[object_type]} if object_type in RETRIEVE_EXPAND else {}
+        try:
+            obj = self._call(lambda: resource.retrieve(object_id, params=params), f"{spec.resource}/{object_id}")
+        except stripe.InvalidRequestError as exc:
+            if exc.http_status == 404:
+                return None
+            raise
+        return obj.to_dict()

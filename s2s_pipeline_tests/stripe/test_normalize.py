@@ -1,0 +1,109 @@
+"""Every relevant Stripe example object (pinned API shapes) parses into mirror rows."""
+
+import copy
+
+import pytest
+
+from s2s_pipeline.stripe.errors import MalformedStripeObject
+from s2s_pipeline.stripe.normalize import scrub, to_rows
+
+RESOURCES = ["customer", "product", "price", "plan", "coupon", "subscription", "invoice", "charge", "refund", "dispute",
+             "deleted_customer", "deleted_product", "deleted_price", "deleted_coupon"]
+
+
+@pytest.mark.parametrize("resource", RESOURCES)
+def test_fixture_object_parses(stripe_fixtures, resource):
+    obj = stripe_fixtures[resource]
+    rows = to_rows(obj, version_ts=1_700_000_000)
+    table = {"plan": "price"}.get(obj["object"], obj["object"])
+    (row,) = rows.parents[table]
+    assert row["id"] == obj["id"]
+    assert row["version_ts"] == 1_700_000_000
+    assert row["deleted"] is bool(obj.get("deleted", False))
+
+
+def test_subscription_reads_item_periods_and_discount_source_coupon(stripe_fixtures):
+    sub = copy.deepcopy(stripe_fixtures["subscription"])
+    coupon = copy.deepcopy(stripe_fixtures["coupon"])
+    discount = copy.deepcopy(stripe_fixtures["discount"])
+    discount["source"]["coupon"] = coupon
+    sub["discounts"] = [discount]
+    sub["items"]["data"][0]["current_period_end"] = 1_800_000_000
+    sub["items"]["data"][0]["current_period_start"] = 1_797_000_000
+    rows = to_rows(sub, 1)
+    item = rows.items[sub["id"]][0]
+    assert item["current_period_end"] == 1_800_000_000
+    assert item["current_period_start"] == 1_797_000_000
+    assert item["price"] == sub["items"]["data"][0]["price"]["id"]
+    assert item["customer"] == sub["customer"]
+    (d,) = rows.discounts[sub["id"]]
+    assert d["coupon"] == coupon["id"] and d["subscription"] == sub["id"] and d["subscription_item"] is None
+    assert rows.embedded["coupon"][0]["id"] == coupon["id"]
+    assert rows.embedded["price"][0]["id"] == sub["items"]["data"][0]["price"]["id"]
+
+
+def test_invoice_subscription_comes_from_parent(stripe_fixtures):
+    inv = copy.deepcopy(stripe_fixtures["invoice"])
+    inv["parent"] = {"type": "subscription_details", "subscription_details": {"subscription": "sub_123", "metadata": {}}}
+    inv["subscription"] = None  # gone from current shapes (2025-03-31.basil)
+    row = to_rows(inv, 1).parents["invoice"][0]
+    assert row["subscription"] == "sub_123"
+    assert row["amount_due"] == inv["amount_due"]
+
+
+def test_charge_keeps_brand_but_never_card_secrets(stripe_fixtures):
+    charge = stripe_fixtures["charge"]
+    assert "invoice" not in charge  # removed in 2025-03-31.basil
+    row = to_rows(charge, 1).parents["charge"][0]
+    assert row["card_brand"] == "visa"
+    assert row["payment_method_type"] == charge["payment_method_details"]["type"]
+    raw_text = repr(row["raw"])
+    for secret in ("last4", "fingerprint", "exp_month", "exp_year"):
+        assert secret not in raw_text
+
+
+def test_price_tiers_and_transform_quantity():
+    price = {"id": "price_t", "object": "price", "currency": "usd", "billing_scheme": "tiered", "tiers_mode": "graduated",
+             "tiers": [{"up_to": 5, "unit_amount": 1200, "unit_amount_decimal": "1200", "flat_amount": None,
+                        "flat_amount_decimal": None},
+                       {"up_to": None, "unit_amount": None, "unit_amount_decimal": "1000.5", "flat_amount": 100,
+                        "flat_amount_decimal": "100"}],
+             "recurring": {"interval": "month", "interval_count": 3, "usage_type": "licensed", "meter": None},
+             "transform_quantity": {"divide_by": 10, "round": "up"}, "type": "recurring", "unit_amount": None,
+             "unit_amount_decimal": None, "product": {"id": "prod_1", "object": "product"}}
+    row = to_rows(price, 1).parents["price"][0]
+    assert row["tiers"] == [{"up_to": 5, "unit_amount_decimal": "1200", "flat_amount_decimal": None},
+                            {"up_to": None, "unit_amount_decimal": "1000.5", "flat_amount_decimal": "100"}]
+    assert (row["recurring_interval"], row["recurring_interval_count"]) == ("month", 3)
+    assert (row["transform_divide_by"], row["transform_round"]) == (10, "up")
+    assert row["product"] == "prod_1"
+
+
+def test_legacy_subscription_shape_is_read():
+    """Events keep the API version they were created with: 2017-style plan and periods."""
+    sub = {"id": "sub_old", "object": "subscription", "customer": "cus_1", "status": "active",
+           "current_period_start": 10, "current_period_end": 20,
+           "items": {"data": [{"id": "si_1", "quantity": 2, "plan": {"id": "plan_1", "object": "plan", "amount": 500,
+                                                                     "currency": "usd", "interval": "month",
+                                                                     "interval_count": 1}}]}}
+    rows = to_rows(sub, 1)
+    item = rows.items["sub_old"][0]
+    assert (item["price"], item["current_period_end"], item["quantity"]) == ("plan_1", 20, 2)
+    assert rows.embedded["price"][0]["unit_amount_decimal"] == "500"
+
+
+@pytest.mark.parametrize("missing", ["customer", "status"])
+def test_malformed_subscription_names_object_and_field(stripe_fixtures, missing):
+    sub = copy.deepcopy(stripe_fixtures["subscription"])
+    del sub[missing]
+    with pytest.raises(MalformedStripeObject, match=f"{sub['id']}.*{missing}"):
+        to_rows(sub, 1)
+
+
+def test_unsupported_object_is_refused():
+    with pytest.raises(MalformedStripeObject, match="unsupported type 'payout'"):
+        to_rows({"id": "po_1", "object": "payout"}, 1)
+
+
+def test_scrub_removes_nested_card_secrets():
+    assert scrub({"a": [{"card": {"last4": "4242", "brand": "visa"}}]}) == {"a": [{"card": {"brand": "visa"}}]}
