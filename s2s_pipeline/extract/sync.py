@@ -165,16 +165,26 @@ def backfill(reader: StripeReader, store: MirrorStore, object_types: Iterable[st
     return result
 
 
-def full_sync(reader: StripeReader, store: MirrorStore, result: SyncResult, now: int) -> None:
+def full_sync(reader: StripeReader, store: MirrorStore, result: SyncResult, now: int,
+              object_types: Iterable[str] = ALL_OBJECT_TYPES) -> None:
     """List every object Stripe has (all types concurrently) and flag vanished customers."""
-    jobs = [(t, Window(None, None)) for t in ALL_OBJECT_TYPES]
+    object_types = list(object_types)
+    jobs = [(t, Window(None, None)) for t in object_types]
     before = store.live_ids("customer", None, None)
     seen = _list_into_mirror(reader, store, jobs, result)
-    result.deleted += store.mark_deleted("customer", before - seen.get("customer", set()), now)
+    if "customer" in object_types:
+        result.deleted += store.mark_deleted("customer", before - seen.get("customer", set()), now)
     resolve_references(reader, store, result)
 
 
-def _ledger_row(event: dict, applied: bool, baseline: int, now: int, detail: str | None = None) -> dict:
+def _is_history(event: dict, cursor: dict) -> bool:
+    """Whether an event happened before the first sync (it is never sent as a track call)."""
+    created = int(event.get("created") or 0)
+    baseline = int(cursor.get("baseline", 0))
+    return created < baseline or (created == baseline and event["id"] in cursor.get("baseline_ids", ()))
+
+
+def _ledger_row(event: dict, applied: bool, history: bool, now: int, detail: str | None = None) -> dict:
     obj = (event.get("data") or {}).get("object") or {}
     return {
         "id": event["id"],
@@ -186,7 +196,7 @@ def _ledger_row(event: dict, applied: bool, baseline: int, now: int, detail: str
         "received_at": now,
         "applied": applied,
         # Events from before the first sync are history: never sent as track calls.
-        "track_status": "historical" if int(event.get("created") or 0) < baseline else "pending",
+        "track_status": "historical" if history else "pending",
         "track_detail": detail,
         "payload": scrub(event),
     }
@@ -204,7 +214,6 @@ def _snapshot(event: dict) -> dict | None:
 
 def apply_events(store: MirrorStore, events: list[dict], cursor: dict, now: int, result: SyncResult) -> dict:
     """Apply new events' snapshots newest-wins and ledger them, with the cursor, atomically."""
-    baseline = int(cursor.get("baseline", 0))
     known = store.known_event_ids(e["id"] for e in events)
     fresh: list[dict] = []
     seen_ids: set[str] = set()
@@ -227,7 +236,7 @@ def apply_events(store: MirrorStore, events: list[dict], cursor: dict, now: int,
                 result.malformed[-1] = f"event {event['id']}: {result.malformed[-1]}"
         applied = snapshot is not None and detail is None
         result.events_applied += applied
-        ledger.append(_ledger_row(event, applied, baseline, now, detail))
+        ledger.append(_ledger_row(event, applied, _is_history(event, cursor), now, detail))
     newest = max([int(e["created"]) for e in events] + [int(cursor.get("created", 0))])
     new_cursor = {**cursor, "created": newest, "updated_at": now}
     with store.engine.begin() as conn:
@@ -240,7 +249,8 @@ def apply_events(store: MirrorStore, events: list[dict], cursor: dict, now: int,
 
 
 def sync_changes(reader: StripeReader, store: MirrorStore, *, overlap_seconds: int = DEFAULT_OVERLAP_SECONDS,
-                 clock: Callable[[], float] = time.time) -> SyncResult:
+                 clock: Callable[[], float] = time.time,
+                 object_types: Iterable[str] = ALL_OBJECT_TYPES) -> SyncResult:
     """Bring the mirror up to date from Stripe's Events API.
 
     - No cursor yet: a full sync, and the cursor starts at the newest event
@@ -253,23 +263,27 @@ def sync_changes(reader: StripeReader, store: MirrorStore, *, overlap_seconds: i
     started = clock()
     now = int(started)
     cursor = store.get_cursor(EVENTS_CURSOR)
-    if cursor is None or now - int(cursor["created"]) > EVENTS_RETENTION_SECONDS - _RETENTION_MARGIN_SECONDS:
-        expired = cursor is not None
-        result = SyncResult(mode="resync_cursor_expired" if expired else "initial_full_sync")
-        # Take the newest event before listing: changes made while we list
+    if cursor is None:
+        result = SyncResult(mode="initial_full_sync")
+        # Take the newest events before listing: changes made while we list
         # appear as later events and are applied (newest-wins) next run.
-        newest = reader.newest_event()
-        start_at = int(newest["created"]) if newest else now
-        full_sync(reader, store, result, now)
-        new_cursor = {"created": start_at, "baseline": start_at, "last_full_sync": now, "updated_at": now}
-        if expired:
-            age_days = (now - int(cursor["created"])) / 86400
-            result.note = (f"event cursor was {age_days:.1f} days old, beyond Stripe's 30-day Events window: "
-                           "re-listed every object; Stripe events in the gap cannot be sent as track calls")
-            log.warning(result.note)
-            new_cursor["baseline"] = start_at
-        store.set_cursor(EVENTS_CURSOR, new_cursor)
-        result.cursor = new_cursor
+        newest = reader.newest_events()
+        start_at = int(newest[0]["created"]) if newest else now
+        full_sync(reader, store, result, now, object_types)
+        result.cursor = {"created": start_at, "baseline": start_at, "baseline_ids": sorted(e["id"] for e in newest),
+                         "last_full_sync": now, "updated_at": now}
+        store.set_cursor(EVENTS_CURSOR, result.cursor)
+    elif now - int(cursor["created"]) > EVENTS_RETENTION_SECONDS - _RETENTION_MARGIN_SECONDS:
+        result = SyncResult(mode="resync_cursor_expired")
+        age_days = (now - int(cursor["created"])) / 86400
+        result.note = (f"event cursor was {age_days:.1f} days old, beyond Stripe's 30-day Events window: "
+                       "re-listed every object; events older than 30 days are gone and cannot be sent as track calls")
+        log.warning(result.note)
+        full_sync(reader, store, result, now, object_types)
+        # The events Stripe still keeps are ledgered as usual (their snapshots
+        # are older than the fresh listing, so newest-wins skips them).
+        events, _ = reader.list_events(since=now - EVENTS_RETENTION_SECONDS + _RETENTION_MARGIN_SECONDS)
+        result.cursor = apply_events(store, events, {**cursor, "last_full_sync": now}, now, result)
     else:
         result = SyncResult(mode="incremental")
         events, _ = reader.list_events(since=max(0, int(cursor["created"]) - overlap_seconds))

@@ -15,6 +15,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Any, Callable, Iterable, Iterator
 
 import stripe
@@ -102,6 +103,24 @@ class Page:
     fetched_at: int
 
 
+def _server_time(result: Any) -> int | None:
+    """Stripe's clock at the response (its Date header), in Unix seconds.
+
+    Listed snapshots are versioned on Stripe's clock, the same clock event
+    ``created`` times use, so local clock skew cannot make a later event look
+    older than a listing (and be skipped).
+    """
+    response = getattr(result, "last_response", None)
+    headers = getattr(response, "headers", None) or {}
+    value = headers.get("Date") or headers.get("date")
+    if not value:
+        return None
+    try:
+        return int(parsedate_to_datetime(value).timestamp())
+    except (TypeError, ValueError):
+        return None
+
+
 class StripeReader:
     """Read-only access to one Stripe account for the mirror."""
 
@@ -126,6 +145,7 @@ class StripeReader:
         self._rng = rng or random.Random()
         self.request_count = 0
         self.rate_limited_count = 0
+        self._count_lock = threading.Lock()
 
     # -- low level -------------------------------------------------------------
 
@@ -134,11 +154,13 @@ class StripeReader:
         attempt = 0
         while True:
             self._pacer.acquire()
-            self.request_count += 1
+            with self._count_lock:
+                self.request_count += 1
             try:
                 return fn()
             except stripe.RateLimitError:
-                self.rate_limited_count += 1
+                with self._count_lock:
+                    self.rate_limited_count += 1
                 if attempt >= self.settings.max_rate_limit_retries:
                     raise
                 # Full jitter: concurrent threads that hit the limit together spread out.
@@ -177,8 +199,9 @@ class StripeReader:
             params = dict(base_params)
             if starting_after:
                 params["starting_after"] = starting_after
-            fetched_at = int(self._clock())
+            requested_at = int(self._clock())
             result = self._call(lambda: resource.list(params=params), spec.resource)
+            fetched_at = _server_time(result) or requested_at
             objects = [obj.to_dict() for obj in result.data]
             if objects:
                 yield Page(object_type, objects, fetched_at)
@@ -272,11 +295,18 @@ class StripeReader:
         events.sort(key=lambda e: (e["created"], e["id"]))
         return events, complete
 
-    def newest_event(self) -> dict | None:
-        """The account's newest event, or None if there is none (in the last 30 days)."""
+    def newest_events(self) -> list[dict]:
+        """The newest events: every event created in the same second as the newest one.
+
+        Empty when the account has no event in the last 30 days.
+        """
         resource = self._resource(ListSpec("event", "events", {}))
-        result = self._call(lambda: resource.list(params={"limit": 1}), "events")
-        return result.data[0].to_dict() if result.data else None
+        result = self._call(lambda: resource.list(params={"limit": self.settings.page_size}), "events")
+        events = [e.to_dict() for e in result.data]
+        if not events:
+            return []
+        newest = max(int(e["created"]) for e in events)
+        return [e for e in events if int(e["created"]) == newest]
 
     # -- retrieve --------------------------------------------------------------
 

@@ -1,0 +1,35 @@
+# Everything a fresh machine needs: `make demo` and `make test` create the
+# virtualenv and install the project (with its test tools) on first use.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: demo test test-postgres validate dev bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+## Run the main job on the embedded default: demo Stripe data in a local stand-in, SQLite, results printed.
+demo: $(STAMP)
+	$(BIN)/s2s-demo
+
+## Run the whole test suite (Postgres tests too when S2S_TEST_DATABASE_URL or CI=true is set).
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+validate: $(STAMP)
+	$(BIN)/dagster definitions validate -w workspace.yaml
+
+## The Dagster UI on http://127.0.0.1:3000 against the demo state (run `make demo` first).
+dev: $(STAMP)
+	DAGSTER_HOME=$(CURDIR)/.demo/dagster_home S2S_DATABASE_URL=sqlite:///$(CURDIR)/.demo/state.db \
+	  $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+bench: $(STAMP)
+	$(BIN)/python bench/extract_bench.py
+
+clean:
+	rm -rf .demo .pytest_cache

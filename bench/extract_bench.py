@@ -1,0 +1,75 @@
+"""Extraction throughput against the Stripe stand-in at the configured rate limit.
+
+    python bench/extract_bench.py [--customers 2000] [--rate-limit 20] [--concurrency 4]
+
+Seeds the stand-in with a generated account, then backfills every object type
+over the account's whole history (created windows fetched concurrently,
+paced by the client-side limiter) into a fresh SQLite mirror. The stand-in
+enforces the same limit server-side, so any overshoot would show as 429s.
+Prints one JSON line: seconds, peak_rss_mb, objects_per_second, rate_limit,
+requests_per_second, utilization (requests/s ÷ limit), objects, requests, 429s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from s2s_pipeline.demo.generator import generate_account, seed_standin  # noqa: E402
+from s2s_pipeline.demo.standin import StripeStandIn  # noqa: E402
+from s2s_pipeline.extract.sync import ALL_OBJECT_TYPES, backfill  # noqa: E402
+from s2s_pipeline.store.db import make_engine  # noqa: E402
+from s2s_pipeline.store.mirror import MirrorStore  # noqa: E402
+from s2s_pipeline.stripe.client import StripeReader  # noqa: E402
+from s2s_pipeline.stripe.settings import StripeSettings  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=2000)
+    parser.add_argument("--rate-limit", type=float, default=20.0)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+
+    now = int(time.time())
+    account = generate_account(customers=args.customers, seed=args.seed, now=now)
+    with StripeStandIn(now=now) as standin, tempfile.TemporaryDirectory() as tmp:
+        seed_standin(standin, account)
+        # Allow a 10% server-side margin so timer jitter is not mistaken for overshoot.
+        standin.rate_limit_per_second = args.rate_limit * 1.1
+        store = MirrorStore(make_engine(f"sqlite:///{tmp}/bench.db"))
+        settings = StripeSettings(api_key="sk_test_bench", api_base=standin.base_url, rate_limit=args.rate_limit,
+                                  concurrency=args.concurrency)
+        reader = StripeReader(settings)
+        oldest = min(int(o["created"]) for o in account.objects if "created" in o)
+        started = time.perf_counter()
+        result = backfill(reader, store, ALL_OBJECT_TYPES, oldest, now + 1)
+        seconds = time.perf_counter() - started
+    objects = sum(result.listed.values())
+    rps = reader.request_count / seconds
+    print(json.dumps({
+        "benchmark": "extract",
+        "seconds": round(seconds, 3),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "objects": objects,
+        "objects_per_second": round(objects / seconds, 1),
+        "rate_limit": args.rate_limit,
+        "requests": reader.request_count,
+        "requests_per_second": round(rps, 2),
+        "utilization": round(rps / args.rate_limit, 3),
+        "http_429": reader.rate_limited_count,
+        "concurrency": args.concurrency,
+        "customers": args.customers,
+    }))
+
+
+if __name__ == "__main__":
+    main()
