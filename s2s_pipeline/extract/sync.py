@@ -128,11 +128,11 @@ def resolve_references(reader: StripeReader, store: MirrorStore, result: SyncRes
         missing = store.missing_references()[object_type]
         fetched_rows: list[dict] = []
         for object_id in missing:
-            obj = reader.retrieve(object_type, object_id)
+            obj, version = reader.retrieve(object_type, object_id)
             if obj is None:
                 log.warning("Stripe %s %s is referenced but does not exist", object_type, object_id)
                 continue
-            rows = _rows_for([obj], int(time.time()), result.malformed)
+            rows = _rows_for([obj], version, result.malformed)
             fetched_rows += rows.parents.get(object_type, [])
         if fetched_rows:
             store.upsert_full(object_type, fetched_rows)
@@ -212,7 +212,52 @@ def _snapshot(event: dict) -> dict | None:
     return obj
 
 
-def apply_events(store: MirrorStore, events: list[dict], cursor: dict, now: int, result: SyncResult) -> dict:
+#: Fetches one object by (type, id) with the Stripe-clock time of the fetch.
+Refetch = Callable[[str, str], "tuple[dict | None, int]"]
+
+
+def _pick_snapshots(store: MirrorStore, parsed: list[tuple[dict, Rows]], result: SyncResult,
+                    refetch: Refetch) -> Rows:
+    """Choose, per object, the snapshot the mirror should hold after these events.
+
+    Stripe stamps events in whole seconds and often emits several for one
+    object in the same second (invoice created, finalized, paid). When the
+    newest snapshot is not unique, or ties with the stored version, the order
+    cannot be told from the events, so the object is fetched again instead.
+    """
+    groups: dict[tuple[str, str], list[tuple[dict, Rows]]] = {}
+    for event, rows in parsed:
+        ((table_type, (row, *_)),) = rows.parents.items()
+        groups.setdefault((table_type, row["id"]), []).append((event, rows))
+    stored: dict[tuple[str, str], int] = {}
+    for table_type in {t for t, _ in groups}:
+        ids = [i for t, i in groups if t == table_type]
+        stored.update({(table_type, i): v for i, v in store.versions(table_type, ids).items()})
+    chosen = Rows()
+    for key, group in groups.items():
+        newest = max(int(e["created"]) for e, _ in group)
+        top = [(e, r) for e, r in group if int(e["created"]) == newest]
+        result.stats.stale[key[0]] += len(group) - len(top)
+        known = stored.get(key)
+        deletion = next((r for e, r in top if e.get("type") in _DELETION_EVENTS), None)
+        if known is not None and newest < known:
+            result.stats.stale[key[0]] += len(top)
+        elif deletion is not None:
+            chosen.extend(deletion)  # nothing comes after a deletion
+        elif len(top) == 1 and (known is None or newest > known):
+            chosen.extend(top[0][1])
+        else:
+            obj, version = refetch(*key)
+            if obj is None:
+                log.warning("Stripe %s %s changed but can no longer be retrieved", *key)
+                continue
+            chosen.extend(_rows_for([obj], version, result.malformed))
+            result.references_fetched += 1
+    return chosen
+
+
+def apply_events(store: MirrorStore, events: list[dict], cursor: dict, now: int, result: SyncResult,
+                 refetch: Refetch) -> dict:
     """Apply new events' snapshots newest-wins and ledger them, with the cursor, atomically."""
     known = store.known_event_ids(e["id"] for e in events)
     fresh: list[dict] = []
@@ -223,20 +268,23 @@ def apply_events(store: MirrorStore, events: list[dict], cursor: dict, now: int,
             continue
         seen_ids.add(event["id"])
         fresh.append(event)
-    rows = Rows()
+    parsed: list[tuple[dict, Rows]] = []
     ledger = []
     for event in fresh:
         snapshot = _snapshot(event)
         detail = None
         if snapshot is not None:
-            count = len(result.malformed)
-            rows.extend(_rows_for([snapshot], int(event["created"]), result.malformed))
-            if len(result.malformed) > count:
-                detail = f"not mirrored: {result.malformed[-1]}"
-                result.malformed[-1] = f"event {event['id']}: {result.malformed[-1]}"
+            malformed: list[str] = []
+            rows = _rows_for([snapshot], int(event["created"]), malformed)
+            if malformed:
+                detail = f"not mirrored: {malformed[0]}"
+                result.malformed.append(f"event {event['id']}: {malformed[0]}")
+            else:
+                parsed.append((event, rows))
         applied = snapshot is not None and detail is None
         result.events_applied += applied
         ledger.append(_ledger_row(event, applied, _is_history(event, cursor), now, detail))
+    rows = _pick_snapshots(store, parsed, result, refetch)
     newest = max([int(e["created"]) for e in events] + [int(cursor.get("created", 0))])
     new_cursor = {**cursor, "created": newest, "updated_at": now}
     with store.engine.begin() as conn:
@@ -283,11 +331,12 @@ def sync_changes(reader: StripeReader, store: MirrorStore, *, overlap_seconds: i
         # The events Stripe still keeps are ledgered as usual (their snapshots
         # are older than the fresh listing, so newest-wins skips them).
         events, _ = reader.list_events(since=now - EVENTS_RETENTION_SECONDS + _RETENTION_MARGIN_SECONDS)
-        result.cursor = apply_events(store, events, {**cursor, "last_full_sync": now}, now, result)
+        result.cursor = apply_events(store, events, {**cursor, "last_full_sync": now}, now, result,
+                                     reader.retrieve)
     else:
         result = SyncResult(mode="incremental")
         events, _ = reader.list_events(since=max(0, int(cursor["created"]) - overlap_seconds))
-        result.cursor = apply_events(store, events, cursor, now, result)
+        result.cursor = apply_events(store, events, cursor, now, result, reader.retrieve)
         resolve_references(reader, store, result)
     result.requests, result.rate_limited = reader.request_count, reader.rate_limited_count
     result.seconds = clock() - started

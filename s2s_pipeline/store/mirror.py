@@ -63,6 +63,11 @@ class MirrorStore:
                 out[row_id] = version
         return out
 
+    def versions(self, object_type: str, ids: list[str]) -> dict[str, int]:
+        """Stored version time per id (absent ids are not in the mirror)."""
+        with self.engine.connect() as conn:
+            return self._versions(conn, schema.MIRROR_TABLES[object_type], ids)
+
     def _upsert_newest(self, conn: Connection, object_type: str, rows: list[dict], stats: ApplyStats) -> set[str]:
         """Upsert rows whose version is at least the stored one; returns the applied ids."""
         table = schema.MIRROR_TABLES[object_type]

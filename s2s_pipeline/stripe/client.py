@@ -301,24 +301,36 @@ class StripeReader:
         Empty when the account has no event in the last 30 days.
         """
         resource = self._resource(ListSpec("event", "events", {}))
-        result = self._call(lambda: resource.list(params={"limit": self.settings.page_size}), "events")
-        events = [e.to_dict() for e in result.data]
-        if not events:
-            return []
-        newest = max(int(e["created"]) for e in events)
-        return [e for e in events if int(e["created"]) == newest]
+        params: dict[str, Any] = {"limit": self.settings.page_size}
+        events: list[dict] = []
+        while True:
+            result = self._call(lambda: resource.list(params=dict(params)), "events")
+            page = [e.to_dict() for e in result.data]
+            events += page
+            if not events:
+                return []
+            newest = max(int(e["created"]) for e in events)
+            # Keep paging while the page still ends inside the newest second.
+            if not result.has_more or not page or int(page[-1]["created"]) != newest:
+                return [e for e in events if int(e["created"]) == newest]
+            params["starting_after"] = page[-1]["id"]
 
     # -- retrieve --------------------------------------------------------------
 
-    def retrieve(self, object_type: str, object_id: str) -> dict | None:
-        """One object by id (deleted objects come back as a stub with deleted=true); None if unknown."""
+    def retrieve(self, object_type: str, object_id: str) -> tuple[dict | None, int]:
+        """One object by id and the Stripe-clock time it was read.
+
+        Deleted customers (and other deletable objects) come back as a stub
+        with ``deleted: true``; an unknown id gives (None, time).
+        """
         spec = LIST_SPECS[object_type]
         resource = self._resource(spec)
         params = {"expand": RETRIEVE_EXPAND[object_type]} if object_type in RETRIEVE_EXPAND else {}
+        requested_at = int(self._clock())
         try:
             obj = self._call(lambda: resource.retrieve(object_id, params=params), f"{spec.resource}/{object_id}")
-        except stripe.InvalidRequestError as exc:
-            if exc.http_status == 404:
-                return None
+        except (stripe.InvalidRequestError, stripe.APIError) as exc:
+            if exc.http_status == 404:  # also a non-JSON 404 from a proxy or stand-in
+                return None, requested_at
             raise
-        return obj.to_dict()
+        return obj.to_dict(), _server_time(obj) or requested_at

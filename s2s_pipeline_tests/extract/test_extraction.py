@@ -171,3 +171,34 @@ def test_malformed_object_is_reported_and_the_rest_committed(standin, make_reade
     assert [r["id"] for r in table_rows(mirror, schema.charges)] == ["ch_00001"]
     with pytest.raises(PartialSyncError, match="ch_00002.*'status'"):
         result.raise_if_malformed()
+
+
+def invoice(status: str, created: int) -> dict:
+    return {"id": "in_1", "object": "invoice", "customer": "cus_1", "status": status, "currency": "usd",
+            "amount_due": 500, "amount_paid": 500 if status == "paid" else 0, "created": created}
+
+
+def test_events_in_the_same_second_are_resolved_by_refetching(standin, make_reader, mirror):
+    """Stripe emits invoice.created/finalized/paid in one second; event order cannot tell the final state."""
+    now = int(time.time())
+    _initial_sync(standin, make_reader, mirror, now)
+    standin.emit("invoice.paid", invoice("paid", now), created=now + 100)
+    standin.emit("invoice.created", invoice("draft", now), created=now + 100)
+    standin.load([invoice("paid", now)])  # what Stripe holds now
+    for _ in range(3):  # whatever the ids, the result is the same
+        result = sync_changes(make_reader(), mirror, clock=lambda: now + 150)
+    (row,) = table_rows(mirror, schema.invoices)
+    assert row["status"] == "paid"
+    retrieves = [r for r in standin.requests if r["path"] == "/v1/invoices/in_1"]
+    assert len(retrieves) == 1 and result.events_new == 0
+
+
+def test_event_tying_with_the_stored_version_is_refetched(standin, make_reader, mirror):
+    now = int(time.time())
+    _initial_sync(standin, make_reader, mirror, now)
+    stored_version = mirror.versions("customer", ["cus_1"])["cus_1"]
+    stale = customer("cus_1", now - 5 * DAY, "stale@example.com")
+    standin.emit("customer.updated", stale, created=stored_version)
+    standin.load([customer("cus_1", now - 5 * DAY, "current@example.com")])
+    sync_changes(make_reader(), mirror, clock=lambda: stored_version + 60)
+    assert table_rows(mirror, schema.customers)[0]["email"] == "current@example.com"
