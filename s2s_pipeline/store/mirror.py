@@ -178,6 +178,12 @@ class MirrorStore:
         with self.engine.connect() as conn:
             return set(conn.execute(select(table.c.id).where(and_(*conds))).scalars())
 
+    def live_count(self, object_type: str) -> int:
+        """Non-deleted mirrored objects of a type."""
+        table = schema.MIRROR_TABLES[object_type]
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(table).where(table.c.deleted.is_(False))).scalar_one()
+
     # -- references ------------------------------------------------------------
 
     def missing_references(self) -> dict[str, list[str]]:

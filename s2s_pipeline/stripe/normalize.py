@@ -14,6 +14,7 @@ the mirror's typed columns, and are stripped from the stored ``raw`` payload.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from s2s_pipeline.stripe.errors import MalformedStripeObject
@@ -66,7 +67,13 @@ def _require(obj: dict, key: str) -> Any:
 
 
 def scrub(obj: Any) -> Any:
-    """A deep copy of a Stripe payload without card secrets (kept in ``raw``)."""
+    """A JSON-ready deep copy of a Stripe payload without card secrets (kept in ``raw``).
+
+    stripe-python parses ``*_decimal`` fields into ``Decimal``; they are kept
+    as exact decimal text, as Stripe sends them.
+    """
+    if isinstance(obj, Decimal):
+        return str(obj)
     if isinstance(obj, dict):
         out = {}
         for key, value in obj.items():
@@ -132,7 +139,9 @@ def _tiers(raw_tiers: Any) -> list[dict] | None:
         flat = tier.get("flat_amount_decimal")
         if flat is None and tier.get("flat_amount") is not None:
             flat = str(tier["flat_amount"])
-        out.append({"up_to": tier.get("up_to"), "unit_amount_decimal": unit, "flat_amount_decimal": flat})
+        out.append({"up_to": tier.get("up_to"),
+                    "unit_amount_decimal": None if unit is None else str(unit),
+                    "flat_amount_decimal": None if flat is None else str(flat)})
     return out
 
 

@@ -107,3 +107,16 @@ def test_unsupported_object_is_refused():
 
 def test_scrub_removes_nested_card_secrets():
     assert scrub({"a": [{"card": {"last4": "4242", "brand": "visa"}}]}) == {"a": [{"card": {"brand": "visa"}}]}
+
+
+def test_decimal_fields_from_stripe_python_are_stored_as_exact_text():
+    """stripe-python turns *_decimal fields into Decimal; the mirror keeps Stripe's exact text."""
+    from decimal import Decimal
+
+    price = {"id": "price_d", "object": "price", "currency": "usd", "billing_scheme": "tiered",
+             "unit_amount_decimal": Decimal("1234.5678"),
+             "tiers": [{"up_to": None, "unit_amount_decimal": Decimal("0.25"), "flat_amount_decimal": Decimal("100")}]}
+    row = to_rows(price, 1).parents["price"][0]
+    assert row["unit_amount_decimal"] == "1234.5678"
+    assert row["tiers"][0] == {"up_to": None, "unit_amount_decimal": "0.25", "flat_amount_decimal": "100"}
+    assert row["raw"]["unit_amount_decimal"] == "1234.5678"

@@ -1,0 +1,64 @@
+"""The computed customer trait table in the state store (``customer_traits``).
+
+Replaced as a whole on every computation, atomically: readers (the diff
+against pushed traits, the UI's checks) see the old table or the new one,
+never a half-written one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pandas as pd
+from sqlalchemy import Engine, inspect, text
+
+TABLE = "customer_traits"
+_STAGING = "customer_traits_staging"
+
+
+def _postgres_copy(table, conn, keys, data_iter) -> int:
+    """pandas ``to_sql`` method: COPY FROM STDIN, about 10x faster than INSERTs on Postgres."""
+    dbapi_conn = conn.connection
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    count = 0
+    for row in data_iter:
+        writer.writerow(["\\N" if v is None or v is pd.NA or (isinstance(v, float) and v != v) else v for v in row])
+        count += 1
+    buffer.seek(0)
+    columns = ", ".join(f'"{k}"' for k in keys)
+    with dbapi_conn.cursor() as cur:
+        cur.copy_expert(f'COPY "{table.name}" ({columns}) FROM STDIN WITH (FORMAT csv, NULL \'\\N\')', buffer)
+    return count
+
+
+def _storable(traits: pd.DataFrame) -> pd.DataFrame:
+    """Columns as SQL can hold them: dict/list cells as JSON text."""
+    out = traits.copy()
+    for column in out.columns:
+        if out[column].dtype == object and out[column].map(lambda v: isinstance(v, (dict, list))).any():
+            out[column] = out[column].map(lambda v: json.dumps(v) if isinstance(v, (dict, list)) else v)
+    return out
+
+
+def write_traits(engine: Engine, traits: pd.DataFrame) -> None:
+    """Replace ``customer_traits`` with ``traits`` in one transaction."""
+    frame = _storable(traits)
+    method = _postgres_copy if engine.dialect.name == "postgresql" else None
+    with engine.begin() as conn:
+        conn.execute(text(f"DROP TABLE IF EXISTS {_STAGING}"))
+        frame.to_sql(_STAGING, conn, index=False, chunksize=20_000, method=method)
+        conn.execute(text(f"DROP TABLE IF EXISTS {TABLE}"))
+        conn.execute(text(f"ALTER TABLE {_STAGING} RENAME TO {TABLE}"))
+        if engine.dialect.name in ("postgresql", "sqlite"):
+            conn.execute(text(f"CREATE UNIQUE INDEX IF NOT EXISTS ux_{TABLE}_customer ON {TABLE} (stripe_customer_id)"))
+
+
+def read_traits(engine: Engine) -> pd.DataFrame:
+    """The last computed trait table (empty if never computed)."""
+    if not inspect(engine).has_table(TABLE):
+        return pd.DataFrame()
+    with engine.connect() as conn:
+        return pd.read_sql(text(f"SELECT * FROM {TABLE}"), conn)
