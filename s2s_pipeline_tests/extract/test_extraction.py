@@ -202,3 +202,13 @@ def test_event_tying_with_the_stored_version_is_refetched(standin, make_reader, 
     standin.load([customer("cus_1", now - 5 * DAY, "current@example.com")])
     sync_changes(make_reader(), mirror, clock=lambda: stored_version + 60)
     assert table_rows(mirror, schema.customers)[0]["email"] == "current@example.com"
+
+
+def test_listed_snapshots_are_versioned_on_stripes_clock(standin, make_reader, mirror):
+    """The response's Date header (Stripe's clock), not the local clock, versions a listing."""
+    standin.load([customer("cus_1", 1_760_000_000, "a@example.com")])
+    reader = make_reader()
+    reader._clock = lambda: 5_000_000_000.0  # a local clock far ahead of Stripe's
+    backfill(reader, mirror, ["customer"], 1_759_000_000, 1_761_000_000)
+    version = mirror.versions("customer", ["cus_1"])["cus_1"]
+    assert abs(version - time.time()) < 120
