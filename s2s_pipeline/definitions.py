@@ -5,10 +5,19 @@ from dagster import Definitions
 from s2s_pipeline.defs.jobs import nightly_trait_refresh, nightly_trait_refresh_schedule, stripe_backfill
 from s2s_pipeline.defs.resources import default_resources
 from s2s_pipeline.defs.stripe_assets import stripe_change_feed, stripe_mirror_backfill
+from s2s_pipeline.defs.traits_assets import (
+    TraitRulesResource,
+    customer_traits,
+    non_negative_money,
+    one_row_per_customer,
+    refund_rate_within_bounds,
+    spend_tier_valid,
+)
 
 defs = Definitions(
-    assets=[stripe_mirror_backfill, stripe_change_feed],
+    assets=[stripe_mirror_backfill, stripe_change_feed, customer_traits],
+    asset_checks=[one_row_per_customer, non_negative_money, refund_rate_within_bounds, spend_tier_valid],
     jobs=[stripe_backfill, nightly_trait_refresh],
     schedules=[nightly_trait_refresh_schedule],
-    resources=default_resources(),
+    resources={**default_resources(), "trait_rules": TraitRulesResource()},
 )

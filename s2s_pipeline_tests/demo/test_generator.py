@@ -1,0 +1,352 @@
+"""The demo account generator: a believable year of a SaaS business in Stripe.
+
+The pipeline's demo, tests and benchmarks rely on it containing every
+business scenario the traits and track events must handle, on its objects
+pointing at each other the way Stripe's do (current API shapes), and on its
+events telling the same story as the final objects.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+import stripe
+
+from s2s_pipeline.demo.generator import SCRIPTED_COUNT, DemoAccount, generate_account, price_amount, seed_standin
+from s2s_pipeline.demo.standin import StripeStandIn
+
+NOW = 1_790_000_000  # 2026-09-21
+DAY = 86400
+
+
+@pytest.fixture(scope="module")
+def account() -> DemoAccount:
+    return generate_account(customers=300, seed=7, now=NOW)
+
+
+def of(account: DemoAccount, kind: str) -> list[dict]:
+    return account.of_type(kind)
+
+
+def event_object_type(event_type: str) -> str:
+    """Which object an event type carries in ``data.object`` (Stripe's naming)."""
+    if event_type.startswith("customer.subscription."):
+        return "subscription"
+    if event_type.startswith("charge.dispute."):
+        return "dispute"
+    if event_type.startswith("charge.refund."):
+        return "refund"
+    return event_type.rsplit(".", 1)[0]
+
+
+def test_same_seed_and_now_give_the_same_account():
+    a = generate_account(customers=60, seed=11, now=NOW)
+    b = generate_account(customers=60, seed=11, now=NOW)
+    c = generate_account(customers=60, seed=12, now=NOW)
+    assert json.dumps(a.objects) == json.dumps(b.objects)
+    assert json.dumps(a.events) == json.dumps(b.events)
+    assert json.dumps(a.objects) != json.dumps(c.objects)
+
+
+def test_demo_size_account_has_every_customer():
+    # Generation speed is measured by bench/extract_bench.py, not asserted here.
+    big = generate_account(customers=300, seed=1, now=NOW)
+    assert len(of(big, "customer")) == 300
+
+
+@pytest.mark.parametrize("n", [0, 1, 5])
+def test_tiny_accounts(n):
+    a = generate_account(customers=n, now=NOW)
+    assert len(of(a, "customer")) == n
+    assert of(a, "price") and of(a, "coupon")
+
+
+def test_every_scenario_is_present(account):
+    customers = {c["id"]: c for c in of(account, "customer")}
+    subs = of(account, "subscription")
+    charges = of(account, "charge")
+    refunds = of(account, "refund")
+    invoices = of(account, "invoice")
+
+    currencies = Counter(c["currency"] for c in customers.values())
+    assert currencies["jpy"] >= 1 and currencies["eur"] >= 1 and currencies["gbp"] >= 1 and currencies["usd"] >= 1
+    assert currencies[None] >= 1  # signed up, never bought
+    assert len(customers) == 300
+
+    statuses = Counter(s["status"] for s in subs)
+    for status in ("active", "trialing", "past_due", "canceled", "paused"):
+        assert statuses[status] >= 1, status
+    assert any(s["cancel_at_period_end"] and s["status"] == "active" for s in subs)
+    assert all(s["ended_at"] for s in subs if s["status"] == "canceled")
+    assert any(s["pause_collection"] for s in subs)
+
+    # failed payments: a failed charge with its reason, an open invoice that was attempted
+    failed = [c for c in charges if c["status"] == "failed"]
+    assert failed and all(c["failure_code"] and c["failure_message"] and not c["paid"] for c in failed)
+    assert any(i["status"] == "open" and i["attempt_count"] > 0 and i["next_payment_attempt"] for i in invoices)
+    assert any(c["delinquent"] for c in customers.values())
+    # recovered: a subscription invoice paid on a later attempt
+    assert any(i["status"] == "paid" and i["attempt_count"] > 1 for i in invoices)
+
+    partial = [c for c in charges if 0 < c["amount_refunded"] < c["amount_captured"]]
+    full = [c for c in charges if c["refunded"]]
+    assert partial and full
+    assert all(c["amount_refunded"] == c["amount_captured"] for c in full)
+    assert not any(c["refunded"] for c in partial)
+    assert len(refunds) >= 2
+    assert len(of(account, "dispute")) >= 1
+    assert any(c["disputed"] for c in charges)
+
+    # zero-decimal: JPY amounts are whole yen
+    jpy_starter = [
+        it["price"]["unit_amount"]
+        for s in subs
+        if s["currency"] == "jpy"
+        for it in s["items"]["data"]
+        if it["price"]["nickname"] == "Starter Monthly"
+    ]
+    assert 3000 in jpy_starter
+    assert any(c["currency"] == "jpy" and c["amount"] == 3000 for c in charges)
+
+    coupons = {c["id"]: c for c in of(account, "coupon")}
+    durations = {c["duration"] for c in coupons.values()}
+    assert {"forever", "repeating", "once"} <= durations
+    assert all(c["duration_in_months"] for c in coupons.values() if c["duration"] == "repeating")
+    sub_discounts = [d for s in subs for d in s["discounts"]]
+    item_discounts = [d for s in subs for it in s["items"]["data"] for d in it["discounts"]]
+    applied = {d["source"]["coupon"]["duration"] for d in sub_discounts + item_discounts}
+    assert {"forever", "repeating"} <= applied
+    assert item_discounts and all(d["subscription_item"] for d in item_discounts)
+    for d in sub_discounts + item_discounts:
+        assert d["source"]["type"] == "coupon" and d["source"]["coupon"]["object"] == "coupon"
+        assert (d["end"] is not None) == (d["source"]["coupon"]["duration"] == "repeating")
+
+    prices = of(account, "price")
+    assert any(p["tiers_mode"] == "graduated" and p["tiers"] for p in prices)
+    assert any(p["tiers_mode"] == "volume" and p["tiers"] for p in prices)
+    assert any(p["recurring"]["interval"] == "year" for p in prices)
+    metered_items = [
+        it for s in subs for it in s["items"]["data"] if it["price"]["recurring"]["usage_type"] == "metered"
+    ]
+    assert metered_items and all("quantity" not in it for it in metered_items)
+    assert any(it["price"]["tiers_mode"] for s in subs for it in s["items"]["data"])
+
+    meta = [c["metadata"] for c in customers.values()]
+    assert any("company_id" in m and "company_name" in m for m in meta)
+    assert any("segment_user_id" in m for m in meta)
+    assert any("user_id" in m for m in meta)
+    assert any(not m for m in meta)
+
+    # one-off charges that belong to no invoice, including a failed one
+    invoiced_pis = {ip["payment"]["payment_intent"] for ip in of(account, "invoice_payment")}
+    lone = [c for c in charges if c["payment_intent"] not in invoiced_pis]
+    assert any(c["status"] == "failed" for c in lone) and any(c["status"] == "succeeded" for c in lone)
+
+    types = Counter(e["type"] for e in account.events)
+    for t in (
+        "customer.created",
+        "customer.subscription.created",
+        "customer.subscription.updated",
+        "customer.subscription.deleted",
+        "invoice.created",
+        "invoice.finalized",
+        "invoice.paid",
+        "invoice.payment_failed",
+        "charge.succeeded",
+        "charge.failed",
+        "charge.refunded",
+        "refund.created",
+        "charge.dispute.created",
+        "price.created",
+        "product.created",
+        "coupon.created",
+    ):
+        assert types[t] >= 1, t
+
+
+def test_scripted_scenarios_survive_small_accounts():
+    small = generate_account(customers=SCRIPTED_COUNT, seed=99, now=NOW)
+    statuses = {s["status"] for s in of(small, "subscription")}
+    assert {"active", "trialing", "past_due", "canceled", "paused"} <= statuses
+    assert of(small, "dispute") and any(c["currency"] == "jpy" for c in of(small, "customer"))
+
+
+def test_current_api_shapes(account):
+    for s in of(account, "subscription"):
+        assert "current_period_end" not in s and "current_period_start" not in s
+        for it in s["items"]["data"]:
+            assert it["current_period_start"] < it["current_period_end"]
+            assert it["object"] == "subscription_item" and it["subscription"] == s["id"]
+    for i in of(account, "invoice"):
+        assert i["parent"]["type"] == "subscription_details"
+        assert i["parent"]["subscription_details"]["subscription"].startswith("sub_")
+        for gone in ("subscription", "charge", "payment_intent", "paid", "discount"):
+            assert gone not in i
+    for c in of(account, "charge"):
+        assert "invoice" not in c
+        assert c["payment_method_details"]["type"] == "card" and c["payment_method_details"]["card"]["brand"]
+        for f in ("amount_captured", "amount_refunded", "paid", "captured", "refunded", "balance_transaction", "billing_details"):
+            assert f in c
+    for d in [d for s in of(account, "subscription") for d in s["discounts"]]:
+        assert "coupon" not in d
+    prefixes = {
+        "customer": "cus_", "subscription": "sub_", "invoice": "in_", "charge": "ch_", "payment_intent": "pi_",
+        "refund": "re_", "dispute": "dp_", "price": "price_", "product": "prod_", "invoice_payment": "inpay_",
+    }  # fmt: skip
+    for o in account.objects:
+        if o["object"] in prefixes:
+            assert o["id"].startswith(prefixes[o["object"]])
+    assert all(e["id"].startswith("evt_") for e in account.events)
+    ids = [o["id"] for o in account.objects] + [e["id"] for e in account.events]
+    assert len(ids) == len(set(ids))
+
+
+def test_references_resolve(account):
+    by_id = account.by_id()
+    for kind in ("subscription", "invoice", "charge", "payment_intent"):
+        for o in of(account, kind):
+            assert by_id[o["customer"]]["object"] == "customer", (kind, o["id"])
+    for o in of(account, "invoice"):
+        assert by_id[o["parent"]["subscription_details"]["subscription"]]["customer"] == o["customer"]
+    for o in of(account, "refund") + of(account, "dispute"):
+        charge = by_id[o["charge"]]
+        assert charge["payment_intent"] == o["payment_intent"] and charge["currency"] == o["currency"]
+    for s in of(account, "subscription"):
+        if s["latest_invoice"]:
+            assert by_id[s["latest_invoice"]]["object"] == "invoice"
+        for it in s["items"]["data"]:
+            assert by_id[it["price"]["id"]]["object"] == "price"
+    for p in of(account, "price"):
+        assert by_id[p["product"]]["object"] == "product"
+
+
+def test_invoice_payment_chain_links_charges_to_invoices(account):
+    """charge -> payment_intent <- invoice_payment -> invoice (no Charge.invoice any more)."""
+    by_id = account.by_id()
+    for ip in of(account, "invoice_payment"):
+        invoice = by_id[ip["invoice"]]
+        pi = by_id[ip["payment"]["payment_intent"]]
+        assert ip["payment"]["type"] == "payment_intent"
+        assert [p["id"] for p in invoice["payments"]["data"]] == [ip["id"]]
+        if invoice["attempt_count"] == 0:
+            # finalized, first attempt not made yet (it comes about an hour later)
+            assert pi["latest_charge"] is None and invoice["status"] == "open"
+            continue
+        charge = by_id[pi["latest_charge"]]
+        assert charge["payment_intent"] == pi["id"] and charge["customer"] == invoice["customer"]
+        if invoice["status"] == "paid":
+            assert ip["status"] == "paid" and ip["amount_paid"] == invoice["amount_paid"] == charge["amount"]
+            assert charge["status"] == "succeeded" and pi["status"] == "succeeded"
+        else:
+            assert ip["status"] == "open" and charge["status"] == "failed"
+            assert pi["last_payment_error"]["code"] == charge["failure_code"]
+
+
+def test_invoice_amounts_add_up(account):
+    for i in of(account, "invoice"):
+        assert sum(line["amount"] for line in i["lines"]["data"]) == i["subtotal"]
+        assert i["total"] == i["subtotal"] - sum(d["amount"] for d in i["total_discount_amounts"])
+        assert i["amount_due"] == i["total"] >= 0
+        assert i["amount_paid"] + i["amount_remaining"] == i["amount_due"] or i["status"] == "paid"
+        if i["status"] == "paid":
+            assert i["amount_paid"] == i["total"] and i["status_transitions"]["paid_at"]
+
+
+def test_price_amount_follows_stripe_tiering():
+    graduated = {
+        "billing_scheme": "tiered",
+        "tiers_mode": "graduated",
+        "tiers": [
+            {"up_to": 5, "unit_amount": 2500, "flat_amount": 1000},
+            {"up_to": 20, "unit_amount": 2000, "flat_amount": None},
+            {"up_to": None, "unit_amount": 1500, "flat_amount": None},
+        ],
+    }
+    assert price_amount(graduated, 3) == 3 * 2500 + 1000
+    assert price_amount(graduated, 12) == 5 * 2500 + 1000 + 7 * 2000
+    assert price_amount(graduated, 25) == 5 * 2500 + 1000 + 15 * 2000 + 5 * 1500
+    volume = dict(graduated, tiers_mode="volume")
+    assert price_amount(volume, 12) == 12 * 2000
+    per_1000 = {
+        "billing_scheme": "per_unit",
+        "unit_amount": 200,
+        "unit_amount_decimal": "200",
+        "transform_quantity": {"divide_by": 1000, "round": "up"},
+    }
+    assert price_amount(per_1000, 1001) == 400
+    assert price_amount({"billing_scheme": "per_unit", "unit_amount_decimal": "0.18"}, 1000) == 180
+
+
+def test_events_have_the_right_object_and_are_in_time_order(account):
+    assert account.events
+    keys = [(e["created"], e["id"]) for e in account.events]
+    assert keys == sorted(keys)
+    for e in account.events:
+        assert e["object"] == "event" and e["api_version"] == "2026-10-28.endive"
+        assert e["data"]["object"]["object"] == event_object_type(e["type"]), e["type"]
+        assert e["created"] <= NOW
+
+
+def test_event_snapshots_tell_the_objects_story(account):
+    """The newest snapshot of each object is its final state; older ones are history."""
+    latest: dict[str, dict] = {}
+    first: dict[str, dict] = {}
+    for e in account.events:
+        obj = e["data"]["object"]
+        latest[obj["id"]] = obj
+        first.setdefault(obj["id"], obj)
+    # fields Stripe changes without an event (or that this generator does)
+    quiet = {"customer": {"next_invoice_sequence"}, "coupon": {"times_redeemed"}, "charge": {"disputed"}}
+    for o in account.objects:
+        if o["object"] in ("payment_intent", "invoice_payment"):
+            continue  # no events for these in the demo
+        snap = latest[o["id"]]
+        changed = {k for k in set(o) | set(snap) if o.get(k) != snap.get(k)}
+        assert changed <= quiet.get(o["object"], set()), (o["object"], o["id"], changed)
+
+    subs = of(account, "subscription")
+    converted = [s for s in subs if s["trial_end"] and s["status"] == "active"]
+    assert converted and all(first[s["id"]]["status"] == "trialing" for s in converted)
+    updates = [e for e in account.events if e["type"] == "customer.subscription.updated"]
+    conversions = [e for e in updates if e["data"]["previous_attributes"].get("status") == "trialing" and e["data"]["object"]["status"] == "active"]
+    assert conversions
+
+    # upgrades/downgrades carry the old items
+    def price_and_qty(items: dict) -> list[tuple[str, int | None]]:
+        return [(it["price"]["id"], it.get("quantity")) for it in items["data"]]
+
+    moves = [
+        e
+        for e in updates
+        if "items" in e["data"]["previous_attributes"]
+        and price_and_qty(e["data"]["previous_attributes"]["items"]) != price_and_qty(e["data"]["object"]["items"])
+    ]
+    assert len(moves) >= 3
+    failed = [e for e in account.events if e["type"] == "invoice.payment_failed"]
+    assert all(e["data"]["object"]["attempt_count"] >= 1 and e["data"]["object"]["status"] == "open" for e in failed)
+    refunded = [e for e in account.events if e["type"] == "charge.refunded"]
+    assert all("amount_refunded" in e["data"]["previous_attributes"] for e in refunded)
+
+
+def test_events_since_keeps_objects_and_drops_old_events():
+    full = generate_account(customers=40, seed=5, now=NOW)
+    recent = generate_account(customers=40, seed=5, now=NOW, events_since=NOW - 30 * DAY)
+    assert json.dumps(recent.objects) == json.dumps(full.objects)
+    assert [e["id"] for e in recent.events] == [e["id"] for e in full.events if e["created"] >= NOW - 30 * DAY]
+
+
+def test_seeded_standin_serves_the_account():
+    # small: the SDK takes ~1 ms to build each object it receives
+    account = generate_account(customers=40, seed=3, now=NOW)
+    with StripeStandIn() as standin:
+        seed_standin(standin, account)
+        assert standin.now == NOW
+        client = stripe.StripeClient("sk_test_x", base_addresses={"api": standin.base_url}, max_network_retries=0)
+        listed = [s.id for s in client.v1.subscriptions.list(params={"limit": 100, "status": "all"}).auto_paging_iter()]
+        assert sorted(listed) == sorted(s["id"] for s in of(account, "subscription"))
+        events = list(client.v1.events.list(params={"limit": 100}).auto_paging_iter())
+        recent = [e for e in account.events if e["created"] >= NOW - 30 * DAY]
+        assert len(events) == len(recent) > 0
+        assert len(events) < len(account.events)  # the rest is past Stripe's 30 days
