@@ -2,7 +2,7 @@
 
     python bench/extract_bench.py [--customers 2000] [--rate-limit 20] [--concurrency 4]
 
-Seeds the stand-in with a generated account, then backfills every object type
+Seeds the stand-in (in a child process) with a generated account, then backfills every object type
 over the account's whole history (created windows fetched concurrently,
 paced by the client-side limiter) into a fresh SQLite mirror. The stand-in
 enforces the same limit server-side, so any overshoot would show as 429s.
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import resource
 import sys
 import tempfile
@@ -31,6 +32,18 @@ from s2s_pipeline.stripe.client import StripeReader  # noqa: E402
 from s2s_pipeline.stripe.settings import StripeSettings  # noqa: E402
 
 
+def _serve(customers: int, seed: int, now: int, limit: float, ready, stop) -> None:
+    """Child process: generate the account and serve it (so serving does not compete for our CPU)."""
+    account = generate_account(customers=customers, seed=seed, now=now)
+    oldest = min(int(o["created"]) for o in account.objects if "created" in o)
+    with StripeStandIn(now=now) as standin:
+        seed_standin(standin, account)
+        # A 10% server-side margin so timer jitter is not mistaken for overshoot.
+        standin.rate_limit_per_second = limit * 1.1
+        ready.put((standin.base_url, oldest))
+        stop.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=2000)
@@ -40,19 +53,24 @@ def main() -> None:
     args = parser.parse_args()
 
     now = int(time.time())
-    account = generate_account(customers=args.customers, seed=args.seed, now=now)
-    with StripeStandIn(now=now) as standin, tempfile.TemporaryDirectory() as tmp:
-        seed_standin(standin, account)
-        # Allow a 10% server-side margin so timer jitter is not mistaken for overshoot.
-        standin.rate_limit_per_second = args.rate_limit * 1.1
-        store = MirrorStore(make_engine(f"sqlite:///{tmp}/bench.db"))
-        settings = StripeSettings(api_key="sk_test_bench", api_base=standin.base_url, rate_limit=args.rate_limit,
-                                  concurrency=args.concurrency)
-        reader = StripeReader(settings)
-        oldest = min(int(o["created"]) for o in account.objects if "created" in o)
-        started = time.perf_counter()
-        result = backfill(reader, store, ALL_OBJECT_TYPES, oldest, now + 1)
-        seconds = time.perf_counter() - started
+    ctx = multiprocessing.get_context("spawn")
+    ready, stop = ctx.Queue(), ctx.Event()
+    server = ctx.Process(target=_serve, args=(args.customers, args.seed, now, args.rate_limit, ready, stop),
+                         daemon=True)
+    server.start()
+    try:
+        base_url, oldest = ready.get(timeout=600)
+        with tempfile.TemporaryDirectory() as tmp:
+            store = MirrorStore(make_engine(f"sqlite:///{tmp}/bench.db"))
+            settings = StripeSettings(api_key="sk_test_bench", api_base=base_url, rate_limit=args.rate_limit,
+                                      concurrency=args.concurrency)
+            reader = StripeReader(settings)
+            started = time.perf_counter()
+            result = backfill(reader, store, ALL_OBJECT_TYPES, oldest, now + 1)
+            seconds = time.perf_counter() - started
+    finally:
+        stop.set()
+        server.join(timeout=10)
     objects = sum(result.listed.values())
     rps = reader.request_count / seconds
     print(json.dumps({
