@@ -274,3 +274,53 @@ MIRROR_TABLES: dict[str, Table] = {
     "refund": refunds,
     "dispute": disputes,
 }
+
+# -- Segment side --------------------------------------------------------------
+
+#: Identify traits of the public contract, in the order they are documented.
+IDENTIFY_TRAITS: tuple[str, ...] = (
+    "email", "name", "stripe_customer_id", "currency", "lifetime_value", "mrr", "spend_tier", "refund_rate",
+    "payment_count", "first_payment_at", "last_payment_at", "plan", "billing_interval", "subscription_status",
+    "cancel_at_period_end", "next_billing_date", "trial_end_date", "payment_delinquent", "payment_method_type",
+    "card_brand",
+)
+#: Traits of the B2B group call (as sent: name, plan, mrr).
+GROUP_TRAITS: tuple[str, ...] = ("group_name", "group_plan", "group_mrr")
+
+_TRAIT_TYPES = {
+    "lifetime_value": Float, "mrr": Float, "refund_rate": Float, "payment_count": BigInteger,
+    "cancel_at_period_end": Boolean, "payment_delinquent": Boolean,
+}
+
+# What Segment acknowledged, per customer: the values of the last delivered
+# identify (and group) call. The diff compares the new trait table with this.
+pushed_traits = Table(
+    "segment_pushed_traits",
+    metadata,
+    Column("stripe_customer_id", String(255), primary_key=True),
+    Column("user_id", String(255)),  # identity the values were sent under
+    Column("anonymous_id", String(255)),
+    *[Column(f"trait_{name}", _TRAIT_TYPES.get(name, Text)) for name in IDENTIFY_TRAITS if name != "stripe_customer_id"],
+    Column("group_id", String(255)),
+    Column("group_name", Text),
+    Column("group_plan", Text),
+    Column("group_mrr", Float),
+    Column("identify_message_id", String(64)),
+    Column("group_message_id", String(64)),
+    Column("identify_pushed_at", BigInteger),
+    Column("group_pushed_at", BigInteger),
+)
+
+# The Segment identity of each Stripe customer, resolved once and reused.
+identity_map = Table(
+    "segment_identity_map",
+    metadata,
+    Column("stripe_customer_id", String(255), primary_key=True),
+    Column("user_id", String(255)),
+    Column("source", String(16), nullable=False),  # metadata | profiles | anonymous
+    # SHA-256 of the lower-cased email last looked up in the Profiles API
+    # (detects a changed email without keeping another copy of it).
+    Column("email_key", String(64)),
+    Column("profiles_checked_at", BigInteger),
+    Column("updated_at", BigInteger, nullable=False),
+)
