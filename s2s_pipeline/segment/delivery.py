@@ -1,0 +1,191 @@
+"""Sending messages to Segment through segment-analytics-python, knowing exactly what was delivered.
+
+analytics-python is asynchronous and loses messages silently in several
+cases (a full queue, a message over 32 KB dropped at batch time, a process
+that exits without ``flush()``). This module closes each of them:
+
+- every message is size-checked before it is queued, and a refused enqueue
+  counts as a failure;
+- ``on_error(exc, batch)`` records every message of a batch Segment did not
+  accept (after the library's own retries: 5xx, 429 with Retry-After, …);
+- ``flush()`` then ``join()`` before returning, so "not failed" means
+  "acknowledged by Segment".
+
+Callers record state only for ``DeliveryReport.delivered``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+from urllib.parse import urlparse
+
+import numpy as np
+import pandas as pd
+
+from s2s_pipeline.segment.messages import Message
+
+log = logging.getLogger(__name__)
+
+#: Segment rejects single messages over 32 KB; stay under with room for the library's context.
+MAX_MESSAGE_BYTES = 31 * 1024
+DEFAULT_HOST = "https://api.segment.io"
+
+# analytics-python logs whole payloads (write key included) at DEBUG.
+logging.getLogger("segment").setLevel(logging.WARNING)
+
+
+class SegmentConfigError(ValueError):
+    """A Segment setting is missing or malformed; the message names the setting."""
+
+
+@dataclass(frozen=True)
+class SegmentSettings:
+    """How to reach the Segment source (see the README's configuration table)."""
+
+    write_key: str
+    host: str = DEFAULT_HOST
+    gzip: bool = True
+    max_retries: int = 3
+    timeout: int = 15
+    upload_size: int = 100
+    dry_run_path: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.dry_run_path and not (self.write_key or "").strip():
+            raise SegmentConfigError("SEGMENT_WRITE_KEY is not set: set it to the write key of the Segment source")
+        parsed = urlparse(self.host or "")
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise SegmentConfigError(f"SEGMENT_HOST is malformed: expected a URL such as {DEFAULT_HOST}, "
+                                     f"got {self.host!r}")
+        if not 1 <= self.upload_size <= 2500:
+            raise SegmentConfigError(f"Segment upload_size must be 1..2500 messages, got {self.upload_size}")
+
+
+@dataclass
+class DeliveryReport:
+    """Which messages Segment acknowledged and which it did not (with why)."""
+
+    attempted: list[Message] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # messageId -> reason
+    dry_run: bool = False
+
+    @property
+    def delivered(self) -> list[Message]:
+        if self.dry_run:
+            return []
+        return [m for m in self.attempted if m.message_id not in self.failed]
+
+    def count(self, message_type: str) -> int:
+        return sum(1 for m in self.delivered if m.type == message_type)
+
+
+def native(value: Any) -> Any:
+    """Plain JSON types: numpy scalars and NaN would be stringified or rejected by Segment."""
+    if isinstance(value, dict):
+        return {k: native(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [native(v) for v in value]
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return None if math.isnan(value) else float(value)
+    if value is None or value is pd.NA:
+        return None
+    return value
+
+
+def _reason(exc: Exception) -> str:
+    status = getattr(exc, "status", None)
+    # Never include the exception text: analytics-python puts payloads in it.
+    return f"{type(exc).__name__}" + (f" (HTTP {status})" if status else "")
+
+
+def deliver(messages: Iterable[Message], settings: SegmentSettings) -> DeliveryReport:
+    """Send messages and wait until Segment acknowledged or refused each one."""
+    report = DeliveryReport(attempted=list(messages), dry_run=bool(settings.dry_run_path))
+    if settings.dry_run_path:
+        _write_dry_run(report.attempted, Path(settings.dry_run_path))
+        return report
+    sendable = []
+    for message in report.attempted:
+        size = len(json.dumps(message.payload(), default=str).encode())
+        if size > MAX_MESSAGE_BYTES:
+            report.failed[message.message_id] = f"message is {size} bytes, over Segment's 32 KB limit"
+        else:
+            sendable.append(message)
+    report.failed.update(_send(sendable, settings, settings.upload_size))
+    # Segment refuses a batch as a whole when one message in it is bad (4xx):
+    # its good batch-mates are sent again one per request, so one bad message
+    # cannot hold back the others run after run.
+    refused = [m for m in sendable if report.failed.get(m.message_id, "").endswith(("(HTTP 400)", "(HTTP 413)"))]
+    if refused and settings.upload_size > 1:
+        for m in refused:
+            del report.failed[m.message_id]
+        report.failed.update(_send(refused, settings, 1))
+    if report.failed:
+        log.warning("Segment did not accept %d of %d messages", len(report.failed), len(report.attempted))
+    return report
+
+
+def _send(messages: list[Message], settings: SegmentSettings, upload_size: int) -> dict[str, str]:
+    """One pass through analytics-python; returns messageId -> reason for what Segment did not accept."""
+    failed: dict[str, str] = {}
+    if not messages:
+        return failed
+    from segment.analytics.client import Client
+
+    def on_error(exc: Exception, batch: list[dict]) -> None:
+        for item in batch:
+            failed[str(item.get("messageId"))] = _reason(exc)
+
+    client = Client(
+        settings.write_key,
+        host=settings.host.rstrip("/"),
+        on_error=on_error,
+        gzip=settings.gzip,
+        max_retries=settings.max_retries,
+        timeout=settings.timeout,
+        upload_size=upload_size,
+        upload_interval=0.1,
+        thread=1,  # analytics-python 2.4 only joins the last of several consumer threads
+        # Large enough that a full queue never drops a message of this run.
+        max_queue_size=max(10_000, len(messages) + 1),
+        # Bound how long a 429 with Retry-After may hold up the run.
+        max_rate_limit_duration=600,
+    )
+    try:
+        for message in messages:
+            ok, _ = _enqueue(client, message)
+            if not ok:
+                failed[message.message_id] = "analytics-python queue refused the message"
+        client.flush()
+    finally:
+        client.join()
+    return failed
+
+
+def _enqueue(client, message: Message):
+    common = dict(user_id=message.user_id, anonymous_id=message.anonymous_id, context=dict(message.context),
+                  timestamp=message.timestamp, integrations=message.integrations, message_id=message.message_id)
+    if message.type == "identify":
+        return client.identify(traits=native(message.traits), **common)
+    if message.type == "group":
+        return client.group(group_id=message.group_id, traits=native(message.traits), **common)
+    if message.type == "track":
+        return client.track(event=message.event, properties=native(message.properties), **common)
+    raise ValueError(f"unknown Segment message type {message.type!r}")
+
+
+def _write_dry_run(messages: list[Message], path: Path) -> None:
+    """The would-be calls as JSON lines (nothing is sent, no state changes)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as fh:
+        for message in messages:
+            fh.write(json.dumps(native(message.payload()), sort_keys=True, default=str) + "\n")

@@ -1,0 +1,100 @@
+"""Delivery through analytics-python to the local sink: acknowledged vs refused, with faults."""
+
+import json
+import logging
+
+import pytest
+
+from s2s_pipeline.demo.segment_sink import SegmentSink
+from s2s_pipeline.segment.delivery import SegmentConfigError, SegmentSettings, deliver
+from s2s_pipeline.segment.messages import identify_message, utc
+
+WRITE_KEY = "wk_test_secret_123"
+
+
+@pytest.fixture
+def sink():
+    with SegmentSink(write_key=WRITE_KEY) as server:
+        yield server
+
+
+def settings(sink, **overrides):
+    return SegmentSettings(**{"write_key": WRITE_KEY, "host": sink.base_url, "max_retries": 2, **overrides})
+
+
+def messages(n, prefix="cus_"):
+    return [identify_message(f"{prefix}{i}", None, f"{prefix}{i}", {"mrr": float(i), "plan": "Pro"}, utc(1_790_000_000))
+            for i in range(n)]
+
+
+def test_everything_is_delivered_once_with_gzip(sink):
+    batch = messages(250)
+    report = deliver(batch, settings(sink, upload_size=100))
+    assert report.failed == {} and len(report.delivered) == 250
+    assert set(sink.accepted_by_message_id()) == {m.message_id for m in batch}
+    assert len(sink.accepted) == 250
+    assert all(r["gzip"] for r in sink.requests)
+    accepted = sink.accepted_by_message_id()[batch[3].message_id]
+    assert accepted["context"]["active"] is False and accepted["anonymousId"] == "cus_3"
+
+
+def test_503_and_429_are_retried_and_nothing_is_doubled(sink):
+    sink.faults.fail_next(2, status=503)
+    batch = messages(30)
+    report = deliver(batch, settings(sink, upload_size=10))
+    sink.faults.fail_next(1, status=429, retry_after=1)
+    report2 = deliver(messages(5, "cus_b"), settings(sink))
+    assert report.failed == {} and report2.failed == {}
+    ids = [m["messageId"] for m in sink.accepted]
+    assert len(ids) == len(set(ids)) == 35
+
+
+def test_one_bad_message_does_not_hold_back_its_batch(sink):
+    batch = messages(20)
+    bad = batch[7].message_id
+    sink.faults.reject_message_ids({bad}, status=400)
+    report = deliver(batch, settings(sink, upload_size=10))
+    assert set(report.failed) == {bad} and "HTTP 400" in report.failed[bad]
+    assert set(sink.accepted_by_message_id()) == {m.message_id for m in batch} - {bad}
+
+
+def test_dead_endpoint_fails_every_message(sink):
+    sink.faults.fail_next(100, status=500)
+    report = deliver(messages(3), settings(sink, max_retries=1))
+    assert len(report.failed) == 3 and report.delivered == []
+
+
+def test_wrong_write_key_is_refused(sink):
+    report = deliver(messages(2), settings(sink, write_key="wrong"))
+    assert len(report.failed) == 2 and all("401" in r for r in report.failed.values())
+
+
+def test_oversized_message_fails_without_being_sent(sink):
+    big = identify_message("cus_big", None, "cus_big", {"note": "x" * 40_000}, utc(1))
+    report = deliver([big, *messages(2)], settings(sink))
+    assert "32 KB" in report.failed[big.message_id] and len(report.delivered) == 2
+    assert big.message_id not in sink.accepted_by_message_id()
+
+
+def test_dry_run_writes_calls_and_sends_nothing(sink, tmp_path):
+    path = tmp_path / "calls.jsonl"
+    report = deliver(messages(3), settings(sink, dry_run_path=str(path)))
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [line["anonymousId"] for line in lines] == ["cus_0", "cus_1", "cus_2"]
+    assert report.delivered == [] and sink.requests == []
+
+
+def test_logs_never_contain_the_write_key_or_payloads(sink, caplog):
+    caplog.set_level(logging.DEBUG)
+    sink.faults.fail_next(10, status=400)
+    batch = [identify_message("cus_1", None, "cus_1", {"email": "jane@example.com", "name": "Jane Roe"}, utc(1))]
+    deliver(batch, settings(sink))
+    assert WRITE_KEY not in caplog.text
+    assert "jane@example.com" not in caplog.text and "Jane Roe" not in caplog.text
+
+
+@pytest.mark.parametrize("kwargs,match", [({"write_key": ""}, "SEGMENT_WRITE_KEY is not set"),
+                                          ({"write_key": "k", "host": "api.segment.io"}, "SEGMENT_HOST is malformed")])
+def test_settings_errors_name_the_setting(kwargs, match):
+    with pytest.raises(SegmentConfigError, match=match):
+        SegmentSettings(**kwargs)
