@@ -10,8 +10,8 @@ so plain frames built by hand work as well as the loader's):
 - ids and text: ``str``/``object`` (missing = None/NaN);
 - references to another table's id (``charges.customer``, ``subscription_items.price`` ...)
   and low-cardinality text (``status``, ``currency``, ``card_brand`` ...): text,
-  or ``category``. :func:`with_fast_dtypes` (used by the loader and the
-  benchmark generator) makes them categorical; a reference column whose
+  or ``category``. :func:`apply_fast_dtypes` (used by the loader; the
+  benchmark generator builds the same dtypes) makes them categorical; a reference column whose
   categories start with the referenced table's ids in order is then resolved
   without hashing a single string. That is what makes 10M charges fast:
   hashing 10M id strings alone costs several seconds.
@@ -184,32 +184,42 @@ def reference_categorical(values: pd.Series, target_ids: pd.Index,
     return pd.Categorical.from_codes(codes, dtype=dtype)
 
 
-def with_fast_dtypes(frames: MirrorFrames) -> MirrorFrames:
-    """The same data with the dtypes the computation is fastest on.
+def apply_fast_dtypes(tables: dict[str, pd.DataFrame]) -> None:
+    """Set, in place, the dtypes the computation is fastest on (tables keyed by MirrorFrames field).
 
-    References become categoricals aligned with the referenced ids, other
-    low-cardinality text becomes ``category``, integers ``Int64``, booleans
-    ``boolean``. Values are unchanged (the trait computation gives the same result).
+    References become categoricals aligned with the referenced table's ids (when
+    that table is present with unique ids), other low-cardinality text becomes
+    ``category``, integers ``Int64``, booleans ``boolean``. Values are unchanged.
     """
-    tables = {name: df.copy() for name, df in frames.tables().items()}
-    id_index = {name: pd.Index(df["id"].astype(object)) if "id" in df else pd.Index([], dtype=object)
-                for name, df in tables.items()}
+    id_index = {name: pd.Index(df["id"].astype(object)) for name, df in tables.items() if "id" in df.columns}
     ref_dtypes = {name: pd.CategoricalDtype(idx) for name, idx in id_index.items() if idx.is_unique}
     for name, df in tables.items():
-        for column in df.columns:
-            target = REFERENCES.get((name, column))
+        for col in df.columns:
+            target = REFERENCES.get((name, col))
+            values = df[col]
             if target is not None and target in ref_dtypes:
-                df[column] = reference_categorical(df[column], id_index[target], ref_dtypes[target])
-            elif column in CATEGORY_COLUMNS and not isinstance(df[column].dtype, pd.CategoricalDtype):
-                df[column] = df[column].astype(object).astype("category")
-            elif column in INT_COLUMNS:
-                df[column] = pd.to_numeric(df[column], errors="coerce").astype("Int64")
-            elif column in BOOL_COLUMNS:
-                df[column] = df[column].astype("boolean")
+                if not (isinstance(values.dtype, pd.CategoricalDtype) and values.dtype == ref_dtypes[target]):
+                    df[col] = reference_categorical(values, id_index[target], ref_dtypes[target])
+            elif col in CATEGORY_COLUMNS:
+                if not isinstance(values.dtype, pd.CategoricalDtype):
+                    df[col] = values.astype(object).astype("category")
+            elif col in INT_COLUMNS:
+                if values.dtype != "Int64":
+                    df[col] = pd.to_numeric(values, errors="coerce").astype("Int64")
+            elif col in BOOL_COLUMNS:
+                if values.dtype != "boolean":
+                    df[col] = values.astype(object).astype("boolean")
+
+
+def with_fast_dtypes(frames: MirrorFrames) -> MirrorFrames:
+    """A copy of ``frames`` with :func:`apply_fast_dtypes` applied (traits are the same)."""
+    tables = {name: df.copy() for name, df in frames.tables().items()}
+    apply_fast_dtypes(tables)
     return MirrorFrames(**tables)
 
 
 # -- column access (used by the trait computation) ---------------------------------
+# The arrays returned may be read-only views of a frame's data: never modify them in place.
 
 
 def column(df: pd.DataFrame, name: str) -> pd.Series:
@@ -235,7 +245,8 @@ def ints(series: pd.Series, fill: int) -> np.ndarray:
 
 def floats(series: pd.Series) -> np.ndarray:
     """float64 values, NaN for missing or unparseable ones (decimal text is parsed)."""
-    return pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    values = series.astype(object) if isinstance(series.dtype, pd.CategoricalDtype) else series
+    return pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 
 
 def bools(series: pd.Series, fill: bool = False) -> np.ndarray:
@@ -244,7 +255,7 @@ def bools(series: pd.Series, fill: bool = False) -> np.ndarray:
         return series.to_numpy()
     if isinstance(series.dtype, pd.BooleanDtype):
         return series.to_numpy(dtype=bool, na_value=fill)
-    values = series.to_numpy(dtype=object)
+    values = series.to_numpy(dtype=object, copy=True)
     missing = pd.isna(values)
     values[missing] = fill
     return values.astype(bool)
@@ -258,7 +269,7 @@ def present(series: pd.Series) -> np.ndarray:
         return ok[series.cat.codes.to_numpy()]
     values = series.notna().to_numpy()
     if series.dtype == object or pd.api.types.is_string_dtype(series.dtype):
-        values &= (series.astype(object) != "").to_numpy()
+        values = values & (series.astype(object) != "").to_numpy(dtype=bool)
     return values
 
 
@@ -271,19 +282,26 @@ def isin(series: pd.Series, allowed: Iterable[str]) -> np.ndarray:
     return series.isin(allowed).to_numpy(dtype=bool)
 
 
+def text_values(series: pd.Series) -> np.ndarray:
+    """The column as an object array with None for missing values, plus a trailing None (row -1 reads it)."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        categories = np.append(series.cat.categories.to_numpy(dtype=object), None)
+        return categories[np.append(series.cat.codes.to_numpy(), -1)]
+    values = np.append(series.to_numpy(dtype=object), None)
+    missing = pd.isna(values)
+    if missing.any():
+        values[missing] = None
+    return values
+
+
 def take_text(series: pd.Series, rows: np.ndarray) -> np.ndarray:
     """Object array of the values at ``rows`` (-1 or a missing value -> None)."""
     rows = np.asarray(rows, dtype=np.int64)
     if isinstance(series.dtype, pd.CategoricalDtype):
-        cats = np.append(series.cat.categories.to_numpy(dtype=object), None)
+        categories = np.append(series.cat.categories.to_numpy(dtype=object), None)
         codes = np.append(series.cat.codes.to_numpy(), -1)
-        return cats[codes[rows]]
-    values = np.append(series.to_numpy(dtype=object), None)
-    out = values[rows]
-    missing = pd.isna(out)
-    if missing.any():
-        out[missing] = None
-    return out
+        return categories[codes[rows]]
+    return text_values(series)[rows]
 
 
 def json_values(series: pd.Series) -> pd.Series:
@@ -297,35 +315,38 @@ def json_values(series: pd.Series) -> pd.Series:
 
 
 class Lookup:
-    """Row positions of ids in one table (its ``id`` column), for reference columns.
+    """Row positions of ids in one table (its ``id`` column, unique), for reference columns.
 
     A categorical reference whose categories start with exactly these ids (what
-    :func:`with_fast_dtypes` makes) maps by its integer codes; anything else is
-    hashed once per distinct value.
+    :func:`apply_fast_dtypes` makes) maps by its integer codes, and the mapping of
+    one categories object is computed once (the loader shares one dtype per
+    referenced table). Anything else is hashed once per distinct value.
     """
 
     def __init__(self, ids: pd.Series) -> None:
         self.index = pd.Index(ids.astype(object))
-        if not self.index.is_unique:
-            raise ValueError("ids must be unique")
+        self._mappings: dict[int, tuple[pd.Index, np.ndarray]] = {}
 
-    def __len__(self) -> int:
-        return len(self.index)
+    def _mapping(self, cats: pd.Index) -> np.ndarray:
+        cached = self._mappings.get(id(cats))
+        if cached is not None and cached[0] is cats:
+            return cached[1]
+        n = len(self.index)
+        if len(cats) >= n and cats[:n].astype(object).equals(self.index):
+            mapping = np.arange(len(cats) + 1, dtype=np.int32)
+            mapping[n:] = -1
+        else:
+            mapping = np.append(self.index.get_indexer(cats.astype(object)), -1).astype(np.int32)
+        self._mappings[id(cats)] = (cats, mapping)  # keeps cats alive, so its id is not reused
+        return mapping
 
     def positions(self, refs: pd.Series) -> np.ndarray:
-        """int64 row position of each reference, -1 where it is missing or unknown."""
+        """int32 row position of each reference, -1 where it is missing or unknown."""
         if isinstance(refs.dtype, pd.CategoricalDtype):
-            cats = refs.cat.categories
-            n = len(self.index)
-            if len(cats) >= n and cats[:n].astype(object).equals(self.index):
-                mapping = np.concatenate([np.arange(n, dtype=np.int64),
-                                          np.full(len(cats) - n + 1, -1, dtype=np.int64)])
-            else:
-                mapping = np.append(self.index.get_indexer(cats.astype(object)).astype(np.int64), -1)
-            return mapping[refs.cat.codes.to_numpy()]
+            return self._mapping(refs.cat.categories)[refs.cat.codes.to_numpy()]
         if len(refs) == 0:
-            return np.zeros(0, dtype=np.int64)
-        return self.index.get_indexer(refs.astype(object)).astype(np.int64)
+            return np.zeros(0, dtype=np.int32)
+        return self.index.get_indexer(refs.astype(object)).astype(np.int32)
 
 
 class Vocabulary:
@@ -347,12 +368,12 @@ class Vocabulary:
         return self._codes[text]
 
     def encode(self, series: pd.Series) -> np.ndarray:
-        """int64 code per row (-1 = missing)."""
+        """int32 code per row (-1 = missing)."""
         if isinstance(series.dtype, pd.CategoricalDtype):
-            mapping = np.array([self.code(v) for v in series.cat.categories] + [-1], dtype=np.int64)
+            mapping = np.array([self.code(v) for v in series.cat.categories] + [-1], dtype=np.int32)
             return mapping[series.cat.codes.to_numpy()]
         codes, uniques = pd.factorize(series.astype(object))
-        mapping = np.array([self.code(v) for v in uniques] + [-1], dtype=np.int64)
+        mapping = np.array([self.code(v) for v in uniques] + [-1], dtype=np.int32)
         return mapping[codes]
 
     def decode(self, codes: np.ndarray) -> np.ndarray:

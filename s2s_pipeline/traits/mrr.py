@@ -65,6 +65,7 @@ from s2s_pipeline.traits.frames import (
     present,
     take_text,
 )
+from s2s_pipeline.traits.money import exponents, major_from_exponents
 
 #: Statuses whose subscriptions count for MRR (Stripe Billing analytics).
 MRR_STATUSES = ("active", "past_due")
@@ -135,8 +136,7 @@ class PriceArrays:
         unit = floats(column(prices, "unit_amount_decimal"))
         fallback = floats(column(prices, "unit_amount"))
         unit = np.where(np.isnan(unit), fallback, unit)
-        interval_count = ints(column(prices, "recurring_interval_count"), 1)
-        interval_count[interval_count <= 0] = 1
+        interval_count = np.maximum(ints(column(prices, "recurring_interval_count"), 1), 1)
         factor = np.zeros(n)
         intervals = column(prices, "recurring_interval")
         for name, (num, den) in _MONTHLY.items():
@@ -148,7 +148,8 @@ class PriceArrays:
             unit=unit,
             tiered=tiered,
             graduated=isin(column(prices, "tiers_mode"), ["graduated"]),
-            metered=isin(column(prices, "recurring_usage_type"), ["metered"]) | present(column(prices, "recurring_meter")),
+            metered=(isin(column(prices, "recurring_usage_type"), ["metered"])
+                     | present(column(prices, "recurring_meter"))),
             monthly_factor=factor,
             divide_by=np.maximum(ints(column(prices, "transform_divide_by"), 0), 0),
             round_up=isin(column(prices, "transform_round"), ["up"]),
@@ -348,6 +349,14 @@ class _Discounts:
         return mult, off
 
 
+def subscription_currency(subs: SubscriptionArrays, items: ItemMrr) -> np.ndarray:
+    """Each subscription's currency code; one without a currency takes its items' (prices') currency."""
+    from_items = np.full(len(subs.currency), -1, dtype=np.int32)
+    with_sub = items.subscription >= 0
+    np.maximum.at(from_items, items.subscription[with_sub], items.currency[with_sub])
+    return np.where(subs.currency >= 0, subs.currency, from_items)
+
+
 def _context(frames: MirrorFrames):
     currencies = Vocabulary()
     customers = Lookup(column(frames.customers, "id"))
@@ -378,19 +387,18 @@ def compute_subscription_mrr(frames: MirrorFrames, config: TraitsConfig, now: in
     For event properties (``Subscription Started`` ...): build a MirrorFrames with
     the one subscription, its items, prices, discounts and coupons.
     """
-    from s2s_pipeline.traits.money import exponents, major_from_exponents
-
     currencies, customers, sub_lookup, subs = _context(frames)
     items = compute_item_arrays(frames, config, now, customers, currencies, subs, sub_lookup)
     n_subs = len(subs.customer)
     ok = items.subscription >= 0
     total = np.bincount(items.subscription[ok], weights=items.mrr[ok], minlength=n_subs)
     minor = round_minor(total)
+    currency = subscription_currency(subs, items)
     exp = np.append(exponents(currencies.values), 2)
     return pd.DataFrame({
         "id": column(frames.subscriptions, "id").to_numpy(dtype=object),
         "customer": take_text(column(frames.subscriptions, "customer"), np.arange(n_subs)),
-        "currency": currencies.decode(subs.currency),
+        "currency": currencies.decode(currency),
         "mrr_minor": minor,
-        "mrr": major_from_exponents(minor, exp[subs.currency]),
+        "mrr": major_from_exponents(minor, exp[currency]),
     })

@@ -1,0 +1,330 @@
+"""Per-customer revenue traits (contract "Identify traits"), vectorized.
+
+``compute_customer_traits`` turns the mirror frames into one row per
+non-deleted customer. No per-customer Python loop: every table is reduced with
+numpy scatter operations (``bincount``, ``ufunc.at``) keyed by the customer's
+row position, and references (``charges.customer`` ...) are resolved through
+categorical codes when the frames carry them (see ``traits.frames``).
+
+Rule decisions beyond the contract's table are documented in docs/traits.md;
+the short version:
+
+- customer currency: ``customers.currency``; else the currency of the main
+  subscription (the newest one counting for MRR, else the newest not ended,
+  else the newest); else of the latest succeeded charge; else of the latest charge.
+- ``lifetime_value`` and ``refund_rate`` only count charges in the customer's
+  currency. Charges in another currency are left out (never converted or added);
+  they still count in ``payment_count``, ``first_payment_at``, ``last_payment_at``
+  and for ``payment_method_type``/``card_brand``.
+- ``mrr`` only adds items of subscriptions in the customer's currency.
+- current subscription: the newest (``created``, ties: larger id) not ended,
+  else the newest. Main item: highest MRR among items in the customer's
+  currency; ties (e.g. all 0) go to the current subscription, then to the
+  higher undiscounted monthly amount, then to the smaller item id.
+- ``payment_delinquent``: any subscription ``past_due``/``unpaid``, or the
+  latest non-draft invoice ``open`` with ``attempt_count > 0``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from s2s_pipeline.traits.config import TIER_NAMES, TraitsConfig
+from s2s_pipeline.traits.frames import (
+    Lookup,
+    MirrorFrames,
+    Vocabulary,
+    bools,
+    column,
+    ints,
+    isin,
+    json_values,
+    present,
+    take_text,
+    text_values,
+)
+from s2s_pipeline.traits.money import exponents, major_from_exponents
+from s2s_pipeline.traits.mrr import SubscriptionArrays, compute_item_arrays, round_minor, subscription_currency
+
+#: Trait columns sent to Segment, in order.
+TRAIT_COLUMNS: tuple[str, ...] = (
+    "email", "name", "stripe_customer_id", "currency", "lifetime_value", "mrr", "spend_tier", "refund_rate",
+    "payment_count", "first_payment_at", "last_payment_at", "plan", "billing_interval", "subscription_status",
+    "cancel_at_period_end", "next_billing_date", "trial_end_date", "payment_delinquent", "payment_method_type",
+    "card_brand",
+)
+#: Extra columns for identity and group work (not traits).
+EXTRA_COLUMNS: tuple[str, ...] = ("user_id", "company_id", "company_name", "lifetime_value_minor", "mrr_minor")
+
+#: Subscription statuses that renew at the end of the period (for ``next_billing_date``).
+RENEWING_STATUSES = ("active", "past_due", "trialing")
+#: Subscription statuses that make a customer delinquent.
+DELINQUENT_STATUSES = ("past_due", "unpaid")
+
+_NO_TIME = np.iinfo(np.int64).min
+_NEVER = np.iinfo(np.int64).max
+
+
+def pick_best(group: np.ndarray, n_groups: int, keys: list[np.ndarray], ids: pd.Series,
+              largest_id: bool) -> np.ndarray:
+    """Row index of the best row of each group, -1 for a group without rows.
+
+    ``group`` holds each row's group (-1: row not eligible). ``keys`` are
+    compared in order, larger wins; rows still tied are decided by their id
+    (``largest_id`` or the smallest), so the choice never depends on row order.
+    Cost: one ``np.maximum.at`` per key over the remaining candidates; only the
+    few exact ties look at id strings.
+    """
+    rows = np.flatnonzero(group >= 0)
+    g = group[rows]
+    for key in keys:
+        if rows.size == 0:
+            break
+        k = key[rows]
+        if k.dtype == bool:
+            k = k.astype(np.int8)
+        elif k.dtype.kind == "f":
+            k = np.nan_to_num(k, nan=-np.inf)  # NaN never wins (and never drops a row)
+        lowest = -np.inf if k.dtype.kind == "f" else np.iinfo(k.dtype).min
+        best = np.full(n_groups, lowest, dtype=k.dtype)
+        np.maximum.at(best, g, k)
+        keep = k == best[g]
+        rows, g = rows[keep], g[keep]
+    out = np.full(n_groups, -1, dtype=np.int64)
+    if rows.size == 0:
+        return out
+    single = np.bincount(g, minlength=n_groups)[g] == 1
+    out[g[single]] = rows[single]
+    if not single.all():
+        tied_rows, tied_groups = rows[~single], g[~single]
+        ties = pd.DataFrame({"g": tied_groups, "id": pd.Series(take_text(ids, tied_rows), dtype=object).astype(str),
+                             "row": tied_rows}).sort_values(["g", "id"], kind="stable")
+        chosen = ties.drop_duplicates("g", keep="last" if largest_id else "first")
+        out[chosen["g"].to_numpy()] = chosen["row"].to_numpy()
+    return out
+
+
+def iso_times(seconds: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Unix seconds -> ISO-8601 UTC strings ("2026-01-31T12:00:00Z"), None where not valid."""
+    out = np.full(len(seconds), None, dtype=object)
+    if valid.any():
+        out[valid] = np.datetime_as_string(seconds[valid].astype("datetime64[s]"), unit="s", timezone="UTC")
+    return out
+
+
+def _text(values: np.ndarray) -> pd.Series:
+    """Object column with None for missing values (never NaN, never pandas' str dtype)."""
+    return pd.Series(values, dtype=object)
+
+
+def _metadata(metadata: pd.Series, keys: list[str]) -> dict[str, np.ndarray]:
+    """The given metadata keys per customer as text, None when absent or empty.
+
+    One DataFrame construction over the customers that have metadata picks all
+    keys at once (pandas reads the dicts in C). Stripe metadata values are strings.
+    """
+    keys = list(dict.fromkeys(keys))
+    values = metadata.to_numpy(dtype=object)
+    rows = np.flatnonzero(~pd.isna(values))
+    out = {key: np.full(len(values), None, dtype=object) for key in keys}
+    if len(rows) == 0:
+        return out
+    records = values[rows].tolist()
+    try:
+        if not isinstance(records[0], dict):
+            raise TypeError("not a dict")  # pandas would read a first list as a row of values
+        found = pd.DataFrame(records, columns=keys, dtype=object)
+    except (TypeError, ValueError):  # something other than a dict: treat it as no metadata
+        found = pd.DataFrame([r if isinstance(r, dict) else {} for r in records], columns=keys, dtype=object)
+    for key in keys:
+        texts = found[key].to_numpy(dtype=object, copy=True)
+        texts[pd.isna(texts) | (texts == "")] = None
+        out[key][rows] = texts
+    return out
+
+
+def _spend_tier(ltv_major: np.ndarray, currency: np.ndarray, currencies: Vocabulary,
+                config: TraitsConfig) -> np.ndarray:
+    n = len(ltv_major)
+    minimums = np.full((len(currencies.values) + 1, 3), np.nan)
+    for code, cur in enumerate(currencies.values):
+        thresholds = config.thresholds_for(cur)
+        if thresholds is not None:
+            minimums[code] = thresholds
+    has_thresholds = ~np.isnan(minimums[:, 0])
+    has_thresholds[-1] = True  # no currency at all: no money either, so "none"
+    m = minimums[currency]
+    index = ((ltv_major > 0).astype(np.int64) + (ltv_major >= m[:, 0]) + (ltv_major >= m[:, 1])
+             + (ltv_major >= m[:, 2]))
+    names = np.array(TIER_NAMES + (None,), dtype=object)
+    index[~has_thresholds[currency]] = len(TIER_NAMES)
+    return names[index] if n else np.zeros(0, dtype=object)
+
+
+def compute_customer_traits(frames: MirrorFrames, config: TraitsConfig, now: int) -> pd.DataFrame:
+    """One row per non-deleted customer: the contract's traits plus identity/group helpers.
+
+    Columns: ``TRAIT_COLUMNS`` then ``EXTRA_COLUMNS`` (``user_id``, ``company_id``,
+    ``company_name``, ``lifetime_value_minor``, ``mrr_minor``), in the order of
+    ``frames.customers`` with a fresh RangeIndex. Text and times are object
+    columns with None for null; money in major units is float64 rounded to 2
+    decimals; ``refund_rate`` Float64, counts and minor units Int64, flags boolean.
+    ``now`` (Unix seconds) decides which discounts are in effect.
+    """
+    customers_df = frames.customers
+    deleted = bools(column(customers_df, "deleted"))
+    if deleted.any():
+        customers_df = customers_df.loc[~deleted].reset_index(drop=True)
+    n = len(customers_df)
+    customers = Lookup(column(customers_df, "id"))
+    currencies = Vocabulary()
+
+    # -- subscriptions: current one, and the main one for the currency fallback
+    subs_df = frames.subscriptions
+    sub_lookup = Lookup(column(subs_df, "id"))
+    subs = SubscriptionArrays.build(subs_df, customers, currencies)
+    sub_ids = column(subs_df, "id")
+    current = pick_best(subs.customer, n, [~subs.ended, subs.created], sub_ids, largest_id=True)
+    main_sub = pick_best(subs.customer, n, [subs.counts_for_mrr, ~subs.ended, subs.created], sub_ids,
+                         largest_id=True)
+
+    # -- charges
+    ch = frames.charges
+    ch_customer = customers.positions(column(ch, "customer"))
+    succeeded = isin(column(ch, "status"), ["succeeded"]) & (ch_customer >= 0)
+    ch_created = ints(column(ch, "created"), _NO_TIME)
+    ch_ids = column(ch, "id")
+    paid_group = np.where(succeeded, ch_customer, -1)
+    latest_paid = pick_best(paid_group, n, [ch_created], ch_ids, largest_id=True)
+    ch_currency = currencies.encode(column(ch, "currency"))
+
+    # -- items (their MRR does not depend on the customer's currency; adding it up does)
+    items = compute_item_arrays(frames, config, now, customers, currencies, subs, sub_lookup)
+    sub_currency = subscription_currency(subs, items)
+
+    # -- customer currency: own column, main subscription, latest succeeded charge, latest charge
+    currency = currencies.encode(column(customers_df, "currency"))
+    fallbacks = (
+        np.append(sub_currency, -1)[main_sub],
+        np.append(ch_currency, -1)[latest_paid],
+    )
+    for fallback in fallbacks:
+        currency = np.where(currency >= 0, currency, fallback)
+    if (currency < 0).any():
+        needs = np.append(currency < 0, False)[ch_customer]
+        latest_any = pick_best(np.where(needs, ch_customer, -1), n, [ch_created], ch_ids, largest_id=True)
+        currency = np.where(currency >= 0, currency, np.append(ch_currency, -1)[latest_any])
+    customer_currency = np.append(currency, -1)  # index -1 (unknown customer) -> no currency
+
+    # -- money from charges (int64, exact)
+    g = ch_customer[succeeded]
+    payment_count = np.bincount(g, minlength=n)
+    first_paid = np.full(n, _NEVER, dtype=np.int64)
+    np.minimum.at(first_paid, g, ch_created[succeeded])
+    last_paid = np.append(ch_created, _NO_TIME)[latest_paid]
+    in_currency = succeeded & (ch_currency == customer_currency[ch_customer]) & (ch_currency >= 0)
+    gc = ch_customer[in_currency]
+    captured = ints(column(ch, "amount_captured"), 0)[in_currency]
+    refunded = ints(column(ch, "amount_refunded"), 0)[in_currency]
+    captured_sum = np.zeros(n, dtype=np.int64)
+    refunded_sum = np.zeros(n, dtype=np.int64)
+    np.add.at(captured_sum, gc, captured)
+    np.add.at(refunded_sum, gc, refunded)
+    ltv_minor = captured_sum - refunded_sum
+
+    # -- MRR
+    item_in_currency = (items.customer >= 0) & (items.currency == customer_currency[items.customer]) \
+        & (items.currency >= 0)
+    mrr_float = np.bincount(items.customer[item_in_currency], weights=items.mrr[item_in_currency], minlength=n)
+    mrr_minor = round_minor(mrr_float)
+
+    # -- main item: highest MRR in the customer's currency, then the current subscription's
+    items_df = frames.subscription_items
+    in_current = (items.subscription >= 0) & (items.subscription == np.append(current, -1)[items.customer])
+    main_item = pick_best(items.customer, n, [item_in_currency, items.mrr, in_current, items.list_monthly],
+                          column(items_df, "id"), largest_id=False)
+    main_price = np.append(items.price, -1)[main_item]
+    prices_df = frames.prices
+    # plan name per price (catalogue-sized arrays): nickname, else product name
+    product = Lookup(column(frames.products, "id")).positions(column(prices_df, "product"))
+    price_plan = text_values(column(prices_df, "nickname"))
+    product_name = text_values(column(frames.products, "name"))[np.append(product, -1)]
+    for names in (price_plan, product_name):
+        names[names == ""] = None
+    price_plan = np.where(pd.isna(price_plan), product_name, price_plan)
+    plan = price_plan[main_price]
+    no_name = pd.isna(price_plan)[main_price] & (main_item >= 0)
+    plan[no_name] = take_text(column(items_df, "price"), main_item[no_name])  # else the price id
+    billing_interval = take_text(column(prices_df, "recurring_interval"), main_price)
+
+    # next billing: the main item's period end while its subscription renews
+    main_item_sub = np.append(items.subscription, -1)[main_item]
+    period_end = np.append(ints(column(items_df, "current_period_end"), _NO_TIME), _NO_TIME)[main_item]
+    cancel_at = np.append(ints(column(subs_df, "cancel_at"), _NEVER), _NEVER)[main_item_sub]
+    renews = np.append(
+        isin(column(subs_df, "status"), RENEWING_STATUSES) & ~subs.ended
+        & ~bools(column(subs_df, "cancel_at_period_end"))
+        & ~present(column(subs_df, "pause_collection_behavior")), False)[main_item_sub]
+    renews &= (period_end != _NO_TIME) & (cancel_at > period_end)
+
+    # -- current subscription facts
+    status = take_text(column(subs_df, "status"), current)
+    status[pd.isna(status)] = "none"
+    cancel_at_period_end = np.append(bools(column(subs_df, "cancel_at_period_end")), False)[current]
+    trial_end = np.append(ints(column(subs_df, "trial_end"), _NO_TIME), _NO_TIME)[current]
+
+    # -- delinquency
+    delinquent = np.zeros(n, dtype=bool)
+    late = isin(column(subs_df, "status"), DELINQUENT_STATUSES) & ~bools(column(subs_df, "deleted")) \
+        & (subs.customer >= 0)
+    delinquent[subs.customer[late]] = True
+    inv = frames.invoices
+    inv_customer = customers.positions(column(inv, "customer"))
+    inv_ok = (inv_customer >= 0) & present(column(inv, "status")) & ~isin(column(inv, "status"), ["draft"]) \
+        & ~bools(column(inv, "deleted"))
+    latest_invoice = pick_best(np.where(inv_ok, inv_customer, -1), n, [ints(column(inv, "created"), _NO_TIME)],
+                               column(inv, "id"), largest_id=True)
+    failed_open = isin(column(inv, "status"), ["open"]) & (ints(column(inv, "attempt_count"), 0) > 0)
+    delinquent |= np.append(failed_open, False)[latest_invoice]
+
+    # -- identity and group keys from metadata
+    metadata = _metadata(json_values(column(customers_df, "metadata")),
+                         [*config.identity_metadata_keys, config.company_id_key, config.company_name_key])
+    user_id = np.full(n, None, dtype=object)
+    for key in config.identity_metadata_keys:
+        missing = pd.isna(user_id)
+        user_id[missing] = metadata[key][missing]
+
+    # -- assemble
+    exp = np.append(exponents(currencies.values), 2)[currency]
+    ltv_major = major_from_exponents(ltv_minor, exp)
+    refund_rate = np.round(np.divide(refunded_sum, captured_sum, out=np.zeros(n), where=captured_sum != 0), 4)
+    out = pd.DataFrame({
+        "email": _text(text_values(column(customers_df, "email"))[:n]),
+        "name": _text(text_values(column(customers_df, "name"))[:n]),
+        "stripe_customer_id": _text(text_values(column(customers_df, "id"))[:n]),
+        "currency": _text(currencies.decode(currency)),
+        "lifetime_value": ltv_major,
+        "mrr": major_from_exponents(mrr_minor, exp),
+        "spend_tier": _text(_spend_tier(ltv_major, currency, currencies, config)),
+        "refund_rate": pd.arrays.FloatingArray(refund_rate, captured_sum == 0),
+        "payment_count": pd.arrays.IntegerArray(payment_count.astype(np.int64), np.zeros(n, dtype=bool)),
+        "first_payment_at": _text(iso_times(first_paid, payment_count > 0)),
+        "last_payment_at": _text(iso_times(last_paid, payment_count > 0)),
+        "plan": _text(plan),
+        "billing_interval": _text(billing_interval),
+        "subscription_status": _text(status),
+        "cancel_at_period_end": pd.arrays.BooleanArray(cancel_at_period_end, np.zeros(n, dtype=bool)),
+        "next_billing_date": _text(iso_times(period_end, renews)),
+        "trial_end_date": _text(iso_times(trial_end, trial_end != _NO_TIME)),
+        "payment_delinquent": pd.arrays.BooleanArray(delinquent, np.zeros(n, dtype=bool)),
+        "payment_method_type": _text(take_text(column(ch, "payment_method_type"), latest_paid)),
+        "card_brand": _text(take_text(column(ch, "card_brand"), latest_paid)),
+        "user_id": _text(user_id),
+        "company_id": _text(metadata[config.company_id_key]),
+        "company_name": _text(metadata[config.company_name_key]),
+        "lifetime_value_minor": pd.arrays.IntegerArray(ltv_minor, np.zeros(n, dtype=bool)),
+        "mrr_minor": pd.arrays.IntegerArray(mrr_minor, np.zeros(n, dtype=bool)),
+    }, copy=False)  # the columns are fresh arrays: no need to copy them into 2-D blocks
+    return out
