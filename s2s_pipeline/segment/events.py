@@ -1,0 +1,611 @@
+"""Stripe event -> Segment track call (contract "Track events"). Pure functions.
+
+:func:`map_event` turns one Stripe event into at most one :class:`TrackCall`.
+It reads the event's own payload (``data.object`` and
+``data.previous_attributes``) and asks the caller, through a
+:class:`MappingContext`, only for what the payload cannot tell (price tiers,
+coupons behind collapsed discounts, the failed attempt of an invoice, the
+refunds and customer of a charge). Everything it returns is plain JSON:
+money in MAJOR units of the currency rounded to 2 decimals (``jpy 3000`` ->
+3000.0, ``usd 5000`` minor -> 50.0), times as ISO-8601 UTC strings
+(``"2026-01-31T12:00:00Z"``), currencies lowercase.
+
+Rows of the contract's table, tried in order, first match wins:
+
+===================================  ============================  ==============================================
+Stripe event                          track event                   properties
+===================================  ============================  ==============================================
+customer.subscription.created         Trial Started                 subscription_id, plan, trial_end_date
+(status ``trialing``)
+customer.subscription.created         Subscription Started          subscription_id, plan, mrr, currency,
+(any other status)                                                  billing_interval
+customer.subscription.updated         Trial Converted               subscription_id, plan, mrr, currency
+(previous status ``trialing``, now
+``active``)
+customer.subscription.updated         Subscription Upgraded /       subscription_id, plan, previous_plan, mrr,
+(MRR up / down)                       Subscription Downgraded       previous_mrr, currency
+customer.subscription.deleted         Subscription Canceled         subscription_id, plan, mrr, currency
+invoice.payment_failed                Payment Failed                invoice_id, amount, currency, attempt_count,
+                                                                    failure_code, failure_message,
+                                                                    next_payment_attempt
+charge.failed (charge of no invoice)  Payment Failed                charge_id, invoice_id (null), amount,
+                                                                    currency, attempt_count (1), failure_code,
+                                                                    failure_message, next_payment_attempt (null)
+charge.succeeded                      Order Completed               order_id, revenue, total, currency
+refund.created / charge.refunded      Order Refunded                order_id, refund_id, total, currency, reason
+charge.dispute.created                Dispute Created               charge_id, amount, currency, reason
+===================================  ============================  ==============================================
+
+Any other event type maps to None.
+
+Rules where the contract leaves room (decided here):
+
+- **messageId** = ``message_id("track", dedupe_key)``; the dedupe key is
+  ``event:<event id>``, except ``Order Refunded`` whose key is
+  ``refund:<refund id>``: Stripe sends ``refund.created`` and
+  ``charge.refunded`` for one refund, and whichever is handled first sends the
+  call; the other yields the same messageId (Segment and the ledger drop it).
+- **Customer**: the object's ``customer``. Refunds and disputes usually carry
+  none; then the charge's (an expanded ``charge`` object, else
+  ``ctx.customer_of_charge``). An event whose customer cannot be resolved
+  (e.g. a guest charge) maps to None: there is nobody to attribute it to.
+- **MRR** is the ``mrr`` trait's rule (``traits.mrr``, REFERENCE §A) applied
+  to the one subscription, at the event's ``created``: the snapshot's rows
+  (``stripe.normalize.to_rows``) plus the prices and coupons its items and
+  discounts reference. Embedded prices are used as they are; a tiered price
+  whose tiers the payload omits (Stripe never renders tiers in events) comes
+  from ``ctx.price``; coupons of collapsed discounts come from
+  ``ctx.discount`` and ``ctx.coupon``. Customer-level discounts are not
+  considered (the event cannot see them), so a customer with a customer-wide
+  ``forever`` coupon gets event MRR figures above the ``mrr`` trait.
+- **Upgraded / Downgraded**: "after" is the snapshot, "before" is the
+  snapshot with ``previous_attributes`` applied over it (nested objects
+  merged, arrays such as ``items.data`` and ``discounts`` replaced; legacy
+  top-level ``plan``/``quantity`` applied to a single-item subscription).
+  When ``previous_attributes`` names no MRR-relevant field (``items``,
+  ``plan``, ``quantity``, ``status``, ``discounts``/``discount``,
+  ``cancel_at_period_end``, ``pause_collection``, ``ended_at``, ``currency``),
+  or when the "before" state references a discount or price the context cannot
+  resolve while the snapshot's are all resolved, "before" is
+  ``ctx.stored_subscription_mrr`` (the mirror's state before the event;
+  without it: the partially priced "before" state if there is one, else the
+  event maps to None). Equal MRR (in minor
+  units) maps to None, so renewals and ``past_due`` <-> ``active`` flips send
+  nothing. Because the trait rules give 0 to ``cancel_at_period_end``,
+  ``unpaid``, ``paused`` and ``pause_collection``, setting a subscription to
+  cancel at period end is a **Subscription Downgraded to mrr 0** (Stripe's
+  default: churn counts at the API call), and undoing it a Subscription
+  Upgraded back. Likewise ``incomplete`` -> ``active`` (first payment of a
+  subscription created ``incomplete``) is an Upgraded from 0, and
+  ``trialing`` -> ``past_due`` (trial ended, first payment failed) an Upgraded
+  too; only ``trialing`` -> ``active`` is a Trial Converted (contract).
+  Movements therefore always sum to the subscription's current MRR.
+- **Subscription Started** reports the trait MRR of the new subscription (0
+  while it is ``incomplete``; see above for its activation).
+- **Subscription Canceled**: ``mrr`` is what the subscription brought in
+  while it ran: the snapshot priced as if it were still ``active`` (without
+  ``cancel_at_period_end``/``ended_at``), or 0 when it ended during its trial
+  (``ended_at``/``canceled_at`` not after ``trial_end``) or never started
+  (``incomplete_expired``). Only when the snapshot cannot be priced (no
+  items, unknown prices) is ``ctx.stored_subscription_mrr`` used.
+- **plan** = nickname of the price of the main item (highest MRR, then highest
+  undiscounted monthly amount, then smallest item id), else the product name
+  (``ctx.product_name`` or an expanded product), else the price id; as the
+  ``plan`` trait. ``billing_interval`` is that price's interval.
+- **Payment Failed (invoice)**: ``failure_code``/``failure_message`` from
+  ``ctx.invoice_payment_error``; both null when unknown.
+- **Payment Failed (charge.failed)**: only for a charge of no invoice (an
+  invoice's failed charge is reported by ``invoice.payment_failed``). Older
+  API versions carry ``charge.invoice``, which is used when present; else
+  ``ctx.charge_belongs_to_invoice``. Properties have the invoice variant's
+  keys with ``invoice_id`` and ``next_payment_attempt`` null,
+  ``attempt_count`` 1 (a one-off charge is not retried by Stripe) and
+  ``charge_id`` added.
+- **Order Completed**: ``revenue`` = ``total`` = the charge's ``amount``. A
+  charge carries no tax split (that lives on invoices), so revenue includes
+  any tax. ``needs_attribution`` tells the caller it may add
+  ``context.campaign`` and the profile's ``anonymousId``.
+- **Order Refunded** from ``charge.refunded``: the charge's refunds known at
+  the event (``ctx.refunds_of_charge`` plus ``charge.refunds.data`` when the
+  payload has it, as older API versions do), created no later than the
+  event, not ``failed``/``canceled``; the newest one is reported, preferring
+  one whose amount equals the increase of ``amount_refunded`` given by
+  ``previous_attributes`` (refunds created in the same second). None when
+  no refund is known: its ``refund.created`` reports it. Failed or canceled
+  refunds are never reported.
+- **Out-of-order events** map from their own payload; only the fall-backs
+  named above read the caller's current state.
+- Events of older API versions carry older shapes (``invoice.charge``,
+  ``charge.invoice``, ``subscription.plan``, ``discount.coupon`` ...); the
+  mirror's normalizer reads them, and so does this module.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any, Protocol
+
+import pandas as pd
+
+from s2s_pipeline.segment.messages import message_id
+from s2s_pipeline.stripe.normalize import to_rows
+from s2s_pipeline.traits.config import TraitsConfig
+from s2s_pipeline.traits.frames import TABLE_COLUMNS, MirrorFrames, empty_frames
+from s2s_pipeline.traits.money import currency_exponent
+from s2s_pipeline.traits.mrr import compute_item_mrr, compute_subscription_mrr
+
+TRIAL_STARTED = "Trial Started"
+SUBSCRIPTION_STARTED = "Subscription Started"
+TRIAL_CONVERTED = "Trial Converted"
+SUBSCRIPTION_UPGRADED = "Subscription Upgraded"
+SUBSCRIPTION_DOWNGRADED = "Subscription Downgraded"
+SUBSCRIPTION_CANCELED = "Subscription Canceled"
+PAYMENT_FAILED = "Payment Failed"
+ORDER_COMPLETED = "Order Completed"
+ORDER_REFUNDED = "Order Refunded"
+DISPUTE_CREATED = "Dispute Created"
+
+#: Subscription fields whose change can change MRR (``previous_attributes`` keys).
+MRR_FIELDS: frozenset[str] = frozenset({
+    "items", "plan", "quantity", "status", "discounts", "discount", "cancel_at_period_end",
+    "pause_collection", "ended_at", "currency",
+})
+
+#: Refund statuses that never move money (not reported).
+_DEAD_REFUND_STATUSES = frozenset({"failed", "canceled"})
+
+
+@dataclass(frozen=True)
+class TrackCall:
+    """One Segment track call about one Stripe customer (identity is resolved by the caller)."""
+
+    event: str
+    stripe_customer_id: str
+    properties: dict
+    message_id: str
+    dedupe_key: str
+    timestamp: int
+    needs_attribution: bool = False
+
+
+class MappingContext(Protocol):
+    """What the mapping may ask the caller (the mirror / the Stripe API)."""
+
+    def price(self, price_id: str) -> dict | None:
+        """Mirror price row (``store.schema`` columns), including ``tiers`` for tiered prices."""
+
+    def product_name(self, product_id: str) -> str | None:
+        """Name of a product."""
+
+    def coupon(self, coupon_id: str) -> dict | None:
+        """Mirror coupon row (``percent_off``, ``amount_off``, ``currency``, ``duration`` ...)."""
+
+    def discount(self, discount_id: str) -> dict | None:
+        """Mirror discount row (``coupon``, ``start``, ``end``) of a discount the payload names only by id.
+
+        Optional: a context without this method leaves collapsed discounts
+        unpriced (and "before" states with them fall back to the stored MRR).
+        It should also know discounts this very event removed.
+        """
+
+    def stored_subscription_mrr(self, subscription_id: str) -> tuple[int, str | None, str | None] | None:
+        """(MRR minor units, currency, plan) of the mirror's subscription BEFORE this event, or None."""
+
+    def invoice_payment_error(self, invoice: dict) -> dict | None:
+        """``{"code", "message"}`` of the invoice's failed attempt, None if unknown."""
+
+    def charge_belongs_to_invoice(self, charge: dict) -> bool:
+        """Whether a charge pays an invoice (current API charges have no ``invoice`` field)."""
+
+    def refunds_of_charge(self, charge_id: str) -> list[dict]:
+        """Mirror refund rows of the charge (``id``, ``amount``, ``currency``, ``reason``, ``created``, ``status``)."""
+
+    def customer_of_charge(self, charge_id: str) -> str | None:
+        """The Stripe customer id of a charge (for refunds and disputes), None if unknown."""
+
+
+# -- small helpers ----------------------------------------------------------------------
+
+
+def _id_of(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, dict):
+        return value.get("id")
+    return None
+
+
+def iso_utc(seconds: int | float | None) -> str | None:
+    """Unix seconds -> ``"2026-01-31T12:00:00Z"``; None stays None."""
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(int(seconds), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def to_major(amount: int | float | None, currency: str | None) -> float | None:
+    """Minor units -> major units of the currency, rounded half-even to 2 decimals."""
+    if amount is None:
+        return None
+    value = Decimal(str(amount)).scaleb(-currency_exponent(currency))
+    return float(value.quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN))
+
+
+def _currency(value: Any) -> str | None:
+    return str(value).lower() if value else None
+
+
+def _call(event: dict, name: str, customer: str | None, properties: dict, dedupe_key: str | None = None,
+          needs_attribution: bool = False) -> TrackCall | None:
+    if not customer:
+        return None
+    key = dedupe_key or f"event:{event['id']}"
+    return TrackCall(event=name, stripe_customer_id=customer, properties=properties,
+                     message_id=message_id("track", key), dedupe_key=key,
+                     timestamp=int(event.get("created") or 0), needs_attribution=needs_attribution)
+
+
+# -- subscription MRR -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SubscriptionFigures:
+    """MRR facts of one subscription snapshot, by the ``mrr`` trait's rules."""
+
+    mrr_minor: int
+    mrr: float
+    currency: str | None
+    plan: str | None
+    billing_interval: str | None
+    complete: bool  # every item's price and every discount's coupon was known
+
+
+_EMPTY: dict[str, pd.DataFrame] = {}
+
+
+def _empty_tables() -> dict[str, pd.DataFrame]:
+    """The empty mirror tables, built once (the MRR computation only reads its frames)."""
+    if not _EMPTY:
+        _EMPTY.update(empty_frames().tables())
+    return dict(_EMPTY)
+
+
+def _frame(table: str, rows: list[dict]):
+    if not rows:
+        return _empty_tables()[table]
+    columns = TABLE_COLUMNS[table]
+    return pd.DataFrame([{c: row.get(c) for c in columns} for row in rows], columns=list(columns))
+
+
+def _unique(rows: list[dict]) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    for row in rows:
+        if row.get("id") is not None:
+            out[row["id"]] = row
+    return out
+
+
+def subscription_figures(snapshot: dict, ctx: MappingContext, config: TraitsConfig, now: int) -> SubscriptionFigures:
+    """MRR (and plan, interval) of one subscription snapshot at ``now``, as the ``mrr`` trait computes it."""
+    rows = to_rows(snapshot, now)
+    sub_row = rows.parents["subscription"][0]
+    sub_id = sub_row["id"]
+    item_rows = rows.items.get(sub_id, [])
+    complete = True
+
+    embedded_prices = _unique(rows.embedded.get("price", []))
+    prices: dict[str, dict] = {}
+    raw_products: dict[str, str] = {}
+    for item in item_rows:
+        price_id = item.get("price")
+        if price_id is None:
+            complete = False
+            continue
+        if price_id in prices:
+            continue
+        row = embedded_prices.get(price_id)
+        if row is None or (row.get("billing_scheme") == "tiered" and row.get("tiers") is None):
+            stored = ctx.price(price_id)
+            if stored is not None and (row is None or stored.get("tiers") is not None):
+                row = {**(row or {}), **stored}
+        if row is None:
+            complete = False
+            continue
+        prices[price_id] = row
+        product = (row.get("raw") or {}).get("product")
+        if isinstance(product, dict) and product.get("name"):
+            raw_products[price_id] = product["name"]
+
+    discount_rows = []
+    resolve = getattr(ctx, "discount", None)
+    for d in rows.discounts.get(sub_id, []):
+        d = dict(d)
+        if d.get("coupon") is None:
+            stored = resolve(d["id"]) if resolve is not None else None
+            if stored is None or stored.get("coupon") is None:
+                complete = False
+                continue
+            d.update(coupon=_id_of(stored["coupon"]), start=stored.get("start"), end=stored.get("end"))
+        discount_rows.append(d)
+    coupons = _unique(rows.embedded.get("coupon", []))
+    for d in discount_rows:
+        if d["coupon"] not in coupons:
+            stored = ctx.coupon(d["coupon"])
+            if stored is None:
+                complete = False
+                continue
+            coupons[d["coupon"]] = stored
+
+    tables = _empty_tables()
+    tables.update(
+        subscriptions=_frame("subscriptions", [sub_row]),
+        subscription_items=_frame("subscription_items", item_rows),
+        prices=_frame("prices", list(prices.values())),
+        coupons=_frame("coupons", list(coupons.values())),
+        discounts=_frame("discounts", discount_rows),
+    )
+    frames = MirrorFrames(**tables)
+    sub = compute_subscription_mrr(frames, config, now).iloc[0]
+    currency = _currency(sub["currency"]) or _currency(snapshot.get("currency"))
+    mrr_minor = int(sub["mrr_minor"])
+
+    plan = interval = None
+    if item_rows:
+        main = 0
+        if len(item_rows) > 1:
+            items = compute_item_mrr(frames, config, now)
+            main = min(range(len(items)), key=lambda i: (-float(items["mrr_minor"].iloc[i]),
+                                                         -float(items["list_monthly_minor"].iloc[i]),
+                                                         str(items["id"].iloc[i])))
+        main_price_id = item_rows[main].get("price")
+        price = prices.get(main_price_id) or {}
+        plan = price.get("nickname") or None
+        if plan is None and price.get("product"):
+            plan = ctx.product_name(price["product"]) or None
+        if plan is None:
+            plan = raw_products.get(main_price_id) or main_price_id
+        interval = price.get("recurring_interval")
+    return SubscriptionFigures(mrr_minor=mrr_minor, mrr=to_major(mrr_minor, currency), currency=currency,
+                               plan=plan, billing_interval=interval, complete=complete and bool(item_rows))
+
+
+def _merge_previous(value: Any, previous: Any) -> Any:
+    """``value`` with Stripe's ``previous_attributes`` applied: hashes merged, everything else replaced."""
+    if isinstance(value, dict) and isinstance(previous, dict):
+        out = dict(value)
+        for key, old in previous.items():
+            out[key] = _merge_previous(value.get(key), old)
+        return out
+    return copy.deepcopy(previous)
+
+
+def state_before(snapshot: dict, previous: dict) -> dict:
+    """The subscription as it was before the event (``previous_attributes`` over the snapshot)."""
+    before = _merge_previous(snapshot, previous)
+    items = (before.get("items") or {}).get("data") or []
+    if "items" not in previous and len(items) == 1 and ("quantity" in previous or "plan" in previous):
+        # Legacy single-plan subscriptions (old API versions): top-level plan/quantity
+        item = dict(items[0])
+        if "quantity" in previous:
+            item["quantity"] = previous["quantity"]
+        if isinstance(previous.get("plan"), dict):
+            item.pop("price", None)
+            item["plan"] = previous["plan"]
+        before["items"] = dict(before["items"], data=[item])
+    return before
+
+
+def _as_running(snapshot: dict) -> dict:
+    return {**snapshot, "status": "active", "cancel_at_period_end": False, "ended_at": None}
+
+
+def _ended_in_trial(snapshot: dict, at: int) -> bool:
+    trial_end = snapshot.get("trial_end")
+    if trial_end is None:
+        return False
+    end = snapshot.get("ended_at") or snapshot.get("canceled_at") or at
+    start = snapshot.get("trial_start")
+    return int(end) <= int(trial_end) and (start is None or int(end) >= int(start))
+
+
+# -- one function per event type ------------------------------------------------------
+
+
+def _subscription_created(event: dict, sub: dict, ctx: MappingContext, config: TraitsConfig):
+    at = int(event.get("created") or 0)
+    fig = subscription_figures(sub, ctx, config, at)
+    customer = _id_of(sub.get("customer"))
+    if sub.get("status") == "trialing":
+        return _call(event, TRIAL_STARTED, customer, {
+            "subscription_id": sub["id"], "plan": fig.plan, "trial_end_date": iso_utc(sub.get("trial_end"))})
+    return _call(event, SUBSCRIPTION_STARTED, customer, {
+        "subscription_id": sub["id"], "plan": fig.plan, "mrr": fig.mrr, "currency": fig.currency,
+        "billing_interval": fig.billing_interval})
+
+
+def _subscription_updated(event: dict, sub: dict, ctx: MappingContext, config: TraitsConfig):
+    at = int(event.get("created") or 0)
+    previous = (event.get("data") or {}).get("previous_attributes")
+    previous = previous if isinstance(previous, dict) else {}
+    customer = _id_of(sub.get("customer"))
+    after = subscription_figures(sub, ctx, config, at)
+    if previous.get("status") == "trialing" and sub.get("status") == "active":
+        return _call(event, TRIAL_CONVERTED, customer, {
+            "subscription_id": sub["id"], "plan": after.plan, "mrr": after.mrr, "currency": after.currency})
+
+    computed = None
+    if MRR_FIELDS & previous.keys():
+        computed = subscription_figures(state_before(sub, previous), ctx, config, at)
+    if computed is not None and (computed.complete or not after.complete):
+        before_minor, before_plan = computed.mrr_minor, computed.plan
+    else:
+        stored = ctx.stored_subscription_mrr(sub["id"])
+        if stored is not None:
+            before_minor, before_plan = int(stored[0]), stored[2]
+        elif computed is not None:
+            before_minor, before_plan = computed.mrr_minor, computed.plan
+        else:
+            return None
+    if before_minor == after.mrr_minor:
+        return None
+    name = SUBSCRIPTION_UPGRADED if after.mrr_minor > before_minor else SUBSCRIPTION_DOWNGRADED
+    return _call(event, name, customer, {
+        "subscription_id": sub["id"], "plan": after.plan, "previous_plan": before_plan,
+        "mrr": after.mrr, "previous_mrr": to_major(before_minor, after.currency), "currency": after.currency})
+
+
+def _subscription_deleted(event: dict, sub: dict, ctx: MappingContext, config: TraitsConfig):
+    at = int(event.get("created") or 0)
+    customer = _id_of(sub.get("customer"))
+    fig = subscription_figures(_as_running(sub), ctx, config, at)
+    mrr_minor = fig.mrr_minor
+    if sub.get("status") == "incomplete_expired" or _ended_in_trial(sub, at):
+        mrr_minor = 0
+    elif not fig.complete:
+        stored = ctx.stored_subscription_mrr(sub["id"])
+        if stored is not None:
+            mrr_minor = int(stored[0])
+    return _call(event, SUBSCRIPTION_CANCELED, customer, {
+        "subscription_id": sub["id"], "plan": fig.plan, "mrr": to_major(mrr_minor, fig.currency),
+        "currency": fig.currency})
+
+
+def _invoice_payment_failed(event: dict, invoice: dict, ctx: MappingContext, config: TraitsConfig):
+    currency = _currency(invoice.get("currency"))
+    error = ctx.invoice_payment_error(invoice) or {}
+    return _call(event, PAYMENT_FAILED, _id_of(invoice.get("customer")), {
+        "invoice_id": invoice["id"],
+        "amount": to_major(invoice.get("amount_due"), currency),
+        "currency": currency,
+        "attempt_count": invoice.get("attempt_count"),
+        "failure_code": error.get("code"),
+        "failure_message": error.get("message"),
+        "next_payment_attempt": iso_utc(invoice.get("next_payment_attempt")),
+    })
+
+
+def _charge_failed(event: dict, charge: dict, ctx: MappingContext, config: TraitsConfig):
+    if "invoice" in charge:  # API versions before 2025-03-31.basil say it themselves
+        belongs = charge["invoice"] is not None
+    else:
+        belongs = ctx.charge_belongs_to_invoice(charge)
+    if belongs:
+        return None  # reported by invoice.payment_failed
+    currency = _currency(charge.get("currency"))
+    return _call(event, PAYMENT_FAILED, _id_of(charge.get("customer")), {
+        "charge_id": charge["id"],
+        "invoice_id": None,
+        "amount": to_major(charge.get("amount"), currency),
+        "currency": currency,
+        "attempt_count": 1,
+        "failure_code": charge.get("failure_code"),
+        "failure_message": charge.get("failure_message"),
+        "next_payment_attempt": None,
+    })
+
+
+def _charge_succeeded(event: dict, charge: dict, ctx: MappingContext, config: TraitsConfig):
+    currency = _currency(charge.get("currency"))
+    amount = to_major(charge.get("amount"), currency)
+    return _call(event, ORDER_COMPLETED, _id_of(charge.get("customer")), {
+        "order_id": charge["id"], "revenue": amount, "total": amount, "currency": currency,
+    }, needs_attribution=True)
+
+
+def _charge_customer(obj: dict, ctx: MappingContext) -> str | None:
+    """Customer of a refund or dispute: its own field, an expanded charge's, else the context's."""
+    customer = _id_of(obj.get("customer"))
+    if customer:
+        return customer
+    charge = obj.get("charge")
+    if isinstance(charge, dict) and _id_of(charge.get("customer")):
+        return _id_of(charge.get("customer"))
+    charge_id = _id_of(charge)
+    return ctx.customer_of_charge(charge_id) if charge_id else None
+
+
+def _refunded(event: dict, refund: dict, charge_id: str | None, customer: str | None,
+              fallback_currency: str | None = None):
+    if refund.get("status") in _DEAD_REFUND_STATUSES:
+        return None
+    currency = _currency(refund.get("currency")) or _currency(fallback_currency)
+    return _call(event, ORDER_REFUNDED, customer, {
+        "order_id": charge_id, "refund_id": refund["id"], "total": to_major(refund.get("amount"), currency),
+        "currency": currency, "reason": refund.get("reason"),
+    }, dedupe_key=f"refund:{refund['id']}")
+
+
+def _refund_created(event: dict, refund: dict, ctx: MappingContext, config: TraitsConfig):
+    return _refunded(event, refund, _id_of(refund.get("charge")), _charge_customer(refund, ctx))
+
+
+def _charge_refunded(event: dict, charge: dict, ctx: MappingContext, config: TraitsConfig):
+    customer = _id_of(charge.get("customer"))
+    if not customer:
+        return None
+    at = int(event.get("created") or 0)
+    known: dict[str, dict] = {}
+    for row in ctx.refunds_of_charge(charge["id"]) or []:
+        if row.get("id"):
+            known[row["id"]] = dict(row)
+    listed = charge.get("refunds")
+    for refund in (listed.get("data") if isinstance(listed, dict) else None) or []:
+        if isinstance(refund, dict) and refund.get("id"):
+            known[refund["id"]] = {**known.get(refund["id"], {}), **refund}
+    candidates = [r for r in known.values()
+                  if r.get("status") not in _DEAD_REFUND_STATUSES and r.get("amount") is not None
+                  and (r.get("created") is None or int(r["created"]) <= at)]
+    if not candidates:
+        return None  # refund.created reports it
+    candidates.sort(key=lambda r: (int(r.get("created") or 0), str(r["id"])), reverse=True)
+    chosen = candidates[0]
+    previous = (event.get("data") or {}).get("previous_attributes") or {}
+    if isinstance(previous, dict) and previous.get("amount_refunded") is not None \
+            and charge.get("amount_refunded") is not None:
+        delta = int(charge["amount_refunded"]) - int(previous["amount_refunded"])
+        chosen = next((r for r in candidates if int(r["amount"]) == delta), chosen)
+    return _refunded(event, chosen, charge["id"], customer, charge.get("currency"))
+
+
+def _dispute_created(event: dict, dispute: dict, ctx: MappingContext, config: TraitsConfig):
+    currency = _currency(dispute.get("currency"))
+    return _call(event, DISPUTE_CREATED, _charge_customer(dispute, ctx), {
+        "charge_id": _id_of(dispute.get("charge")), "amount": to_major(dispute.get("amount"), currency),
+        "currency": currency, "reason": dispute.get("reason"),
+    })
+
+
+_HANDLERS = {
+    "customer.subscription.created": _subscription_created,
+    "customer.subscription.updated": _subscription_updated,
+    "customer.subscription.deleted": _subscription_deleted,
+    "invoice.payment_failed": _invoice_payment_failed,
+    "charge.failed": _charge_failed,
+    "charge.succeeded": _charge_succeeded,
+    "refund.created": _refund_created,
+    "charge.refunded": _charge_refunded,
+    "charge.dispute.created": _dispute_created,
+}
+
+#: Stripe event types that can yield a track call (for callers that filter or list events).
+MAPPED_EVENT_TYPES: frozenset[str] = frozenset(_HANDLERS)
+
+
+def map_event(event: dict, ctx: MappingContext, config: TraitsConfig = TraitsConfig()) -> TrackCall | None:
+    """The track call of one Stripe event (rules in the module doc), or None.
+
+    Deterministic: the same event (and the same answers from ``ctx``) gives the
+    same call and messageId. A subscription payload missing a field the mirror
+    needs raises ``MalformedStripeObject`` (from the normalizer).
+    """
+    handler = _HANDLERS.get(event.get("type") or "")
+    if handler is None or not event.get("id"):
+        return None
+    obj = (event.get("data") or {}).get("object")
+    if not isinstance(obj, dict) or not obj.get("id"):
+        return None
+    if event["type"].startswith("customer.subscription.") and not _id_of(obj.get("customer")):
+        return None
+    return handler(event, obj, ctx, config)

@@ -1,0 +1,416 @@
+"""The Dagster UI against the real code location: names from CONTRACT.md over GraphQL, and the asset graph in Chromium.
+
+Starts `dagster-webserver -w workspace.yaml` on a free loopback port, with a
+throwaway DAGSTER_HOME (SQLite storage, telemetry and the community pop-up off)
+so the repository's production `dagster.yaml` (Postgres) is never read.
+
+The screenshot is kept in the test's temp dir; with S2S_UPDATE_SCREENSHOTS=1 it
+replaces docs/screenshots/asset-graph.png (the README's picture). Chromium is
+Debian's /usr/bin/chromium (`.ci/install-chromium.sh`); without it the
+browser test is skipped, except with CI=true, where it fails.
+
+Sensor `failed_payment_sensor` and job `failed_payment_alert` are checked when
+present, and required when S2S_EXPECT_SENSOR=1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import zlib
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.webserver
+
+REPO = Path(__file__).resolve().parents[2]
+SCREENSHOT = REPO / "docs" / "screenshots" / "asset-graph.png"
+CHROMIUM = Path("/usr/bin/chromium")
+LOCATION = "s2s_pipeline"
+
+STARTUP_DEADLINE_S = 60
+SHUTDOWN_DEADLINE_S = 15
+CHROMIUM_DEADLINE_S = 90
+
+# --- names fixed by CONTRACT.md ("Dagster names") and the asset layout -------------------
+REQUIRED_NOW = {
+    "jobs": ["nightly_trait_refresh", "stripe_backfill"],
+    "schedules": ["nightly_trait_refresh_schedule"],
+    "sensors": [],
+    # asset -> group
+    "assets": {
+        "stripe_change_feed": "stripe",
+        "stripe_products": "stripe",
+        "stripe_prices": "stripe",
+        "stripe_coupons": "stripe",
+        "stripe_customers": "stripe",
+        "stripe_subscriptions": "stripe",
+        "stripe_invoices": "stripe",
+        "stripe_charges": "stripe",
+        "stripe_refunds": "stripe",
+        "stripe_disputes": "stripe",
+        "customer_traits": "traits",
+    },
+    "groups": ["stripe", "traits"],
+}
+# Being built now; asserted when present, required once S2S_EXPECT_SENSOR=1.
+COMING = {
+    "jobs": ["failed_payment_alert"],
+    "sensors": ["failed_payment_sensor"],
+}
+SENSOR_TARGETS = {"failed_payment_sensor": "failed_payment_alert"}
+SCHEDULE_TARGETS = {"nightly_trait_refresh_schedule": ("nightly_trait_refresh", "0 2 * * *", "UTC")}
+CUSTOMER_TRAITS_CHECKS = {"one_row_per_customer", "non_negative_money", "refund_rate_within_bounds", "spend_tier_valid"}
+
+
+def _expect_coming() -> bool:
+    return os.environ.get("S2S_EXPECT_SENSOR") == "1"
+
+
+# --- the webserver ------------------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _kill_group(proc: subprocess.Popen, deadline_s: float = SHUTDOWN_DEADLINE_S) -> None:
+    """SIGTERM the process group led by proc, then SIGKILL it if anything is left at the deadline."""
+    pgid = proc.pid  # start_new_session=True: the child leads its own group
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        proc.poll()
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            break  # the whole group is gone (children such as the code server too)
+        try:
+            proc.wait(timeout=0.2)
+        except subprocess.TimeoutExpired:
+            pass
+    else:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:
+        proc.wait(timeout=deadline_s)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def _tail(path: Path, n: int = 4000) -> str:
+    try:
+        return path.read_text(errors="replace")[-n:]
+    except OSError:
+        return "(no log)"
+
+
+@pytest.fixture(scope="module")
+def webserver(tmp_path_factory):
+    """Base URL of a dagster-webserver serving workspace.yaml on a free 127.0.0.1 port."""
+    home = tmp_path_factory.mktemp("dagster_home")
+    (home / "dagster.yaml").write_text(
+        "# Test instance: SQLite storage under this directory.\n"
+        "telemetry:\n  enabled: false\n"
+        "nux:\n  enabled: false\n"
+    )
+    log_path = home / "webserver.log"
+    port = _free_port()
+    exe = Path(sys.executable).parent / "dagster-webserver"
+    assert exe.exists(), f"dagster-webserver not found next to {sys.executable}"
+    env = dict(os.environ)
+    env.pop("DAGSTER_PG_URL", None)
+    env.update(DAGSTER_HOME=str(home), STRIPE_API_KEY="sk_test_dummy")
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [str(exe), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+            cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + STARTUP_DEADLINE_S
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"dagster-webserver exited with {proc.returncode}:\n{_tail(log_path)}")
+            try:
+                with urllib.request.urlopen(f"{base}/server_info", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"dagster-webserver did not answer /server_info within "
+                            f"{STARTUP_DEADLINE_S} s:\n{_tail(log_path)}")
+            try:
+                proc.wait(timeout=0.25)  # poll interval; returns early if it dies
+            except subprocess.TimeoutExpired:
+                pass
+        yield base
+    finally:
+        _kill_group(proc)
+
+
+def _graphql(base: str, query: str, variables: dict | None = None) -> dict:
+    body = json.dumps({"query": query, "variables": variables or {}}).encode()
+    req = urllib.request.Request(f"{base}/graphql", data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        payload = json.load(resp)
+    assert not payload.get("errors"), f"GraphQL errors: {payload['errors']}"
+    return payload["data"]
+
+
+WORKSPACE_QUERY = """
+query S2SWorkspace {
+  workspaceOrError {
+    __typename
+    ... on PythonError { message }
+    ... on Workspace {
+      locationEntries {
+        name
+        loadStatus
+        locationOrLoadError {
+          __typename
+          ... on PythonError { message stack }
+          ... on RepositoryLocation {
+            name
+            repositories {
+              name
+              jobs { name description }
+              schedules {
+                name cronSchedule executionTimezone pipelineName defaultStatus
+                scheduleState { status }
+              }
+              sensors {
+                name defaultStatus
+                sensorState { status }
+                targets { pipelineName }
+              }
+              assetGroups { groupName assetKeys { path } }
+              assetNodes {
+                assetKey { path }
+                groupName
+                description
+                assetChecksOrError {
+                  __typename
+                  ... on AssetChecks { checks { name description } }
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def repository(webserver) -> dict:
+    """The code location's single repository, as GraphQL reports it (fails on load errors)."""
+    ws = _graphql(webserver, WORKSPACE_QUERY)["workspaceOrError"]
+    assert ws["__typename"] == "Workspace", f"workspace error: {ws.get('message')}"
+    entries = {e["name"]: e for e in ws["locationEntries"]}
+    assert LOCATION in entries, f"code location {LOCATION!r} not loaded; found {sorted(entries)}"
+    loc = entries[LOCATION]["locationOrLoadError"]
+    assert loc is not None, f"code location {LOCATION!r} status {entries[LOCATION]['loadStatus']}"
+    assert loc["__typename"] == "RepositoryLocation", (
+        f"code location {LOCATION!r} failed to load: {loc.get('message')}\n{''.join(loc.get('stack') or [])}"
+    )
+    repos = loc["repositories"]
+    assert len(repos) == 1, f"expected one repository in {LOCATION!r}, got {[r['name'] for r in repos]}"
+    return repos[0]
+
+
+def _key(node: dict) -> str:
+    return "/".join(node["assetKey"]["path"])
+
+
+# --- GraphQL: the contract's names --------------------------------------------------------
+
+def test_jobs_exist(repository):
+    jobs = {j["name"] for j in repository["jobs"]}
+    missing = [n for n in REQUIRED_NOW["jobs"] if n not in jobs]
+    assert not missing, f"jobs missing: {missing}; defined: {sorted(jobs)}"
+    if _expect_coming():
+        missing = [n for n in COMING["jobs"] if n not in jobs]
+        assert not missing, f"S2S_EXPECT_SENSOR=1 but jobs missing: {missing}; defined: {sorted(jobs)}"
+
+
+def test_schedule_runs_job_nightly_and_is_on_by_default(repository):
+    schedules = {s["name"]: s for s in repository["schedules"]}
+    for name in REQUIRED_NOW["schedules"]:
+        assert name in schedules, f"schedule {name!r} missing; defined: {sorted(schedules)}"
+        s = schedules[name]
+        job, cron, tz = SCHEDULE_TARGETS[name]
+        assert s["pipelineName"] == job
+        assert s["cronSchedule"] == cron
+        assert (s["executionTimezone"] or "UTC") == tz
+        assert s["defaultStatus"] == "RUNNING", f"{name} must be on by default"
+        assert s["scheduleState"]["status"] == "RUNNING", f"{name} is {s['scheduleState']['status']} on a new instance"
+
+
+def test_failed_payment_sensor_when_present(repository):
+    """Required with S2S_EXPECT_SENSOR=1; otherwise checked only if it is already defined."""
+    sensors = {s["name"]: s for s in repository["sensors"]}
+    jobs = {j["name"] for j in repository["jobs"]}
+    names = REQUIRED_NOW["sensors"] + COMING["sensors"]
+    if _expect_coming():
+        missing = [n for n in names if n not in sensors]
+        assert not missing, f"sensors missing: {missing}; defined: {sorted(sensors)}"
+    for name in names:
+        if name not in sensors:
+            continue
+        s = sensors[name]
+        target = SENSOR_TARGETS[name]
+        assert target in jobs, f"sensor {name} exists but its job {target!r} does not"
+        assert target in {t["pipelineName"] for t in (s["targets"] or [])}, f"{name} targets {s['targets']}"
+        assert s["defaultStatus"] == "RUNNING", f"{name} must be on by default"
+        assert s["sensorState"]["status"] == "RUNNING", f"{name} is {s['sensorState']['status']} on a new instance"
+
+
+def test_assets_and_groups(repository):
+    nodes = {_key(n): n for n in repository["assetNodes"]}
+    missing = [k for k in REQUIRED_NOW["assets"] if k not in nodes]
+    assert not missing, f"assets missing: {missing}; defined: {sorted(nodes)}"
+    wrong_group = {k: nodes[k]["groupName"] for k, g in REQUIRED_NOW["assets"].items() if nodes[k]["groupName"] != g}
+    assert not wrong_group, f"assets in the wrong group: {wrong_group}"
+    groups = {g["groupName"]: {"/".join(k["path"]) for k in g["assetKeys"]} for g in repository["assetGroups"]}
+    for group in REQUIRED_NOW["groups"]:
+        assert group in groups, f"asset group {group!r} missing; groups: {sorted(groups)}"
+        expected = {k for k, g in REQUIRED_NOW["assets"].items() if g == group}
+        assert expected <= groups[group], f"group {group!r} lacks {sorted(expected - groups[group])}"
+
+
+def test_every_asset_has_a_description(repository):
+    undocumented = sorted(_key(n) for n in repository["assetNodes"] if not (n["description"] or "").strip())
+    assert not undocumented, f"assets without a description (blank in the UI): {undocumented}"
+
+
+def test_customer_traits_checks(repository):
+    nodes = {_key(n): n for n in repository["assetNodes"]}
+    checks_or_error = nodes["customer_traits"]["assetChecksOrError"]
+    assert checks_or_error["__typename"] == "AssetChecks", checks_or_error
+    checks = {c["name"]: c for c in checks_or_error["checks"]}
+    missing = CUSTOMER_TRAITS_CHECKS - set(checks)
+    assert not missing, f"asset checks missing on customer_traits: {sorted(missing)}; found {sorted(checks)}"
+    undocumented = sorted(n for n in CUSTOMER_TRAITS_CHECKS if not (checks[n]["description"] or "").strip())
+    assert not undocumented, f"asset checks without a description: {undocumented}"
+
+
+# --- Headless Chromium: the asset graph -------------------------------------------------
+
+def _asset_graph_url(base: str) -> str:
+    """The global lineage page with both groups expanded (the UI's `expanded` query parameter).
+
+    `/asset-groups` alone shows two collapsed group boxes; `/asset-groups/<group>`
+    (which redirects to /locations/<loc>/asset-groups/<group>) shows one group only.
+    Group ids are `global@global:<group>` unless the per-code-location UI flag is on,
+    which a fresh browser profile never has.
+    """
+    expanded = ",".join(f"global@global:{g}" for g in REQUIRED_NOW["groups"])
+    return f"{base}/asset-groups?{urllib.parse.urlencode({'expanded': expanded})}"
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Path:
+    if CHROMIUM.exists():
+        return CHROMIUM
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true but {CHROMIUM} is missing: run .ci/install-chromium.sh first")
+    pytest.skip(f"{CHROMIUM} is missing (run .ci/install-chromium.sh as root to install Debian's chromium)")
+
+
+def _run_chromium(chromium: Path, tmp_path: Path, url: str, *extra: str) -> subprocess.CompletedProcess:
+    """One headless Chromium run with a fresh profile; its whole process group is killed afterwards."""
+    profile = tmp_path / f"chromium-profile-{len(list(tmp_path.glob('chromium-profile-*')))}"
+    profile.mkdir()
+    cmd = [
+        str(chromium), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--disable-quic", f"--user-data-dir={profile}", "--hide-scrollbars",
+        "--window-size=1600,1000", "--virtual-time-budget=10000", *extra, url,
+    ]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=CHROMIUM_DEADLINE_S)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc, 5)
+        pytest.fail(f"Chromium did not finish within {CHROMIUM_DEADLINE_S} s: {' '.join(cmd)}")
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # leftover helpers, if any
+        except ProcessLookupError:
+            pass
+    result = subprocess.CompletedProcess(cmd, proc.returncode, out.decode(errors="replace"),
+                                         err.decode(errors="replace"))
+    assert result.returncode == 0, f"Chromium exited {result.returncode}:\n{result.stderr[-3000:]}"
+    return result
+
+
+def _png_summary(data: bytes) -> tuple[int, int, bytes]:
+    """(width, height, decompressed filtered scanlines) of a PNG, validating its structure."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    pos, width, height, idat = 8, 0, 0, []
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos:pos + 4])
+        ctype = data[pos + 4:pos + 8]
+        chunk = data[pos + 8:pos + 8 + length]
+        if ctype == b"IHDR":
+            width, height, depth, color = struct.unpack(">IIBB", chunk[:10])
+            assert depth == 8, f"unexpected bit depth {depth}"
+            channels = {0: 1, 2: 3, 4: 2, 6: 4}[color]
+        elif ctype == b"IDAT":
+            idat.append(chunk)
+        elif ctype == b"IEND":
+            break
+        pos += 12 + length
+    raw = zlib.decompress(b"".join(idat))
+    assert len(raw) == height * (1 + width * channels), "PNG data does not match its header"
+    return width, height, raw
+
+
+def test_asset_graph_renders(webserver, chromium, tmp_path):
+    url = _asset_graph_url(webserver)
+
+    dom = _run_chromium(chromium, tmp_path, url, "--dump-dom").stdout
+    for name in ("stripe_change_feed", "customer_traits"):
+        assert name in dom, f"rendered DOM of {url} lacks {name!r} (graph not rendered?); {len(dom)} chars"
+    assert "Global asset lineage" in dom, "not the lineage page"
+
+    shot = tmp_path / "asset-graph.png"
+    _run_chromium(chromium, tmp_path, url, f"--screenshot={shot}")
+    assert shot.exists(), "Chromium wrote no screenshot"
+    data = shot.read_bytes()
+    assert len(data) > 20_000, f"screenshot is only {len(data)} bytes: {shot}"
+    width, height, raw = _png_summary(data)
+    assert (width, height) == (1600, 1000), f"screenshot is {width}x{height}"
+    # A one-colour (blank) image filters down to a handful of byte values; a rendered page has many.
+    counts = Counter(raw)
+    most_common = counts.most_common(1)[0][1] / len(raw)
+    assert len(counts) > 64 and most_common < 0.98, (
+        f"screenshot looks blank ({len(counts)} distinct byte values, top one {most_common:.1%}): {shot}"
+    )
+    if os.environ.get("S2S_UPDATE_SCREENSHOTS") == "1":
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, SCREENSHOT)
