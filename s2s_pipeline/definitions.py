@@ -4,9 +4,9 @@ from dagster import Definitions
 
 from s2s_pipeline.defs.jobs import nightly_trait_refresh, nightly_trait_refresh_schedule, stripe_backfill
 from s2s_pipeline.defs.resources import default_resources
+from s2s_pipeline.defs.segment_assets import segment_profiles
 from s2s_pipeline.defs.stripe_assets import stripe_change_feed, stripe_mirror_backfill
 from s2s_pipeline.defs.traits_assets import (
-    TraitRulesResource,
     customer_traits,
     non_negative_money,
     one_row_per_customer,
@@ -15,9 +15,9 @@ from s2s_pipeline.defs.traits_assets import (
 )
 
 defs = Definitions(
-    assets=[stripe_mirror_backfill, stripe_change_feed, customer_traits],
+    assets=[stripe_mirror_backfill, stripe_change_feed, customer_traits, segment_profiles],
     asset_checks=[one_row_per_customer, non_negative_money, refund_rate_within_bounds, spend_tier_valid],
     jobs=[stripe_backfill, nightly_trait_refresh],
     schedules=[nightly_trait_refresh_schedule],
-    resources={**default_resources(), "trait_rules": TraitRulesResource()},
+    resources=default_resources(),
 )

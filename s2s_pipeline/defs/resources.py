@@ -75,7 +75,12 @@ class StateStoreResource(ConfigurableResource):
 
 def default_resources() -> dict:
     """Resources bound to the environment, as the shipped code location uses them."""
+    from s2s_pipeline.defs.segment_assets import SegmentResource
+    from s2s_pipeline.defs.traits_assets import TraitRulesResource
+
     return {
         "stripe": StripeResource(api_key=EnvVar("STRIPE_API_KEY")),
         "state_store": StateStoreResource(),
+        "trait_rules": TraitRulesResource(),
+        "segment": SegmentResource(write_key=EnvVar("SEGMENT_WRITE_KEY")),
     }

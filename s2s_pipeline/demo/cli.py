@@ -1,11 +1,12 @@
 """`s2s-demo` (`make demo`): the main job end to end on the embedded default.
 
 A Stripe stand-in on 127.0.0.1 seeded with a generated account (a few hundred
-customers over 12 months), the state store in SQLite, the Dagster instance
-under .demo/dagster_home. Runs `nightly_trait_refresh` (first run: full sync),
-makes a day of changes in the stand-in, runs it again (incremental: only the
-events), and prints what happened. Open the same runs in the UI with
-`make dev`.
+customers over 12 months), a local Segment sink on 127.0.0.1, the state store
+in SQLite, the Dagster instance under .demo/dagster_home. Runs
+`nightly_trait_refresh` three times: the first run syncs everything and sends
+every customer's traits; the second, with nothing changed in Stripe, sends
+nothing; then a day of Stripe activity is simulated and the third run sends
+only what changed. Open the same runs in the UI with `make dev`.
 """
 
 from __future__ import annotations
@@ -60,6 +61,22 @@ def _print_sync(meta: dict) -> None:
              f"applied={meta.get('events_applied')}" if meta["mode"] == "incremental" else ""))
 
 
+def _print_segment(meta: dict | None, sink, before: int) -> None:
+    if meta is None:
+        return
+    arrived = sink.accepted[before:]
+    kinds = {}
+    for message in arrived:
+        kinds[message["type"]] = kinds.get(message["type"], 0) + 1
+    print(f"  segment_profiles: {meta['customers_changed']} of {meta['customers']} customers changed -> "
+          f"{meta['identify_sent']} identify, {meta['group_sent']} group calls sent, {meta['failed']} failed; "
+          f"the sink received {len(arrived)} messages {kinds or ''}")
+    for message in arrived[:3]:
+        who = message.get("userId") or message.get("anonymousId")
+        keys = sorted((message.get("traits") or {}).keys())
+        print(f"    {message['type']} {who}: {', '.join(keys[:8])}{' …' if len(keys) > 8 else ''}")
+
+
 def _print_traits(meta: dict) -> None:
     print(f"  customer_traits: {meta['customers']} customers, {meta['paying_customers']} paying, "
           f"{meta['customers_with_mrr']} with MRR, {meta['delinquent_customers']} delinquent")
@@ -82,37 +99,39 @@ def main(argv: list[str] | None = None) -> int:
 
     from s2s_pipeline.demo.changes import simulate_changes
     from s2s_pipeline.demo.generator import generate_account, seed_standin
+    from s2s_pipeline.demo.segment_sink import SegmentSink
     from s2s_pipeline.demo.standin import StripeStandIn
     from s2s_pipeline.store.db import make_engine
     from s2s_pipeline.store.mirror import MirrorStore
 
     started = time.perf_counter()
     account = generate_account(customers=args.customers, seed=args.seed)
-    with StripeStandIn() as standin:
+    with StripeStandIn() as standin, SegmentSink(write_key="demo_write_key") as sink:
         seed_standin(standin, account)
         standin.now = None  # follow the wall clock from here on, so new events are visible
-        os.environ["STRIPE_API_KEY"] = "sk_test_s2s_demo"
-        os.environ["STRIPE_API_BASE"] = standin.base_url
+        os.environ.update(STRIPE_API_KEY="sk_test_s2s_demo", STRIPE_API_BASE=standin.base_url,
+                          SEGMENT_WRITE_KEY="demo_write_key", SEGMENT_HOST=sink.base_url)
         print(f"Stripe stand-in at {standin.base_url}: {len(account.of_type('customer'))} customers, "
               f"{len(account.of_type('subscription'))} subscriptions, {len(account.of_type('charge'))} charges, "
               f"{len(account.events)} events over 12 months")
+        print(f"Segment sink at {sink.base_url}")
         print(f"State store: {os.environ['S2S_DATABASE_URL']}\nDagster home: {os.environ['DAGSTER_HOME']}\n")
 
-        print("Run 1: nightly_trait_refresh (first run: full sync, cursor starts at the newest event)")
-        first = _run_job("nightly_trait_refresh")
-        _print_sync(first["stripe_change_feed"])
-        if "customer_traits" in first:
-            _print_traits(first["customer_traits"])
+        def run(title: str) -> None:
+            print(title)
+            before = len(sink.accepted)
+            meta = _run_job("nightly_trait_refresh")
+            _print_sync(meta["stripe_change_feed"])
+            if "customer_traits" in meta:
+                _print_traits(meta["customer_traits"])
+            _print_segment(meta.get("segment_profiles"), sink, before)
 
+        run("Run 1: nightly_trait_refresh (first run: full sync, every customer's traits sent)")
+        run("\nRun 2: nightly_trait_refresh again, nothing changed in Stripe (nothing to send)")
         print("\nA day of Stripe activity:")
         for line in simulate_changes(standin, account):
             print(f"  - {line}")
-
-        print("\nRun 2: nightly_trait_refresh (incremental: only the new events)")
-        second = _run_job("nightly_trait_refresh")
-        _print_sync(second["stripe_change_feed"])
-        if "customer_traits" in second:
-            _print_traits(second["customer_traits"])
+        run("\nRun 3: nightly_trait_refresh (incremental: only the new events, only the changed traits)")
 
     counts = MirrorStore(make_engine(os.environ["S2S_DATABASE_URL"])).counts()
     print("\nMirror rows: " + ", ".join(f"{k}={v}" for k, v in counts.items()))

@@ -1,0 +1,163 @@
+"""One pass of trait delivery: identities -> diff against pushed traits -> identify/group -> bookkeeping.
+
+Plain Python; the ``segment_profiles`` asset calls ``sync_profiles``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from s2s_pipeline.segment.delivery import DeliveryReport, SegmentSettings, deliver, native
+from s2s_pipeline.segment.diff import canonical_traits, diff_group, diff_identify
+from s2s_pipeline.segment.identity import resolve_identities
+from s2s_pipeline.segment.messages import Message, group_message, identify_message, split_by_routing, utc
+from s2s_pipeline.store import schema
+from s2s_pipeline.store.mirror import MirrorStore
+from s2s_pipeline.store.segment_state import (
+    customer_last_change,
+    read_identity_map,
+    read_pushed,
+    record_identities,
+    record_pushed,
+)
+from s2s_pipeline.store.traits_table import read_traits
+
+
+@dataclass(frozen=True)
+class ProfileSyncOptions:
+    allow_list: tuple[str, ...] | None = None
+    routing: dict[str, dict] | None = None
+    recheck_after_seconds: int = 7 * 86400
+    max_lookups: int | None = 10_000
+
+
+@dataclass
+class ProfileSyncOutcome:
+    customers: int
+    customers_changed: int
+    report: DeliveryReport
+    identity_sources: dict[str, int] = field(default_factory=dict)
+    profiles_lookups: int = 0
+    changes: pd.DataFrame | None = None
+
+    def sample_markdown(self, limit: int = 10) -> str:
+        """Which customers changed and which traits (names only: no values, no PII)."""
+        if self.changes is None or self.changes.empty:
+            return "No changes."
+        lines = ["| stripe_customer_id | reason | traits changed |", "|---|---|---|"]
+        for row in self.changes.head(limit).itertuples():
+            lines.append(f"| {row.stripe_customer_id} | {row.reason} | {', '.join(sorted(row.traits))} |")
+        return "\n".join(lines)
+
+
+def _identify_messages(changes: pd.DataFrame, routing: dict | None, last_change: pd.Series,
+                       now: int) -> dict[str, list[Message]]:
+    out: dict[str, list[Message]] = {}
+    for row in changes.itertuples(index=False):
+        anonymous_id = row.anonymous_id
+        # A customer who was anonymous and now has a userId: send both so
+        # Segment merges the anonymous profile into the user's.
+        if row.reason == "identity_changed" and row.user_id is not None and _missing(row.previous_user_id):
+            anonymous_id = row.stripe_customer_id
+        when = utc(last_change.get(row.stripe_customer_id, now))
+        out[row.stripe_customer_id] = [
+            identify_message(row.stripe_customer_id, row.user_id, anonymous_id, native(part), when, integrations)
+            for part, integrations in split_by_routing(dict(row.traits), routing)
+        ]
+    return out
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and value != value) or value is pd.NA
+
+
+def sync_profiles(store: MirrorStore, settings: SegmentSettings, profiles, options: ProfileSyncOptions,
+                  now: int) -> ProfileSyncOutcome:
+    engine = store.engine
+    traits = read_traits(engine)
+    if traits.empty:
+        return ProfileSyncOutcome(0, 0, DeliveryReport())
+    lookups = {"count": 0}
+
+    def lookup(email: str):
+        lookups["count"] += 1
+        return profiles.user_id_for_email(email)
+
+    identities = resolve_identities(
+        traits[["stripe_customer_id", "email", "user_id"]],
+        read_identity_map(engine),
+        lookup=lookup if profiles is not None else None,
+        now=now,
+        recheck_after_seconds=options.recheck_after_seconds,
+        max_lookups=options.max_lookups,
+    )
+    current = traits.drop(columns=["user_id"]).merge(
+        identities[["stripe_customer_id", "user_id", "anonymous_id"]], on="stripe_customer_id", how="left")
+    pushed = read_pushed(engine)
+    # A row written only by a delivered group call has no acknowledged identify yet.
+    identified = pushed[pushed["identify_pushed_at"].notna()] if not pushed.empty else pushed
+    changes = diff_identify(current, identified, allow_list=options.allow_list)
+    groups = diff_group(current, pushed)
+    last_change = customer_last_change(engine)
+
+    identify_by_customer = _identify_messages(changes, options.routing, last_change, now)
+    group_by_customer: dict[str, Message] = {}
+    for row in groups.itertuples(index=False):
+        group_by_customer[row.stripe_customer_id] = group_message(
+            row.stripe_customer_id, row.user_id, row.anonymous_id, str(row.group_id), native(dict(row.traits)),
+            utc(last_change.get(row.stripe_customer_id, now)))
+    messages = [m for ms in identify_by_customer.values() for m in ms] + list(group_by_customer.values())
+    report = deliver(messages, settings)
+
+    if not report.dry_run:
+        record_identities(store, [
+            {k: native(v) for k, v in rec.items()} | {"updated_at": now}
+            for rec in identities[identities["changed"]][
+                ["stripe_customer_id", "user_id", "source", "email_key", "profiles_checked_at"]
+            ].to_dict("records")
+        ])
+        _record_delivered(store, report, current, identify_by_customer, group_by_customer, options, now)
+
+    sources = identities["source"].value_counts().to_dict()
+    changed_customers = set(identify_by_customer) | set(group_by_customer)
+    return ProfileSyncOutcome(
+        customers=len(traits), customers_changed=len(changed_customers), report=report,
+        identity_sources={str(k): int(v) for k, v in sources.items()}, profiles_lookups=lookups["count"],
+        changes=changes,
+    )
+
+
+def _record_delivered(store: MirrorStore, report: DeliveryReport, current: pd.DataFrame,
+                      identify_by_customer: dict[str, list[Message]], group_by_customer: dict[str, Message],
+                      options: ProfileSyncOptions, now: int) -> None:
+    """Pushed state for customers whose every identify (or group) message Segment acknowledged."""
+    failed = set(report.failed)
+    compared = [t for t in schema.IDENTIFY_TRAITS if t != "stripe_customer_id"]
+    if options.allow_list:
+        compared = [t for t in compared if t in options.allow_list]
+    done = {cid for cid, ms in identify_by_customer.items() if all(m.message_id not in failed for m in ms)}
+    rows: list[dict] = []
+    if done:
+        canonical = canonical_traits(current[current["stripe_customer_id"].isin(done)]).set_index(
+            "stripe_customer_id")
+        for cid in done:
+            values = canonical.loc[cid]
+            last = identify_by_customer[cid][-1]
+            row = {"stripe_customer_id": cid, "user_id": last.user_id,
+                   "anonymous_id": None if last.user_id else cid,
+                   "identify_message_id": last.message_id, "identify_pushed_at": now}
+            row.update({f"trait_{t}": native(values[t]) if t in compared else None
+                        for t in schema.IDENTIFY_TRAITS if t != "stripe_customer_id"})
+            rows.append(row)
+    record_pushed(store, rows)
+    group_rows = []
+    for cid, message in group_by_customer.items():
+        if message.message_id in failed:
+            continue
+        group_rows.append({"stripe_customer_id": cid, "group_id": message.group_id,
+                           "group_name": message.traits.get("name"), "group_plan": message.traits.get("plan"),
+                           "group_mrr": message.traits.get("mrr"), "group_message_id": message.message_id,
+                           "group_pushed_at": now})
+    record_pushed(store, group_rows)
