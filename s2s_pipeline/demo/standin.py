@@ -867,6 +867,12 @@ class StripeStandIn:
             predicates.extend(self._event_predicates(query))
         elif kind == "subscription":
             predicates.append(self._status_predicate(query.get("status")))
+        elif kind == "invoice_payment" and isinstance(query.get("payment"), dict):
+            # payment[type]=payment_intent&payment[payment_intent]=pi_...: the invoice a payment pays
+            wanted = query["payment"]
+            for field in ("type", "payment_intent", "charge"):
+                if wanted.get(field):
+                    predicates.append(lambda o, f=field, v=str(wanted[field]): _get_path(o, ("payment", f)) == v)
 
         eq_field: tuple[str, tuple[str, ...], str] | None = None
         for param, path in _EQ_FILTERS.get(kind, {}).items():

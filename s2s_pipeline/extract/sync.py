@@ -257,8 +257,12 @@ def _pick_snapshots(store: MirrorStore, parsed: list[tuple[dict, Rows]], result:
 
 
 def apply_events(store: MirrorStore, events: list[dict], cursor: dict, now: int, result: SyncResult,
-                 refetch: Refetch) -> dict:
-    """Apply new events' snapshots newest-wins and ledger them, with the cursor, atomically."""
+                 refetch: Refetch, *, advance_cursor: bool = True) -> dict:
+    """Apply new events' snapshots newest-wins and ledger them, with the cursor, atomically.
+
+    ``advance_cursor=False`` handles events out of band (the failed-payment
+    alert job) without moving the change feed's position.
+    """
     known = store.known_event_ids(e["id"] for e in events)
     fresh: list[dict] = []
     seen_ids: set[str] = set()
@@ -290,10 +294,21 @@ def apply_events(store: MirrorStore, events: list[dict], cursor: dict, now: int,
     with store.engine.begin() as conn:
         result.stats.merge(store.apply(rows, conn))
         store.record_events(ledger, conn)
-        store.set_cursor(EVENTS_CURSOR, new_cursor, conn)
+        if advance_cursor:
+            store.set_cursor(EVENTS_CURSOR, new_cursor, conn)
     result.events_read = len(events)
     result.events_new = len(fresh)
     return new_cursor
+
+
+def apply_single_event(reader: StripeReader, store: MirrorStore, event: dict, *,
+                       clock: Callable[[], float] = time.time) -> SyncResult:
+    """Mirror and ledger one event fetched out of band (the change feed will find it known)."""
+    now = int(clock())
+    result = SyncResult(mode="single_event")
+    cursor = store.get_cursor(EVENTS_CURSOR) or {}
+    apply_events(store, [event], cursor, now, result, reader.retrieve, advance_cursor=False)
+    return result
 
 
 def sync_changes(reader: StripeReader, store: MirrorStore, *, overlap_seconds: int = DEFAULT_OVERLAP_SECONDS,

@@ -41,10 +41,15 @@ Any other event type maps to None.
 Rules where the contract leaves room (decided here):
 
 - **messageId** = ``message_id("track", dedupe_key)``; the dedupe key is
-  ``event:<event id>``, except ``Order Refunded`` whose key is
-  ``refund:<refund id>``: Stripe sends ``refund.created`` and
+  ``event:<event id>`` for subscription events and ``invoice.payment_failed``
+  (one invoice can fail several times). Calls about one object that Stripe
+  reports once are keyed by that object, so the history backfill (built from
+  the mirror, where event ids are unknown) yields the very same messageIds:
+  ``charge:<id>:succeeded`` (Order Completed), ``charge:<id>:failed``
+  (Payment Failed without invoice), ``dispute:<id>`` (Dispute Created), and
+  ``refund:<refund id>`` (Order Refunded: Stripe sends ``refund.created`` and
   ``charge.refunded`` for one refund, and whichever is handled first sends the
-  call; the other yields the same messageId (Segment and the ledger drop it).
+  call; the other yields the same messageId, which Segment and the ledger drop).
 - **Customer**: the object's ``customer``. Refunds and disputes usually carry
   none; then the charge's (an expanded ``charge`` object, else
   ``ctx.customer_of_charge``). An event whose customer cannot be resolved
@@ -503,7 +508,7 @@ def _charge_failed(event: dict, charge: dict, ctx: MappingContext, config: Trait
         "failure_code": charge.get("failure_code"),
         "failure_message": charge.get("failure_message"),
         "next_payment_attempt": None,
-    })
+    }, dedupe_key=f"charge:{charge['id']}:failed")
 
 
 def _charge_succeeded(event: dict, charge: dict, ctx: MappingContext, config: TraitsConfig):
@@ -511,7 +516,7 @@ def _charge_succeeded(event: dict, charge: dict, ctx: MappingContext, config: Tr
     amount = to_major(charge.get("amount"), currency)
     return _call(event, ORDER_COMPLETED, _id_of(charge.get("customer")), {
         "order_id": charge["id"], "revenue": amount, "total": amount, "currency": currency,
-    }, needs_attribution=True)
+    }, dedupe_key=f"charge:{charge['id']}:succeeded", needs_attribution=True)
 
 
 def _charge_customer(obj: dict, ctx: MappingContext) -> str | None:
@@ -574,7 +579,7 @@ def _dispute_created(event: dict, dispute: dict, ctx: MappingContext, config: Tr
     return _call(event, DISPUTE_CREATED, _charge_customer(dispute, ctx), {
         "charge_id": _id_of(dispute.get("charge")), "amount": to_major(dispute.get("amount"), currency),
         "currency": currency, "reason": dispute.get("reason"),
-    })
+    }, dedupe_key=f"dispute:{dispute['id']}")
 
 
 _HANDLERS = {

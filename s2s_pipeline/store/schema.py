@@ -324,3 +324,17 @@ identity_map = Table(
     Column("profiles_checked_at", BigInteger),
     Column("updated_at", BigInteger, nullable=False),
 )
+
+# One row per track call Segment acknowledged, keyed like its messageId, so two
+# Stripe events about one fact (charge.refunded + refund.created) or two jobs
+# (the failed-payment sensor's and the nightly one) never send it twice.
+track_sent = Table(
+    "segment_track_sent",
+    metadata,
+    Column("dedupe_key", String(255), primary_key=True),
+    Column("message_id", String(64), nullable=False),
+    Column("event", String(64), nullable=False),
+    Column("stripe_customer_id", String(255)),
+    Column("stripe_event_id", String(255)),
+    Column("sent_at", BigInteger, nullable=False),
+)

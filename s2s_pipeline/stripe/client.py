@@ -198,6 +198,16 @@ class StripeReader:
         response = self._call(lambda: self._client.raw_request("get", path, **params), what)
         return response.data, _server_time(response) or requested_at
 
+    def get(self, path: str, params: dict[str, Any] | None = None) -> dict | None:
+        """Any v1 GET (e.g. ``/v1/payment_intents/pi_...``) as a plain dict; None on 404."""
+        try:
+            body, _ = self._get(path, dict(params or {}), path.rsplit("/", 2)[-2] if path.count("/") > 2 else path)
+        except (stripe.InvalidRequestError, stripe.APIError) as exc:
+            if exc.http_status == 404:
+                return None
+            raise
+        return body
+
     # -- lists -----------------------------------------------------------------
 
     def iter_pages(self, object_type: str, window: Window, extra: dict[str, Any] | None = None) -> Iterator[Page]:

@@ -1,0 +1,79 @@
+"""Polling Stripe for failed payments, for the failed-payment sensor (plain Python).
+
+The cursor is JSON: ``created`` (newest event time handled), ``seen`` (ids of
+events near it, with their times, so an overlap re-read never requests a run
+twice), and while a backlog is being worked through, ``resume`` (where the
+listing stopped) and ``since``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from s2s_pipeline.stripe.client import StripeReader
+
+#: Stripe events that mean a customer's payment failed.
+FAILED_PAYMENT_TYPES = ("invoice.payment_failed", "charge.failed")
+
+#: Re-read this far behind the cursor: Stripe does not guarantee event order.
+OVERLAP_SECONDS = 300
+
+
+@dataclass
+class Poll:
+    """New failed-payment events (oldest first) and the cursor to store."""
+
+    events: list[dict]
+    cursor: dict
+    complete: bool  # False when the page cap stopped the listing (the next tick continues)
+
+
+def _page(reader: StripeReader, params: dict[str, Any]) -> dict:
+    return reader.get("/v1/events", params) or {"data": [], "has_more": False}
+
+
+def poll_failed_payments(reader: StripeReader, cursor: dict | None, *, now: int, max_pages: int = 5,
+                         page_size: int = 100) -> Poll:
+    """One sensor tick's worth of new failed-payment events.
+
+    First tick (no cursor): no events; the cursor starts at the newest failed
+    payment (history is not replayed). Later ticks list events since
+    ``created - OVERLAP_SECONDS``, at most ``max_pages`` pages; a longer
+    backlog is continued from where it stopped on the next tick.
+    """
+    types = list(FAILED_PAYMENT_TYPES)
+    if cursor is None:
+        newest = _page(reader, {"types": types, "limit": 1}).get("data") or []
+        start = int(newest[0]["created"]) if newest else now
+        seen = {e["id"]: int(e["created"]) for e in newest}
+        return Poll([], {"created": start, "seen": seen}, True)
+
+    seen: dict[str, int] = dict(cursor.get("seen") or {})
+    since = int(cursor.get("since", int(cursor["created"]) - OVERLAP_SECONDS))
+    params: dict[str, Any] = {"types": types, "created": {"gte": since}, "limit": page_size}
+    if cursor.get("resume"):
+        params["starting_after"] = cursor["resume"]
+    fetched: list[dict] = []
+    has_more = False
+    for _ in range(max_pages):
+        body = _page(reader, params)
+        page = body.get("data") or []
+        fetched += page
+        has_more = bool(body.get("has_more")) and bool(page)
+        if not has_more:
+            break
+        params["starting_after"] = page[-1]["id"]
+    new = [e for e in fetched if e["id"] not in seen]
+    new.sort(key=lambda e: (int(e["created"]), e["id"]))
+    for event in new:
+        seen[event["id"]] = int(event["created"])
+    if has_more:
+        next_cursor = {"created": int(cursor["created"]), "since": since, "resume": params["starting_after"],
+                       "seen": seen}
+        return Poll(new, next_cursor, False)
+    # Events seen on earlier pages of a backlog count too: they were newer than this page.
+    newest = max([int(cursor["created"])] + [int(e["created"]) for e in fetched] + list(seen.values()))
+    # Forget ids that an overlap re-read can no longer return.
+    seen = {i: t for i, t in seen.items() if t >= newest - OVERLAP_SECONDS}
+    return Poll(new, {"created": newest, "seen": seen}, True)

@@ -1,0 +1,112 @@
+"""What the event mapping may ask about Stripe: answered from the mirror, and the API where the mirror cannot."""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+
+import stripe
+from sqlalchemy import select
+
+from s2s_pipeline.segment.events import subscription_figures
+from s2s_pipeline.store import schema
+from s2s_pipeline.store.mirror import MirrorStore
+from s2s_pipeline.stripe.client import StripeReader
+from s2s_pipeline.traits.config import TraitsConfig
+
+log = logging.getLogger(__name__)
+
+
+class MirrorContext:
+    """``events.MappingContext`` over the mirror (and, when given, the Stripe API)."""
+
+    def __init__(self, store: MirrorStore, reader: StripeReader | None, config: TraitsConfig, now: int) -> None:
+        self.store = store
+        self.reader = reader
+        self.config = config
+        self.now = now
+        self._row = lru_cache(maxsize=4096)(self._row_uncached)
+
+    def _row_uncached(self, table_name: str, key: str) -> dict | None:
+        table = schema.metadata.tables[table_name]
+        with self.store.engine.connect() as conn:
+            row = conn.execute(select(table).where(table.c.id == key)).mappings().first()
+        return dict(row) if row else None
+
+    # -- mirror ---------------------------------------------------------------------------
+
+    def price(self, price_id: str) -> dict | None:
+        return self._row(schema.prices.name, price_id)
+
+    def product_name(self, product_id: str) -> str | None:
+        row = self._row(schema.products.name, product_id)
+        return row["name"] if row else None
+
+    def coupon(self, coupon_id: str) -> dict | None:
+        return self._row(schema.coupons.name, coupon_id)
+
+    def discount(self, discount_id: str) -> dict | None:
+        return self._row(schema.discounts.name, discount_id)
+
+    def stored_subscription_mrr(self, subscription_id: str):
+        row = self._row(schema.subscriptions.name, subscription_id)
+        if not row or not row.get("raw"):
+            return None
+        figures = subscription_figures(row["raw"], self, self.config, self.now)
+        return figures.mrr_minor, figures.currency, figures.plan
+
+    def refunds_of_charge(self, charge_id: str) -> list[dict]:
+        r = schema.refunds
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(select(r.c.id, r.c.amount, r.c.currency, r.c.reason, r.c.created, r.c.status)
+                                .where(r.c.charge == charge_id)).mappings().all()
+        return [dict(row) for row in rows]
+
+    def customer_of_charge(self, charge_id: str) -> str | None:
+        row = self._row(schema.charges.name, charge_id)
+        return row["customer"] if row else None
+
+    # -- Stripe API (invoice payments are not mirrored) -----------------------------------
+
+    def _api(self, path: str, params: dict | None = None) -> dict | None:
+        if self.reader is None:
+            return None
+        try:
+            return self.reader.get(path, params)
+        except (stripe.StripeError, ConnectionError) as exc:
+            log.warning("Stripe look-up %s failed (%s); the event is mapped without it", path, type(exc).__name__)
+            return None
+
+    def invoice_payment_error(self, invoice: dict) -> dict | None:
+        """The failed attempt's error: the invoice payment's PaymentIntent ``last_payment_error``, else its charge."""
+        full = self._api(f"/v1/invoices/{invoice['id']}", {"expand": ["payments.data.payment.payment_intent"]})
+        payments = ((full or {}).get("payments") or {}).get("data") or []
+        for payment in payments:
+            target = (payment.get("payment") or {}).get("payment_intent")
+            intent = target if isinstance(target, dict) else (
+                self._api(f"/v1/payment_intents/{target}") if target else None)
+            error = (intent or {}).get("last_payment_error")
+            if error:
+                return {"code": error.get("decline_code") or error.get("code"), "message": error.get("message")}
+            charge_id = (intent or {}).get("latest_charge")
+            if isinstance(charge_id, dict):
+                charge_id = charge_id.get("id")
+            charge = self._row(schema.charges.name, charge_id) if charge_id else None
+            if charge and charge.get("failure_code"):
+                return {"code": charge["failure_code"], "message": charge.get("failure_message")}
+        return None
+
+    def charge_belongs_to_invoice(self, charge: dict) -> bool:
+        """Charges of the pinned API have no ``invoice``: ask which invoice payment used its PaymentIntent."""
+        intent = charge.get("payment_intent")
+        if isinstance(intent, dict):
+            intent = intent.get("id")
+        if not intent:
+            return False  # a bare charge (no PaymentIntent) never pays an invoice
+        found = self._api("/v1/invoice_payments",
+                          {"payment": {"type": "payment_intent", "payment_intent": intent}, "limit": 1})
+        if found is None:
+            # Unknown: the invoice.payment_failed path reports invoice failures,
+            # so staying silent here avoids a duplicate alert.
+            return True
+        return bool(found.get("data"))

@@ -1,0 +1,271 @@
+"""Stripe events -> Segment track calls, each Stripe fact sent once.
+
+The event ledger (``stripe_events``) says which events still need handling
+(``pending``, or ``failed`` last time); ``segment_track_sent`` says which
+facts Segment already acknowledged, keyed like the messageId. Whichever job
+handles an event first (the failed-payment sensor's or the nightly one) sends
+it; the other finds it sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import pandas as pd
+from sqlalchemy import select, update
+
+from s2s_pipeline.segment.context import MirrorContext
+from s2s_pipeline.segment.delivery import DeliveryReport, SegmentSettings, deliver, native
+from s2s_pipeline.segment.events import TrackCall, map_event
+from s2s_pipeline.segment.messages import Message, content_hash, identify_message, message_id, utc
+from s2s_pipeline.store import schema
+from s2s_pipeline.store.mirror import MirrorStore
+from s2s_pipeline.store.segment_state import record_pushed
+from s2s_pipeline.traits.config import TraitsConfig
+
+log = logging.getLogger(__name__)
+
+PAYMENT_FAILED = "Payment Failed"
+ORDER_COMPLETED = "Order Completed"
+#: Profile traits that become ``context.campaign`` on Order Completed.
+CAMPAIGN_FIELDS = {"utm_source": "source", "utm_medium": "medium", "utm_campaign": "name",
+                   "utm_term": "term", "utm_content": "content"}
+
+
+@dataclass
+class TrackOutcome:
+    """What one pass did, per Stripe event and per Segment call."""
+
+    considered: int = 0
+    statuses: Counter = field(default_factory=Counter)  # event -> sent/skipped/failed counts
+    sent_by_event: Counter = field(default_factory=Counter)  # track event name -> calls acknowledged
+    report: DeliveryReport = field(default_factory=DeliveryReport)
+    calls: list[tuple[str, TrackCall]] = field(default_factory=list)  # (stripe event id, call)
+
+    def metadata(self) -> dict:
+        return {"events_considered": self.considered, "events_sent": self.statuses["sent"],
+                "events_skipped": self.statuses["skipped"], "events_failed": self.statuses["failed"],
+                "track_calls_by_event": dict(self.sent_by_event), "messages_failed": len(self.report.failed)}
+
+
+@dataclass
+class _Identity:
+    user_id: str | None
+    anonymous_id: str | None
+    email: str | None
+
+
+def _identities(store: MirrorStore, customer_ids: Iterable[str], config: TraitsConfig) -> dict[str, _Identity]:
+    """The identity each customer's calls use: the stored one, else metadata keys, else anonymous."""
+    ids = sorted(set(customer_ids))
+    out: dict[str, _Identity] = {}
+    if not ids:
+        return out
+    with store.engine.connect() as conn:
+        stored = {r.stripe_customer_id: r.user_id for r in conn.execute(
+            select(schema.identity_map.c.stripe_customer_id, schema.identity_map.c.user_id)
+            .where(schema.identity_map.c.stripe_customer_id.in_(ids)))}
+        customers = {r.id: r for r in conn.execute(
+            select(schema.customers.c.id, schema.customers.c.email, schema.customers.c.metadata)
+            .where(schema.customers.c.id.in_(ids)))}
+    for cid in ids:
+        row = customers.get(cid)
+        metadata = (row.metadata if row is not None else None) or {}
+        user_id = stored.get(cid) or next((str(metadata[k]) for k in config.identity_metadata_keys
+                                           if metadata.get(k)), None)
+        out[cid] = _Identity(user_id, None if user_id else cid, row.email if row is not None else None)
+    return out
+
+
+def _attribution(profiles, identity: _Identity) -> tuple[dict, str | None]:
+    """(context.campaign, the profile's anonymous id) for Order Completed; empty when unknown."""
+    if profiles is None:
+        return {}, None
+    try:
+        if identity.user_id:
+            traits = profiles.latest_traits(user_id=identity.user_id)
+            anonymous = profiles.first_external_id("user_id", identity.user_id, "anonymous_id")
+        elif identity.email:
+            traits = profiles.latest_traits(email=identity.email)
+            anonymous = profiles.first_external_id("email", identity.email, "anonymous_id")
+        else:
+            return {}, None
+    except Exception as exc:  # noqa: BLE001 - attribution is best effort; the call goes out unenriched
+        log.warning("Profiles look-up for attribution failed (%s); sending Order Completed without it",
+                    type(exc).__name__)
+        return {}, None
+    campaign = {name: traits[key] for key, name in CAMPAIGN_FIELDS.items() if (traits or {}).get(key)}
+    return campaign, anonymous
+
+
+def track_message(call: TrackCall, identity: _Identity, campaign: dict | None = None,
+                  profile_anonymous_id: str | None = None) -> Message:
+    context = {"campaign": campaign} if campaign else {}
+    anonymous_id = identity.anonymous_id
+    if identity.user_id and profile_anonymous_id:
+        anonymous_id = profile_anonymous_id  # beside userId: ties the order to the visit
+    return Message("track", call.message_id, call.stripe_customer_id, utc(call.timestamp),
+                   user_id=identity.user_id, anonymous_id=anonymous_id, event=call.event,
+                   properties=native(call.properties), context=context)
+
+
+def delinquent_identify(call: TrackCall, identity: _Identity, stripe_event_id: str) -> Message:
+    """``payment_delinquent = true`` with the failure: one message per failure (salted by the event)."""
+    msg = identify_message(call.stripe_customer_id, identity.user_id, identity.anonymous_id,
+                           {"payment_delinquent": True}, utc(call.timestamp))
+    msg.message_id = message_id("identify", call.stripe_customer_id, "delinquent", stripe_event_id,
+                                content_hash(msg.traits))
+    return msg
+
+
+def _already_sent(store: MirrorStore, keys: Iterable[str]) -> set[str]:
+    keys = list(set(keys))
+    found: set[str] = set()
+    with store.engine.connect() as conn:
+        for i in range(0, len(keys), 500):
+            found |= set(conn.execute(select(schema.track_sent.c.dedupe_key)
+                                      .where(schema.track_sent.c.dedupe_key.in_(keys[i:i + 500]))).scalars())
+    return found
+
+
+def deliver_calls(store: MirrorStore, settings: SegmentSettings, calls: list[tuple[str, TrackCall]], *,
+                  profiles, config: TraitsConfig, now: int) -> tuple[DeliveryReport, dict[str, str]]:
+    """Send track calls not yet acknowledged (plus delinquency identifies); record what Segment accepted.
+
+    Returns the report and, per Stripe event id, "sent" / "skipped: <why>" / "failed: <why>".
+    """
+    outcome: dict[str, str] = {}
+    sent = _already_sent(store, (c.dedupe_key for _, c in calls))
+    identities = _identities(store, (c.stripe_customer_id for _, c in calls), config)
+    messages: list[Message] = []
+    by_event: dict[str, tuple[TrackCall, list[Message]]] = {}
+    claimed: dict[str, str] = {}
+    for event_id, call in calls:
+        if call.dedupe_key in sent:
+            outcome[event_id] = f"skipped: already sent ({call.dedupe_key})"
+            continue
+        if call.dedupe_key in claimed:
+            outcome[event_id] = f"skipped: same fact as {claimed[call.dedupe_key]}"
+            continue
+        claimed[call.dedupe_key] = event_id
+        identity = identities[call.stripe_customer_id]
+        campaign, profile_anon = _attribution(profiles, identity) if call.needs_attribution else ({}, None)
+        ms = [track_message(call, identity, campaign, profile_anon)]
+        if call.event == PAYMENT_FAILED:
+            ms.append(delinquent_identify(call, identity, event_id))
+        by_event[event_id] = (call, ms)
+        messages += ms
+    report = deliver(messages, settings)
+    if report.dry_run:
+        return report, {**outcome, **{e: "skipped: dry run" for e in by_event}}
+    sent_rows, delinquent_rows = [], []
+    for event_id, (call, ms) in by_event.items():
+        track, extra = ms[0], ms[1:]
+        if track.message_id in report.failed:
+            outcome[event_id] = f"failed: {report.failed[track.message_id]}"
+            continue
+        outcome[event_id] = "sent"
+        sent_rows.append({"dedupe_key": call.dedupe_key, "message_id": track.message_id, "event": call.event,
+                          "stripe_customer_id": call.stripe_customer_id, "stripe_event_id": event_id,
+                          "sent_at": now})
+        if extra and extra[0].message_id not in report.failed:
+            delinquent_rows.append(call.stripe_customer_id)
+    if sent_rows:
+        stmt = store._insert(schema.track_sent).on_conflict_do_nothing(index_elements=["dedupe_key"])
+        with store.engine.begin() as conn:
+            conn.execute(stmt, sent_rows)
+    _mark_delinquent_pushed(store, delinquent_rows)
+    return report, outcome
+
+
+def _mark_delinquent_pushed(store: MirrorStore, customers: list[str]) -> None:
+    """Segment now has payment_delinquent = true for customers already identified, so the
+    nightly diff sends false (only) once the invoice is paid."""
+    if not customers:
+        return
+    with store.engine.connect() as conn:
+        known = set(conn.execute(select(schema.pushed_traits.c.stripe_customer_id).where(
+            schema.pushed_traits.c.stripe_customer_id.in_(customers),
+            schema.pushed_traits.c.identify_pushed_at.is_not(None))).scalars())
+    record_pushed(store, [{"stripe_customer_id": c, "trait_payment_delinquent": True} for c in sorted(known)])
+
+
+def send_track_events(store: MirrorStore, settings: SegmentSettings, *, reader=None, profiles=None,
+                      config: TraitsConfig = TraitsConfig(), now: int, event_ids: list[str] | None = None,
+                      limit: int | None = None) -> TrackOutcome:
+    """Handle ledgered Stripe events still pending (or failed before): map, send, record outcomes."""
+    ledger = schema.stripe_events
+    query = select(ledger.c.id, ledger.c.type, ledger.c.payload).where(
+        ledger.c.track_status.in_(("pending", "failed"))).order_by(ledger.c.created, ledger.c.id)
+    if event_ids is not None:
+        query = query.where(ledger.c.id.in_(event_ids))
+    if limit is not None:
+        query = query.limit(limit)
+    with store.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    result = TrackOutcome(considered=len(rows))
+    ctx = MirrorContext(store, reader, config, now)
+    status: dict[str, str] = {}
+    for row in rows:
+        try:
+            call = map_event(row.payload or {}, ctx, config)
+        except Exception as exc:  # noqa: BLE001 - one odd payload must not stop the others
+            log.warning("Stripe event %s (%s) could not be mapped: %s", row.id, row.type, type(exc).__name__)
+            status[row.id] = f"failed: could not be mapped ({type(exc).__name__})"
+            continue
+        if call is None:
+            status[row.id] = f"skipped: no track event for {row.type}"
+        else:
+            result.calls.append((row.id, call))
+    report, delivered = deliver_calls(store, settings, result.calls, profiles=profiles, config=config, now=now)
+    status.update(delivered)
+    result.report = report
+    for event_id, call in result.calls:
+        if status.get(event_id) == "sent":
+            result.sent_by_event[call.event] += 1
+    if not report.dry_run:
+        with store.engine.begin() as conn:
+            for event_id, text in status.items():
+                kind, _, detail = text.partition(": ")
+                conn.execute(update(ledger).where(ledger.c.id == event_id)
+                             .values(track_status=kind, track_detail=detail or None))
+    result.statuses = Counter(text.partition(":")[0] for text in status.values())
+    return result
+
+
+def history_calls(store: MirrorStore, gte: int, lt: int, ctx: MirrorContext,
+                  config: TraitsConfig) -> list[tuple[str, TrackCall]]:
+    """Track calls for payments in [gte, lt) built from the mirror (charges, refunds, disputes).
+
+    Each object is wrapped as the event Stripe sent for it; the dedupe keys
+    (and so the messageIds) are the ones the live path uses.
+    """
+    out: list[tuple[str, TrackCall]] = []
+    specs = ((schema.charges, lambda r: "charge.succeeded" if r["status"] == "succeeded"
+              else "charge.failed" if r["status"] == "failed" else None),
+             (schema.refunds, lambda r: "refund.created"),
+             (schema.disputes, lambda r: "charge.dispute.created"))
+    for table, event_type in specs:
+        with store.engine.connect() as conn:
+            rows = conn.execute(select(table.c.id, table.c.status, table.c.created, table.c.raw)
+                                .where(table.c.created >= gte, table.c.created < lt)
+                                .order_by(table.c.created, table.c.id)).mappings().all()
+        for row in rows:
+            kind = event_type(row)
+            if kind is None or not row["raw"]:
+                continue
+            event = {"id": f"history:{row['id']}", "object": "event", "type": kind, "created": row["created"],
+                     "data": {"object": row["raw"]}}
+            call = map_event(event, ctx, config)
+            if call is not None:
+                out.append((event["id"], call))
+    return out
+
+
+def events_frame(outcome: TrackOutcome) -> pd.DataFrame:
+    """The calls of a pass as a small table (ids and event names only), for metadata."""
+    return pd.DataFrame([{"stripe_event_id": e, "event": c.event, "stripe_customer_id": c.stripe_customer_id}
+                         for e, c in outcome.calls])
