@@ -1,0 +1,80 @@
+"""failed_payment_sensor with build_sensor_context: first tick, new events, replayed tick, page cap."""
+
+import json
+import time
+
+import pytest
+from dagster import DagsterInstance, build_sensor_context
+
+from s2s_pipeline.defs.events_assets import failed_payment_sensor
+from s2s_pipeline.defs.resources import StripeResource
+from s2s_pipeline.demo.standin import StripeStandIn
+from s2s_pipeline.extract.failed_payments import poll_failed_payments
+from s2s_pipeline.stripe.client import StripeReader
+from s2s_pipeline.stripe.settings import StripeSettings
+
+
+def invoice(i: int) -> dict:
+    return {"id": f"in_{i:04d}", "object": "invoice", "customer": "cus_1", "status": "open", "currency": "usd",
+            "amount_due": 1000, "attempt_count": 1, "created": 1}
+
+
+@pytest.fixture
+def standin():
+    with StripeStandIn() as server:
+        yield server
+
+
+def tick(standin, cursor=None, instance=None):
+    context = build_sensor_context(cursor=cursor, instance=instance or DagsterInstance.ephemeral(),
+                                   resources={"stripe": StripeResource(api_key="sk_test_s", api_base=standin.base_url,
+                                                                       rate_limit=1000)})
+    return failed_payment_sensor(context)
+
+
+def test_first_tick_starts_at_the_newest_event_without_runs(standin):
+    now = int(time.time())
+    standin.emit("invoice.payment_failed", invoice(1), created=now - 100)
+    standin.emit("customer.created", {"id": "cus_1", "object": "customer", "created": 1}, created=now - 10)
+    result = tick(standin)
+    assert result.run_requests == []
+    cursor = json.loads(result.cursor)
+    assert cursor["created"] == now - 100  # the newest FAILED PAYMENT, not any event
+
+
+def test_new_events_get_one_run_each_and_a_replayed_tick_gets_none(standin):
+    now = int(time.time())
+    first = tick(standin)
+    a = standin.emit("invoice.payment_failed", invoice(1), created=now + 1)
+    b = standin.emit("charge.failed", {"id": "ch_1", "object": "charge", "status": "failed", "amount": 500,
+                                       "currency": "usd", "customer": "cus_1", "created": now + 2}, created=now + 2)
+    standin.emit("invoice.paid", invoice(2), created=now + 3)  # not a failed payment
+    second = tick(standin, first.cursor)
+    assert [(r.run_key, r.partition_key) for r in second.run_requests] == [(a["id"], a["id"]), (b["id"], b["id"])]
+    (request,) = second.dynamic_partitions_requests
+    assert list(request.partition_keys) == [a["id"], b["id"]]
+    # The same tick replayed (cursor not saved, e.g. a daemon crash) requests the same run keys,
+    # which Dagster dedupes; a tick after a saved cursor requests nothing.
+    replay = tick(standin, first.cursor)
+    assert [r.run_key for r in replay.run_requests] == [a["id"], b["id"]]
+    assert tick(standin, second.cursor).run_requests == []
+
+
+def test_more_pages_than_the_cap_continue_on_the_next_tick(standin):
+    now = int(time.time())
+    reader = StripeReader(StripeSettings(api_key="sk_test_s", api_base=standin.base_url, rate_limit=1000))
+    start = poll_failed_payments(reader, None, now=now)
+    ids = [standin.emit("invoice.payment_failed", invoice(i), created=now + 1 + i // 10)["id"] for i in range(25)]
+    seen: list[str] = []
+    cursor = start.cursor
+    ticks = 0
+    while True:
+        poll = poll_failed_payments(reader, cursor, now=now + 60, max_pages=1, page_size=10)
+        seen += [e["id"] for e in poll.events]
+        cursor = json.loads(json.dumps(poll.cursor))  # survives a restart (JSON round trip)
+        ticks += 1
+        if poll.complete:
+            break
+    assert ticks == 3
+    assert sorted(seen) == sorted(ids) and len(seen) == len(set(seen))
+    assert poll_failed_payments(reader, cursor, now=now + 60, max_pages=1, page_size=10).events == []

@@ -1,0 +1,173 @@
+"""Stripe events -> Segment track calls through the ledger, against the stand-ins."""
+
+import copy
+import time
+
+import pytest
+from sqlalchemy import select
+
+from s2s_pipeline.demo.generator import generate_account, seed_standin
+from s2s_pipeline.demo.profiles_standin import ProfilesStandIn
+from s2s_pipeline.demo.segment_sink import SegmentSink
+from s2s_pipeline.demo.standin import StripeStandIn
+from s2s_pipeline.extract.sync import apply_single_event, sync_changes
+from s2s_pipeline.segment.context import MirrorContext
+from s2s_pipeline.segment.delivery import SegmentSettings
+from s2s_pipeline.segment.profiles import ProfilesClient
+from s2s_pipeline.segment.track_sync import deliver_calls, history_calls, send_track_events
+from s2s_pipeline.store import schema
+from s2s_pipeline.store.db import make_engine
+from s2s_pipeline.store.mirror import MirrorStore
+from s2s_pipeline.stripe.client import StripeReader
+from s2s_pipeline.stripe.settings import StripeSettings
+from s2s_pipeline.traits.config import TraitsConfig
+
+WRITE_KEY = "wk_track"
+NOW = int(time.time())
+
+
+@pytest.fixture(scope="module")
+def account():
+    return generate_account(customers=30, seed=4, now=NOW)
+
+
+class World:
+    def __init__(self, standin, sink, store, account):
+        self.standin, self.sink, self.store, self.account = standin, sink, store, account
+        self.reader = StripeReader(StripeSettings(api_key="sk_test_t", api_base=standin.base_url, rate_limit=1000))
+        self.settings = SegmentSettings(write_key=WRITE_KEY, host=sink.base_url, max_retries=1)
+
+    def nightly(self, profiles=None):
+        sync_changes(self.reader, self.store)
+        return send_track_events(self.store, self.settings, reader=self.reader, profiles=profiles,
+                                 now=int(time.time()))
+
+    def tracks(self, name=None):
+        return [m for m in self.sink.accepted if m["type"] == "track" and (name is None or m["event"] == name)]
+
+    def paid_charge(self):
+        return next(c for c in self.account.of_type("charge")
+                    if c["status"] == "succeeded" and not c["amount_refunded"] and c.get("customer"))
+
+    def ledger(self):
+        with self.store.engine.connect() as conn:
+            return {r.id: r for r in conn.execute(select(schema.stripe_events))}
+
+
+@pytest.fixture
+def world(account, state_url):
+    with StripeStandIn() as standin, SegmentSink(write_key=WRITE_KEY) as sink:
+        seed_standin(standin, account, copy=True)
+        standin.now = None
+        store = MirrorStore(make_engine(state_url))
+        w = World(standin, sink, store, account)
+        w.nightly()  # first run: full sync, baseline; nothing from before is sent
+        yield w
+        store.engine.dispose()
+
+
+def test_first_run_sends_no_history_and_later_events_are_sent_once(world):
+    assert world.tracks() == []
+    charge = copy.deepcopy(world.paid_charge())
+    charge["id"] = "ch_new_order"
+    charge["created"] = int(time.time())
+    world.standin.emit("charge.succeeded", charge)
+    outcome = world.nightly()
+    (order,) = world.tracks("Order Completed")
+    assert order["properties"]["order_id"] == "ch_new_order"
+    assert outcome.statuses["sent"] == 1
+    assert world.nightly().report.attempted == []  # nothing twice
+    statuses = {r.track_status for r in world.ledger().values()}
+    assert "pending" not in statuses
+
+
+def test_refund_double_event_gives_exactly_one_order_refunded(world):
+    charge = copy.deepcopy(world.paid_charge())
+    refund = {"id": "re_double", "object": "refund", "amount": 500, "charge": charge["id"], "currency":
+              charge["currency"], "status": "succeeded", "reason": "requested_by_customer",
+              "created": int(time.time()), "customer": charge["customer"]}
+    charge["amount_refunded"] = 500
+    world.standin.emit("refund.created", refund)
+    world.standin.emit("charge.refunded", charge, previous_attributes={"amount_refunded": 0})
+    world.nightly()
+    refunds = world.tracks("Order Refunded")
+    assert len(refunds) == 1 and refunds[0]["properties"]["refund_id"] == "re_double"
+    statuses = sorted(r.track_status for r in world.ledger().values() if r.type in ("refund.created", "charge.refunded"))
+    assert statuses == ["sent", "skipped"]
+
+
+def _failed_invoice(world):
+    invoice = copy.deepcopy(next(i for i in world.account.of_type("invoice") if i["status"] == "paid"))
+    invoice.update(status="open", attempt_count=1, amount_paid=0, amount_remaining=invoice["amount_due"],
+                   next_payment_attempt=int(time.time()) + 3 * 86400)
+    return world.standin.emit("invoice.payment_failed", invoice)
+
+
+def test_sensor_path_then_nightly_sends_payment_failed_once(world):
+    event = _failed_invoice(world)
+    fetched = world.reader.get(f"/v1/events/{event['id']}")
+    apply_single_event(world.reader, world.store, fetched)
+    send_track_events(world.store, world.settings, reader=world.reader, now=int(time.time()), event_ids=[event["id"]])
+    (failed,) = world.tracks("Payment Failed")
+    props = failed["properties"]
+    invoice = event["data"]["object"]
+    assert props["invoice_id"] == invoice["id"] and props["attempt_count"] == 1
+    assert props["next_payment_attempt"].endswith("Z")
+    delinquent = [m for m in world.sink.accepted if m["type"] == "identify"
+                  and m["traits"] == {"payment_delinquent": True}]
+    assert len(delinquent) == 1
+    world.nightly()  # the change feed finds the event known; nothing is sent again
+    assert len(world.tracks("Payment Failed")) == 1
+    with world.store.engine.connect() as conn:
+        status = conn.execute(select(schema.invoices.c.status).where(schema.invoices.c.id == invoice["id"])).scalar()
+    assert status == "open"  # the alert job mirrored the snapshot
+
+
+def test_failed_send_is_retried_with_the_same_message_id(world):
+    _failed_invoice(world)
+    world.sink.faults.fail_next(2, status=500)  # both attempts of the first run (max_retries=1)
+    first = world.nightly()
+    assert first.statuses["failed"] == 1
+    failed_ids = set(first.report.failed)
+    second = world.nightly()
+    assert second.statuses["sent"] == 1
+    assert {m["messageId"] for m in world.tracks("Payment Failed")} <= failed_ids
+
+
+def test_order_completed_carries_campaign_and_profile_anonymous_id(world):
+    by_id = world.account.by_id()
+
+    def user_id(customer):
+        meta = customer.get("metadata") or {}
+        return meta.get("segment_user_id") or meta.get("user_id")
+
+    charge = copy.deepcopy(next(c for c in world.account.of_type("charge") if c["status"] == "succeeded"
+                                and c.get("customer") and user_id(by_id[c["customer"]])))
+    customer = by_id[charge["customer"]]
+    charge["id"] = "ch_attributed"
+    world.standin.emit("charge.succeeded", charge)
+    with ProfilesStandIn(space_id="spa", token="tok") as profiles_api:
+        profiles_api.add_profile(customer["email"], anonymous_ids=["anon_visit_1"], user_id=user_id(customer),
+                                 traits={"utm_source": "newsletter", "utm_campaign": "black_friday"})
+        world.nightly(profiles=ProfilesClient("spa", "tok", host=profiles_api.base_url))
+    (order,) = [m for m in world.tracks("Order Completed") if m["properties"]["order_id"] == "ch_attributed"]
+    assert order["context"]["campaign"] == {"source": "newsletter", "name": "black_friday"}
+    assert order["userId"] == user_id(customer) and order["anonymousId"] == "anon_visit_1"
+
+
+def test_history_backfill_uses_the_live_message_ids_and_never_repeats(world):
+    ctx = MirrorContext(world.store, world.reader, TraitsConfig(), int(time.time()))
+    calls = history_calls(world.store, NOW - 400 * 86400, NOW + 86400, ctx, TraitsConfig())
+    assert {c.event for _, c in calls} >= {"Order Completed", "Order Refunded"}
+    report, status = deliver_calls(world.store, world.settings, calls, profiles=None, config=TraitsConfig(),
+                                   now=int(time.time()))
+    assert report.failed == {}
+    sent = len(world.sink.accepted)
+    again, status2 = deliver_calls(world.store, world.settings, calls, profiles=None, config=TraitsConfig(),
+                                   now=int(time.time()))
+    assert again.attempted == [] and len(world.sink.accepted) == sent
+    # A live charge.succeeded for a charge the history already sent is not sent again.
+    charge = world.paid_charge()
+    world.standin.emit("charge.succeeded", copy.deepcopy(charge))
+    world.nightly()
+    assert len([m for m in world.tracks("Order Completed") if m["properties"]["order_id"] == charge["id"]]) == 1
