@@ -42,4 +42,24 @@ def simulate_changes(standin, account: DemoAccount, at: int | None = None) -> li
         changed.setdefault("metadata", {})["segment_user_id"] = f"user_{changed['id'][-8:].lower()}"
         standin.emit("customer.updated", changed, created=at + 1, previous_attributes=previous)
         done.append(f"customer {changed['id']}: segment_user_id added to metadata")
+    paid = [i for i in account.of_type("invoice") if i.get("status") == "paid" and i.get("customer")]
+    if paid:
+        invoice = copy.deepcopy(paid[-1])
+        previous = {"status": invoice["status"], "attempt_count": invoice.get("attempt_count")}
+        invoice.update(status="open", attempt_count=int(invoice.get("attempt_count") or 0) + 1, amount_paid=0,
+                       amount_remaining=invoice.get("amount_due"), next_payment_attempt=at + 3 * 86400)
+        standin.emit("invoice.payment_failed", invoice, created=at + 2, previous_attributes=previous)
+        done.append(f"invoice {invoice['id']} (customer {invoice['customer']}): payment failed")
+    refundable = [c for c in account.of_type("charge")
+                  if c.get("status") == "succeeded" and not c.get("amount_refunded") and c.get("customer")]
+    if refundable:
+        charge = copy.deepcopy(refundable[0])
+        amount = max(1, int(charge["amount"]) // 2)
+        refund = {"id": f"re_demo{charge['id'][-10:]}", "object": "refund", "amount": amount,
+                  "charge": charge["id"], "currency": charge["currency"], "status": "succeeded",
+                  "reason": "requested_by_customer", "created": at + 3, "payment_intent": charge.get("payment_intent")}
+        standin.emit("refund.created", refund, created=at + 3)
+        charge["amount_refunded"] = amount
+        standin.emit("charge.refunded", charge, created=at + 3, previous_attributes={"amount_refunded": 0})
+        done.append(f"charge {charge['id']} (customer {charge['customer']}): partly refunded ({refund['id']})")
     return done

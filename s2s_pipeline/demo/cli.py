@@ -65,14 +65,17 @@ def _print_segment(meta: dict | None, sink, before: int) -> None:
     if meta is None:
         return
     arrived = sink.accepted[before:]
-    kinds = {}
-    for message in arrived:
-        kinds[message["type"]] = kinds.get(message["type"], 0) + 1
+    if len(arrived) > 20:  # the first run: keep the output short
+        arrived = arrived[:3]
     print(f"  segment_profiles: {meta['customers_changed']} of {meta['customers']} customers changed -> "
           f"{meta['identify_sent']} identify, {meta['group_sent']} group calls sent, {meta['failed']} failed; "
-          f"the sink received {len(arrived)} messages {kinds or ''}")
-    for message in arrived[:3]:
+          f"the sink received {len(sink.accepted) - before} messages")
+    shown = [m for m in arrived if m["type"] == "track"] + [m for m in arrived if m["type"] != "track"]
+    for message in shown[:6]:
         who = message.get("userId") or message.get("anonymousId")
+        if message["type"] == "track":
+            print(f"    track {who}: {message['event']} {message['properties']}")
+            continue
         keys = sorted((message.get("traits") or {}).keys())
         print(f"    {message['type']} {who}: {', '.join(keys[:8])}{' …' if len(keys) > 8 else ''}")
 
@@ -125,6 +128,11 @@ def main(argv: list[str] | None = None) -> int:
             if "customer_traits" in meta:
                 _print_traits(meta["customer_traits"])
             _print_segment(meta.get("segment_profiles"), sink, before)
+            tracks = meta.get("segment_track_events")
+            if tracks:
+                print(f"  segment_track_events: {tracks['events_considered']} Stripe events -> "
+                      f"{tracks['events_sent']} sent, {tracks['events_skipped']} without a track call, "
+                      f"{tracks['events_failed']} failed; calls: {tracks['track_calls_by_event']}")
 
         run("Run 1: nightly_trait_refresh (first run: full sync, every customer's traits sent)")
         run("\nRun 2: nightly_trait_refresh again, nothing changed in Stripe (nothing to send)")
