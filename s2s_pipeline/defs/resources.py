@@ -59,7 +59,19 @@ class StateStoreResource(ConfigurableResource):
         default=None,
         description="SQLAlchemy URL. Env: S2S_DATABASE_URL. Default: SQLite file $DAGSTER_HOME/s2s_state.db.",
     )
+    raw_payload_retention_days: Optional[int] = Field(
+        default=30,
+        description="Keep raw Stripe payloads (mirror snapshots, event ledger) this many days; the typed columns "
+        "traits use are kept. Stripe's Events API keeps 30 days too. None keeps them forever.",
+    )
+    purge_deleted_customer_pii: bool = Field(
+        default=True, description="Blank email, name, metadata and raw payload of customers deleted in Stripe.")
     _store: Optional[MirrorStore] = PrivateAttr(default=None)
+
+    def apply_retention(self, now: int) -> dict[str, int]:
+        days = self.raw_payload_retention_days
+        return self.mirror().purge(raw_before=None if days is None else now - int(days) * 86400,
+                                   deleted_customer_pii=self.purge_deleted_customer_pii)
 
     def url(self) -> Optional[str]:
         return self.database_url or os.environ.get("S2S_DATABASE_URL") or None

@@ -1,6 +1,8 @@
 """Stripe extraction assets: daily backfill partitions and the change feed."""
 
 
+import time
+
 from dagster import (
     AssetExecutionContext,
     AssetKey,
@@ -121,5 +123,6 @@ def stripe_change_feed(context: AssetExecutionContext, stripe: StripeResource,
         context.log.warning(result.note)
     metadata = {k: MetadataValue.json(v) if isinstance(v, dict) else v for k, v in result.metadata().items()}
     metadata["mirror_rows"] = MetadataValue.json(state_store.mirror().counts())
+    metadata["retention"] = MetadataValue.json(state_store.apply_retention(int(time.time())))
     _fail_on_malformed(result)
     return MaterializeResult(metadata=metadata)

@@ -250,15 +250,18 @@ def history_calls(store: MirrorStore, gte: int, lt: int, ctx: MirrorContext,
              (schema.disputes, lambda r: "charge.dispute.created"))
     for table, event_type in specs:
         with store.engine.connect() as conn:
-            rows = conn.execute(select(table.c.id, table.c.status, table.c.created, table.c.raw)
-                                .where(table.c.created >= gte, table.c.created < lt)
+            rows = conn.execute(select(table).where(table.c.created >= gte, table.c.created < lt)
                                 .order_by(table.c.created, table.c.id)).mappings().all()
         for row in rows:
             kind = event_type(row)
-            if kind is None or not row["raw"]:
+            if kind is None:
                 continue
+            # The raw snapshot when retention kept it, else the typed columns (all the mapping reads).
+            obj = row["raw"] or {k: v for k, v in row.items() if k not in ("raw", "version_ts", "deleted")} | {
+                "object": {"stripe_charges": "charge", "stripe_refunds": "refund",
+                           "stripe_disputes": "dispute"}[table.name]}
             event = {"id": f"history:{row['id']}", "object": "event", "type": kind, "created": row["created"],
-                     "data": {"object": row["raw"]}}
+                     "data": {"object": obj}}
             call = map_event(event, ctx, config)
             if call is not None:
                 out.append((event["id"], call))

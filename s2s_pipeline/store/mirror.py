@@ -260,6 +260,40 @@ class MirrorStore:
         for chunk in _chunks(ledger_rows):
             conn.execute(stmt, list(chunk))
 
+    # -- retention -------------------------------------------------------------
+
+    def purge(self, *, raw_before: int | None, deleted_customer_pii: bool) -> dict[str, int]:
+        """Apply the retention settings; returns rows changed per kind.
+
+        - ``raw_before``: drop raw Stripe payloads (mirror ``raw``, ledger
+          ``payload``) of snapshots older than this Unix time. Typed columns
+          stay, so traits and the history backfill keep working; ledger rows
+          still waiting to be sent keep their payload.
+        - ``deleted_customer_pii``: blank email, name, metadata and raw of
+          customers deleted in Stripe (they are no longer sent anywhere).
+        """
+        out: dict[str, int] = {}
+        with self.engine.begin() as conn:
+            if raw_before is not None:
+                cleared = 0
+                for table in schema.MIRROR_TABLES.values():
+                    cleared += conn.execute(update(table).where(table.c.version_ts < raw_before,
+                                                                table.c.raw.is_not(None))
+                                            .values(raw=None)).rowcount or 0
+                out["raw_payloads_dropped"] = cleared
+                ledger = schema.stripe_events
+                out["event_payloads_dropped"] = conn.execute(
+                    update(ledger).where(ledger.c.created < raw_before, ledger.c.payload.is_not(None),
+                                         ledger.c.track_status.not_in(("pending", "failed")))
+                    .values(payload=None)).rowcount or 0
+            if deleted_customer_pii:
+                c = schema.customers
+                out["deleted_customers_scrubbed"] = conn.execute(
+                    update(c).where(c.c.deleted.is_(True), (c.c.email.is_not(None)) | (c.c.name.is_not(None))
+                                    | (c.c.raw.is_not(None)))
+                    .values(email=None, name=None, metadata=None, raw=None)).rowcount or 0
+        return out
+
     # -- inspection ------------------------------------------------------------
 
     def counts(self) -> dict[str, int]:

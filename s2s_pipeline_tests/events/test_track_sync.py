@@ -171,3 +171,12 @@ def test_history_backfill_uses_the_live_message_ids_and_never_repeats(world):
     world.standin.emit("charge.succeeded", copy.deepcopy(charge))
     world.nightly()
     assert len([m for m in world.tracks("Order Completed") if m["properties"]["order_id"] == charge["id"]]) == 1
+
+
+def test_history_works_from_typed_columns_after_raw_payloads_expired(world):
+    ctx = MirrorContext(world.store, world.reader, TraitsConfig(), int(time.time()))
+    window = (NOW - 400 * 86400, NOW + 86400)
+    before = {(c.event, c.message_id) for _, c in history_calls(world.store, *window, ctx, TraitsConfig())}
+    world.store.purge(raw_before=NOW + 10 * 86400, deleted_customer_pii=False)
+    after = {(c.event, c.message_id) for _, c in history_calls(world.store, *window, ctx, TraitsConfig())}
+    assert after == before and before

@@ -129,3 +129,30 @@ def test_migration_adds_missing_columns(state_url):
     engine = make_engine(state_url)  # migrates again
     assert "card_brand" in {c["name"] for c in inspect(engine).get_columns("stripe_charges")}
     engine.dispose()
+
+
+def test_retention_drops_old_raw_payloads_but_keeps_pending_events_and_typed_columns(mirror):
+    mirror.apply(to_rows(customer("cus_old"), 100))
+    mirror.apply(to_rows(customer("cus_new"), 1000))
+    base = {"type": "customer.updated", "received_at": 1, "applied": True, "payload": {"id": "x"}}
+    with mirror.engine.begin() as conn:
+        mirror.record_events([{**base, "id": "evt_sent", "created": 100, "track_status": "sent"},
+                              {**base, "id": "evt_pending", "created": 100, "track_status": "pending"},
+                              {**base, "id": "evt_recent", "created": 1000, "track_status": "sent"}], conn)
+    counts = mirror.purge(raw_before=500, deleted_customer_pii=False)
+    assert counts == {"raw_payloads_dropped": 1, "event_payloads_dropped": 1}
+    raws = {r["id"]: (r["raw"], r["email"]) for r in rows_of(schema.customers, mirror)}
+    assert raws["cus_old"] == (None, "a@example.com") and raws["cus_new"][0] is not None
+    payloads = {r["id"]: r["payload"] for r in rows_of(schema.stripe_events, mirror)}
+    assert payloads == {"evt_sent": None, "evt_pending": {"id": "x"}, "evt_recent": {"id": "x"}}
+
+
+def test_deleted_customers_lose_their_personal_data(mirror):
+    mirror.apply(to_rows(customer("cus_1", metadata={"segment_user_id": "u1"}), 100))
+    mirror.apply(to_rows(customer("cus_2"), 100))
+    mirror.mark_deleted("customer", ["cus_1"], 200)
+    assert mirror.purge(raw_before=None, deleted_customer_pii=True) == {"deleted_customers_scrubbed": 1}
+    rows = {r["id"]: r for r in rows_of(schema.customers, mirror)}
+    assert (rows["cus_1"]["email"], rows["cus_1"]["name"], rows["cus_1"]["metadata"], rows["cus_1"]["raw"]) == (
+        None, None, None, None)
+    assert rows["cus_2"]["email"] == "a@example.com"
