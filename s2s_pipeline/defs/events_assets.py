@@ -16,6 +16,7 @@ from dagster import (
     SensorResult,
     asset,
     define_asset_job,
+    in_process_executor,
     sensor,
 )
 
@@ -93,6 +94,9 @@ failed_payment_alert = define_asset_job(
     "failed_payment_alert",
     selection=[failed_payment_alerts],
     partitions_def=failed_payment_events,
+    # One small step: running it in the run's own process saves a step
+    # process start-up (seconds on a small machine) on the way to Segment.
+    executor_def=in_process_executor,
     description="Sends one failed payment (a Stripe event id, as the partition) to Segment: Payment Failed and "
     "payment_delinquent = true. Launched by failed_payment_sensor.",
 )
