@@ -202,29 +202,23 @@ charges = _versioned(
     indexes=("customer", "created"),
 )
 
-refunds = _versioned(
-    "stripe_refunds",
-    Column("charge", String(255)),
-    Column("payment_intent", String(255)),
-    Column("status", String(32)),
-    Column("currency", String(3)),
-    Column("amount", BigInteger),
-    Column("reason", String(64)),
-    Column("created", BigInteger),
-    indexes=("charge",),
-)
+def _money_back_on_charge(name: str) -> Table:
+    """Refunds and disputes: an amount of a charge's money going back, with a status and reason."""
+    return _versioned(
+        name,
+        Column("charge", String(255)),
+        Column("payment_intent", String(255)),
+        Column("status", String(32)),
+        Column("currency", String(3)),
+        Column("amount", BigInteger),
+        Column("reason", String(64)),
+        Column("created", BigInteger),
+        indexes=("charge",),
+    )
 
-disputes = _versioned(
-    "stripe_disputes",
-    Column("charge", String(255)),
-    Column("payment_intent", String(255)),
-    Column("status", String(32)),
-    Column("currency", String(3)),
-    Column("amount", BigInteger),
-    Column("reason", String(64)),
-    Column("created", BigInteger),
-    indexes=("charge",),
-)
+
+refunds = _money_back_on_charge("stripe_refunds")
+disputes = _money_back_on_charge("stripe_disputes")
 
 # Every Stripe event the change feed has seen, once (id is the Stripe event id).
 # ``track_status`` is for the event-to-Segment mapping: ``pending`` (not yet

@@ -354,20 +354,8 @@ def charge_row(obj: dict, version_ts: int) -> dict:
     }
 
 
-def refund_row(obj: dict, version_ts: int) -> dict:
-    return {
-        **_base(obj, version_ts),
-        "charge": _id_of(obj.get("charge")),
-        "payment_intent": _id_of(obj.get("payment_intent")),
-        "status": obj.get("status"),
-        "currency": obj.get("currency"),
-        "amount": _require(obj, "amount"),
-        "reason": obj.get("reason"),
-        "created": obj.get("created"),
-    }
-
-
-def dispute_row(obj: dict, version_ts: int) -> dict:
+def money_back_row(obj: dict, version_ts: int) -> dict:
+    """A refund or a dispute: money of a charge going back to the customer."""
     return {
         **_base(obj, version_ts),
         "charge": _id_of(obj.get("charge")),
@@ -388,8 +376,8 @@ _SIMPLE = {
     "coupon": coupon_row,
     "invoice": invoice_row,
     "charge": charge_row,
-    "refund": refund_row,
-    "dispute": dispute_row,
+    "refund": money_back_row,
+    "dispute": money_back_row,
 }
 
 #: Stripe object types the mirror stores (``plan`` is stored as a price).
