@@ -9,8 +9,7 @@ replaces docs/screenshots/asset-graph.png (the README's picture). Chromium is
 Debian's /usr/bin/chromium (`.ci/install-chromium.sh`); without it the
 browser test is skipped, except with CI=true, where it fails.
 
-Sensor `failed_payment_sensor` and job `failed_payment_alert` are checked when
-present, and required when S2S_EXPECT_SENSOR=1.
+Sensor `failed_payment_sensor` and job `failed_payment_alert` are required too.
 """
 
 from __future__ import annotations
@@ -46,9 +45,9 @@ CHROMIUM_DEADLINE_S = 90
 
 # --- names fixed by CONTRACT.md ("Dagster names") and the asset layout -------------------
 REQUIRED_NOW = {
-    "jobs": ["nightly_trait_refresh", "stripe_backfill"],
+    "jobs": ["nightly_trait_refresh", "stripe_backfill", "failed_payment_alert"],
     "schedules": ["nightly_trait_refresh_schedule"],
-    "sensors": [],
+    "sensors": ["failed_payment_sensor"],
     # asset -> group
     "assets": {
         "stripe_change_feed": "stripe",
@@ -62,21 +61,16 @@ REQUIRED_NOW = {
         "stripe_refunds": "stripe",
         "stripe_disputes": "stripe",
         "customer_traits": "traits",
+        "segment_profiles": "segment",
+        "segment_track_events": "segment",
+        "failed_payment_alerts": "segment",
+        "segment_payment_history": "segment",
     },
-    "groups": ["stripe", "traits"],
-}
-# Being built now; asserted when present, required once S2S_EXPECT_SENSOR=1.
-COMING = {
-    "jobs": ["failed_payment_alert"],
-    "sensors": ["failed_payment_sensor"],
+    "groups": ["stripe", "traits", "segment"],
 }
 SENSOR_TARGETS = {"failed_payment_sensor": "failed_payment_alert"}
 SCHEDULE_TARGETS = {"nightly_trait_refresh_schedule": ("nightly_trait_refresh", "0 2 * * *", "UTC")}
 CUSTOMER_TRAITS_CHECKS = {"one_row_per_customer", "non_negative_money", "refund_rate_within_bounds", "spend_tier_valid"}
-
-
-def _expect_coming() -> bool:
-    return os.environ.get("S2S_EXPECT_SENSOR") == "1"
 
 
 # --- the webserver ------------------------------------------------------------------------
@@ -251,9 +245,6 @@ def test_jobs_exist(repository):
     jobs = {j["name"] for j in repository["jobs"]}
     missing = [n for n in REQUIRED_NOW["jobs"] if n not in jobs]
     assert not missing, f"jobs missing: {missing}; defined: {sorted(jobs)}"
-    if _expect_coming():
-        missing = [n for n in COMING["jobs"] if n not in jobs]
-        assert not missing, f"S2S_EXPECT_SENSOR=1 but jobs missing: {missing}; defined: {sorted(jobs)}"
 
 
 def test_schedule_runs_job_nightly_and_is_on_by_default(repository):
@@ -269,17 +260,13 @@ def test_schedule_runs_job_nightly_and_is_on_by_default(repository):
         assert s["scheduleState"]["status"] == "RUNNING", f"{name} is {s['scheduleState']['status']} on a new instance"
 
 
-def test_failed_payment_sensor_when_present(repository):
-    """Required with S2S_EXPECT_SENSOR=1; otherwise checked only if it is already defined."""
+def test_failed_payment_sensor_targets_its_job_and_is_on_by_default(repository):
     sensors = {s["name"]: s for s in repository["sensors"]}
     jobs = {j["name"] for j in repository["jobs"]}
-    names = REQUIRED_NOW["sensors"] + COMING["sensors"]
-    if _expect_coming():
-        missing = [n for n in names if n not in sensors]
-        assert not missing, f"sensors missing: {missing}; defined: {sorted(sensors)}"
+    names = REQUIRED_NOW["sensors"]
+    missing = [n for n in names if n not in sensors]
+    assert not missing, f"sensors missing: {missing}; defined: {sorted(sensors)}"
     for name in names:
-        if name not in sensors:
-            continue
         s = sensors[name]
         target = SENSOR_TARGETS[name]
         assert target in jobs, f"sensor {name} exists but its job {target!r} does not"
