@@ -33,6 +33,28 @@ def _page(reader: StripeReader, params: dict[str, Any]) -> dict:
     return reader.get("/v1/events", params) or {"data": [], "has_more": False}
 
 
+def _first_cursor(reader: StripeReader, types: list[str], now: int, max_pages: int, page_size: int) -> dict:
+    """Start at the newest failed payment, with every failure the overlap window would re-read marked seen.
+
+    Later ticks re-read ``OVERLAP_SECONDS`` behind the cursor; history events
+    in that window must not be mistaken for new ones.
+    """
+    first = _page(reader, {"types": types, "limit": 1}).get("data") or []
+    if not first:
+        return {"created": now, "seen": {}}
+    start = int(first[0]["created"])
+    params: dict[str, Any] = {"types": types, "created": {"gte": start - OVERLAP_SECONDS}, "limit": page_size}
+    seen: dict[str, int] = {first[0]["id"]: start}
+    for _ in range(max_pages):
+        body = _page(reader, params)
+        page = body.get("data") or []
+        seen.update({e["id"]: int(e["created"]) for e in page})
+        if not body.get("has_more") or not page:
+            break
+        params["starting_after"] = page[-1]["id"]
+    return {"created": start, "seen": seen}
+
+
 def poll_failed_payments(reader: StripeReader, cursor: dict | None, *, now: int, max_pages: int = 5,
                          page_size: int = 100) -> Poll:
     """One sensor tick's worth of new failed-payment events.
@@ -44,10 +66,7 @@ def poll_failed_payments(reader: StripeReader, cursor: dict | None, *, now: int,
     """
     types = list(FAILED_PAYMENT_TYPES)
     if cursor is None:
-        newest = _page(reader, {"types": types, "limit": 1}).get("data") or []
-        start = int(newest[0]["created"]) if newest else now
-        seen = {e["id"]: int(e["created"]) for e in newest}
-        return Poll([], {"created": start, "seen": seen}, True)
+        return Poll([], _first_cursor(reader, types, now, max_pages, page_size), True)
 
     seen: dict[str, int] = dict(cursor.get("seen") or {})
     since = int(cursor.get("since", int(cursor["created"]) - OVERLAP_SECONDS))

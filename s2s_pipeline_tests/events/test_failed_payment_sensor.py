@@ -78,3 +78,13 @@ def test_more_pages_than_the_cap_continue_on_the_next_tick(standin):
     assert ticks == 3
     assert sorted(seen) == sorted(ids) and len(seen) == len(set(seen))
     assert poll_failed_payments(reader, cursor, now=now + 60, max_pages=1, page_size=10).events == []
+
+
+def test_failures_shortly_before_the_newest_are_history_too(standin):
+    """The overlap re-read must not turn failures from before the first tick into runs."""
+    now = int(time.time())
+    standin.emit("charge.failed", {"id": "ch_old", "object": "charge", "status": "failed", "amount": 500,
+                                   "currency": "usd", "customer": "cus_1", "created": now - 61}, created=now - 61)
+    standin.emit("invoice.payment_failed", invoice(1), created=now - 60)
+    first = tick(standin)
+    assert tick(standin, first.cursor).run_requests == []

@@ -362,7 +362,44 @@ class DaemonHarness:
             raise HarnessError(f"{name} failed in process:\n" + "\n".join(self.run_errors(result.run_id)))
         return result
 
+    def alert_run_timeline(self, run_keys: Collection[str]) -> dict[str, dict]:
+        """Per run key: when the run was created (sensor tick), started (worker up) and ended (Unix s)."""
+        from dagster import RunsFilter
+
+        out = {}
+        for rec in self.instance.get_run_records(filters=RunsFilter(job_name=ALERT_JOB)):
+            key = rec.dagster_run.tags.get("dagster/run_key")
+            if key in run_keys:
+                out[key] = {"run_id": rec.dagster_run.run_id, "status": rec.dagster_run.status.value,
+                            "created": rec.create_timestamp.timestamp(), "started": rec.start_time,
+                            "ended": rec.end_time}
+        return out
+
+    def run_stages(self, run_id: str) -> dict[str, float]:
+        """Unix time of the first event of each type in a run's event log (RUN_ENQUEUED, RUN_DEQUEUED,
+        RUN_STARTING, RUN_START, STEP_START, STEP_SUCCESS, RUN_SUCCESS, ...)."""
+        out: dict[str, float] = {}
+        for record in self.instance.all_logs(run_id):
+            if record.dagster_event is not None:
+                out.setdefault(record.dagster_event.event_type_value, record.timestamp)
+        return out
+
     # -- Stripe --------------------------------------------------------------------------
+
+    def failed_payment_event_ids(self, since: int) -> list[str]:
+        """Ids of the stand-in's failed-payment events created at or after ``since`` (via its HTTP API)."""
+        import json
+        import urllib.parse
+        import urllib.request
+
+        from s2s_pipeline.extract.failed_payments import FAILED_PAYMENT_TYPES
+
+        query = urllib.parse.urlencode([("types[]", t) for t in FAILED_PAYMENT_TYPES]
+                                       + [("created[gte]", str(since)), ("limit", "100")])
+        req = urllib.request.Request(f"{self.standin.base_url}/v1/events?{query}",
+                                     headers={"Authorization": f"Bearer {STRIPE_KEY}"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return [e["id"] for e in json.load(resp)["data"]]
 
     def fail_a_payment(self) -> tuple[str, int]:
         """``fail_a_payment`` on a customer this harness has not failed yet (when there is one)."""

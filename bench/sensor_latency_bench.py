@@ -1,0 +1,105 @@
+"""Failed payment to Segment through a real dagster-daemon: latency per failure.
+
+    python bench/sensor_latency_bench.py [--runs 5] [--customers 20]
+
+Uses the daemon harness of the test suite (s2s_pipeline_tests/ops/daemon_harness.py):
+a Stripe stand-in and a Segment sink on 127.0.0.1 in this process, a throwaway
+SQLite DAGSTER_HOME, one in-process `nightly_trait_refresh`, then
+`dagster-daemon run -w workspace.yaml` in its own process group, after
+`failed_payment_sensor`'s first tick. Then, N times one after another: a card
+decline on a subscription invoice is emitted into the stand-in (created = now),
+the bench waits until Segment has the `Payment Failed` and every run the
+sensor launched for it has finished, and records the latency = sink
+receivedAt - Stripe event created.
+
+Prints one JSON line: seconds (total, setup included), peak_rss_mb (this
+process: stand-in, sink, in-process nightly run), daemon_peak_rss_mb (summed
+RSS of the daemon's process group: daemon, code server, run workers, sampled
+every 0.5 s), runs, latencies, p50, p95, max, and the median of each stage
+(from the runs' event logs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from s2s_pipeline_tests.ops.daemon_harness import (  # noqa: E402
+    HarnessError,
+    daemon_harness,
+    payment_failed_tracks,
+    received_at,
+)
+
+ARRIVAL_DEADLINE_S = 90
+
+
+def _percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))
+    return ordered[int(rank) - 1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="failed payments, one after another (5)")
+    parser.add_argument("--customers", type=int, default=20, help="customers in the generated account (20)")
+    args = parser.parse_args()
+    if args.runs < 1:
+        parser.error("--runs must be >= 1")
+
+    started = time.perf_counter()
+    latencies: list[float] = []
+    stages: dict[str, list[float]] = {"sensor_tick": [], "queued": [], "worker_start": [], "step": [],
+                                      "runs_per_failure": []}
+    with daemon_harness(customers=args.customers) as h:
+        setup = dict(h.timings)
+        for _ in range(args.runs):
+            event_id, created = h.fail_a_payment()
+            invoice_id = h.standin.get("events", event_id)["data"]["object"]["id"]
+            new_ids = h.failed_payment_event_ids(created)
+            if not h.sink.wait_for(lambda: bool(payment_failed_tracks(h.sink, invoice_id)), ARRIVAL_DEADLINE_S):
+                raise HarnessError(f"no Payment Failed for {invoice_id} within {ARRIVAL_DEADLINE_S} s; sensor tick "
+                                   f"errors {h.sensor_tick_errors()[:1]}\n{h.daemon_log()}")
+            track = payment_failed_tracks(h.sink, invoice_id)[0]
+            latencies.append(round(received_at(track) - created, 2))
+            runs = h.wait_for_alert_runs(new_ids, timeout_s=60)
+            stages["runs_per_failure"].append(len(runs))
+            run = next(r for r in runs if r.tags.get("dagster/run_key") == event_id)
+            ev = h.run_stages(run.run_id)
+            enqueued = ev.get("PIPELINE_ENQUEUED", ev.get("RUN_ENQUEUED"))
+            starting = ev.get("PIPELINE_STARTING", ev.get("RUN_STARTING"))
+            step_start, step_end = ev.get("STEP_START"), ev.get("STEP_SUCCESS")
+            if None not in (enqueued, starting, step_start, step_end):
+                stages["sensor_tick"].append(enqueued - created)  # event -> run requested by a tick
+                stages["queued"].append(starting - enqueued)  # queue -> dequeued and launched
+                stages["worker_start"].append(step_start - starting)  # run worker + step process up
+                stages["step"].append(step_end - step_start)  # the asset itself
+        daemon_peak = h.rss.peak_mb if h.rss else None
+    seconds = time.perf_counter() - started
+    out = {
+        "seconds": round(seconds, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "daemon_peak_rss_mb": daemon_peak,
+        "runs": args.runs,
+        "latencies": latencies,
+        "p50": round(statistics.median(latencies), 2),
+        "p95": round(_percentile(latencies, 95), 2),
+        "max": max(latencies),
+        "stage_medians": {k: round(statistics.median(v), 2) for k, v in stages.items() if v},
+        "setup": setup,
+        "customers": args.customers,
+    }
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
