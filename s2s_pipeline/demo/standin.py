@@ -36,14 +36,15 @@ import fnmatch
 import json
 import random
 import re
-import socket
 import string
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from s2s_pipeline.demo.loopback import LoopbackHandler, LoopbackServer
 
 API_VERSION = "2026-10-28.endive"
 
@@ -442,40 +443,18 @@ def _int_param(name: str, value: Any) -> int:
 # ---------------------------------------------------------------- the server
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: the SDK reuses connections
-    # headers and body go out as separate writes; without TCP_NODELAY each
-    # response stalls ~40 ms on Nagle + delayed ACK
-    disable_nagle_algorithm = True
+class _StripeHandler(LoopbackHandler):
     server_version = "StripeStandIn/1.0"
-
-    def setup(self) -> None:
-        super().setup()
-        self.server.standin._connections.add(self.connection)  # type: ignore[attr-defined]
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.standin._connections.discard(self.connection)  # type: ignore[attr-defined]
-
-    def _dispatch(self) -> None:
-        self.server.standin._handle(self)  # type: ignore[attr-defined]
 
     def date_time_string(self, timestamp: float | None = None) -> str:
         # The Date header is Stripe's clock, the one event ``created`` uses:
         # follow the stand-in's ``now``, not the host's wall clock.
         if timestamp is None:
-            timestamp = self.server.standin.current_time()  # type: ignore[attr-defined]
+            timestamp = self.server.owner.current_time()  # type: ignore[attr-defined]
         return super().date_time_string(timestamp)
 
-    do_GET = do_POST = do_DELETE = _dispatch
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        pass  # the request log is ``StripeStandIn.requests``
-
-
-class StripeStandIn:
+class StripeStandIn(LoopbackServer):
     """An in-memory Stripe account served over HTTP on 127.0.0.1.
 
     ``now`` is the account's clock (Unix seconds) for the 30-day event window
@@ -495,6 +474,9 @@ class StripeStandIn:
     responses can be rendered outside the lock.
     """
 
+    thread_name = "stripe-standin"
+    handler_class = _StripeHandler
+
     def __init__(self, *, now: int | None = None, event_retention_days: int = 30, api_key_prefix: str = "sk_"):
         self.now = now
         self.event_retention_days = event_retention_days
@@ -504,7 +486,7 @@ class StripeStandIn:
         self.rate_limit_per_second: float | None = None
         # Clock of the rate limiter; replaceable so tests need not sleep.
         self.monotonic: Callable[[], float] = time.monotonic
-        self.base_url = ""
+        super().__init__()
         self._lock = threading.RLock()
         self._objects: dict[str, dict[str, dict]] = collections.defaultdict(dict)
         self._deleted: dict[str, set[str]] = collections.defaultdict(set)
@@ -516,51 +498,8 @@ class StripeStandIn:
         self._window: collections.deque[float] = collections.deque()
         self._rng = random.Random()
         self._seq = 0
-        self._server: ThreadingHTTPServer | None = None
-        # open keep-alive connections, closed on stop() so a stopped stand-in
-        # really stops answering
-        self._connections: set[socket.socket] = set()
-        self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------ lifecycle
-
-    def start(self) -> str:
-        """Listen on a free loopback port; returns the base URL for ``base_addresses``."""
-        if self._server is not None:
-            return self.base_url
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        server.daemon_threads = True
-        server.standin = self  # type: ignore[attr-defined]
-        self._server = server
-        # a short poll interval makes stop() quick (shutdown waits for one poll)
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="stripe-standin", daemon=True
-        )
-        self._thread.start()
-        self.base_url = f"http://127.0.0.1:{server.server_address[1]}"
-        return self.base_url
-
-    def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        for conn in list(self._connections):
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = None
-        self._thread = None
-
-    def __enter__(self) -> StripeStandIn:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
 
     def current_time(self) -> int:
         return int(self.now if self.now is not None else time.time())

@@ -6,7 +6,7 @@ import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Iterable, Sequence
 
 from sqlalchemy import Connection, Engine, and_, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite

@@ -64,11 +64,13 @@ def test_full_sync_then_incremental_run(standin, make_reader, mirror, account):
     second = sync_changes(make_reader(), mirror, clock=lambda: NOW + 120)
     assert second.mode == "incremental"
     assert second.stats.applied["subscription"] == 1 and second.stats.applied["customer"] == 1
+    assert second.stats.applied["invoice"] == 1 and second.stats.applied["refund"] == 1
     with mirror.engine.connect() as conn:
         ledger = conn.execute(select(schema.stripe_events.c.type, schema.stripe_events.c.created,
                                      schema.stripe_events.c.track_status)).all()
     # Only the two new events are pending; the overlap re-read older events, which are history.
     assert sorted((e.type, e.track_status) for e in ledger if e.created > NOW) == [
-        ("customer.subscription.updated", "pending"), ("customer.updated", "pending")]
+        ("charge.refunded", "pending"), ("customer.subscription.updated", "pending"),
+        ("customer.updated", "pending"), ("invoice.payment_failed", "pending"), ("refund.created", "pending")]
     assert all(e.track_status == "historical" for e in ledger if e.created <= NOW)
     assert second.events_new == len(ledger)

@@ -32,6 +32,8 @@ from pathlib import Path
 
 import pytest
 
+from s2s_pipeline_tests.ops.daemon_harness import kill_group
+
 pytestmark = pytest.mark.webserver
 
 REPO = Path(__file__).resolve().parents[2]
@@ -79,35 +81,6 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _kill_group(proc: subprocess.Popen, deadline_s: float = SHUTDOWN_DEADLINE_S) -> None:
-    """SIGTERM the process group led by proc, then SIGKILL it if anything is left at the deadline."""
-    pgid = proc.pid  # start_new_session=True: the child leads its own group
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        proc.poll()
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            break  # the whole group is gone (children such as the code server too)
-        try:
-            proc.wait(timeout=0.2)
-        except subprocess.TimeoutExpired:
-            pass
-    else:
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    try:
-        proc.wait(timeout=deadline_s)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 def _tail(path: Path, n: int = 4000) -> str:
@@ -160,7 +133,7 @@ def webserver(tmp_path_factory):
                 pass
         yield base
     finally:
-        _kill_group(proc)
+        kill_group(proc)
 
 
 def _graphql(base: str, query: str, variables: dict | None = None) -> dict:
@@ -342,7 +315,7 @@ def _run_chromium(chromium: Path, tmp_path: Path, url: str, *extra: str) -> subp
     try:
         out, err = proc.communicate(timeout=CHROMIUM_DEADLINE_S)
     except subprocess.TimeoutExpired:
-        _kill_group(proc, 5)
+        kill_group(proc, 5)
         pytest.fail(f"Chromium did not finish within {CHROMIUM_DEADLINE_S} s: {' '.join(cmd)}")
     finally:
         try:
