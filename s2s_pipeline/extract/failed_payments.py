@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import stripe
+
 from s2s_pipeline.stripe.client import StripeReader
 
 #: Stripe events that mean a customer's payment failed.
@@ -29,8 +31,29 @@ class Poll:
     complete: bool  # False when the page cap stopped the listing (the next tick continues)
 
 
+def _page_at(reader: StripeReader, params: dict[str, Any]) -> tuple[dict, int]:
+    """One page of events and Stripe's clock; filters by type locally if the server lacks ``types[]``."""
+    try:
+        body, at = reader.get_at("/v1/events", params)
+    except stripe.InvalidRequestError as exc:
+        if "types" not in params or getattr(exc, "param", None) not in (None, "types", "types[]"):
+            raise
+        # Real Stripe has types[]; a stand-in without it gets the unfiltered list.
+        wanted = set(params["types"])
+        body, at = reader.get_at("/v1/events", {k: v for k, v in params.items() if k != "types"})
+        if body is not None:
+            body = {**body, "data": [e for e in body.get("data") or [] if e.get("type") in wanted],
+                    # has_more/starting_after still refer to the unfiltered list
+                    "_last_id": ((body.get("data") or [{}])[-1]).get("id")}
+    return body or {"data": [], "has_more": False}, at
+
+
 def _page(reader: StripeReader, params: dict[str, Any]) -> dict:
-    return reader.get("/v1/events", params) or {"data": [], "has_more": False}
+    return _page_at(reader, params)[0]
+
+
+def _next_after(body: dict, page: list[dict]) -> str | None:
+    return body.get("_last_id") or (page[-1]["id"] if page else None)
 
 
 def _first_cursor(reader: StripeReader, types: list[str], now: int, max_pages: int, page_size: int) -> dict:
@@ -39,19 +62,21 @@ def _first_cursor(reader: StripeReader, types: list[str], now: int, max_pages: i
     Later ticks re-read ``OVERLAP_SECONDS`` behind the cursor; history events
     in that window must not be mistaken for new ones.
     """
-    first = _page(reader, {"types": types, "limit": 1}).get("data") or []
-    if not first:
-        return {"created": now, "seen": {}}
-    start = int(first[0]["created"])
+    body, stripe_now = _page_at(reader, {"types": types, "limit": 1})
+    first = body.get("data") or []
+    # Start at Stripe's clock now (or the newest failure, if later): whatever
+    # order the server lists in, nothing from before the first tick is replayed.
+    start = max([stripe_now] + [int(e["created"]) for e in first])
     params: dict[str, Any] = {"types": types, "created": {"gte": start - OVERLAP_SECONDS}, "limit": page_size}
-    seen: dict[str, int] = {first[0]["id"]: start}
+    seen: dict[str, int] = {e["id"]: int(e["created"]) for e in first}
     for _ in range(max_pages):
         body = _page(reader, params)
         page = body.get("data") or []
         seen.update({e["id"]: int(e["created"]) for e in page})
-        if not body.get("has_more") or not page:
+        after = _next_after(body, page)
+        if not body.get("has_more") or not after:
             break
-        params["starting_after"] = page[-1]["id"]
+        params["starting_after"] = after
     return {"created": start, "seen": seen}
 
 
@@ -79,10 +104,11 @@ def poll_failed_payments(reader: StripeReader, cursor: dict | None, *, now: int,
         body = _page(reader, params)
         page = body.get("data") or []
         fetched += page
-        has_more = bool(body.get("has_more")) and bool(page)
+        after = _next_after(body, page)
+        has_more = bool(body.get("has_more")) and after is not None
         if not has_more:
             break
-        params["starting_after"] = page[-1]["id"]
+        params["starting_after"] = after
     new = [e for e in fetched if e["id"] not in seen]
     new.sort(key=lambda e: (int(e["created"]), e["id"]))
     for event in new:

@@ -330,10 +330,14 @@ def sync_changes(reader: StripeReader, store: MirrorStore, *, overlap_seconds: i
         result = SyncResult(mode="initial_full_sync")
         # Take the newest events before listing: changes made while we list
         # appear as later events and are applied (newest-wins) next run.
-        newest = reader.newest_events()
-        start_at = int(newest[0]["created"]) if newest else now
+        newest, stripe_now = reader.newest_events()
+        # The baseline is Stripe's clock at the start of the sync (or the newest
+        # event, if later): everything created before it is history, whatever
+        # order the server lists events in.
+        start_at = max([stripe_now] + [int(e["created"]) for e in newest])
         full_sync(reader, store, result, now, object_types)
-        result.cursor = {"created": start_at, "baseline": start_at, "baseline_ids": sorted(e["id"] for e in newest),
+        result.cursor = {"created": start_at, "baseline": start_at,
+                         "baseline_ids": sorted(e["id"] for e in newest if int(e["created"]) == start_at),
                          "last_full_sync": now, "updated_at": now}
         store.set_cursor(EVENTS_CURSOR, result.cursor)
     elif now - int(cursor["created"]) > EVENTS_RETENTION_SECONDS - _RETENTION_MARGIN_SECONDS:

@@ -105,8 +105,26 @@ class MirrorContext:
             return False  # a bare charge (no PaymentIntent) never pays an invoice
         found = self._api("/v1/invoice_payments",
                           {"payment": {"type": "payment_intent", "payment_intent": intent}, "limit": 1})
-        if found is None:
-            # Unknown: the invoice.payment_failed path reports invoice failures,
-            # so staying silent here avoids a duplicate alert.
-            return True
-        return bool(found.get("data"))
+        if found is not None:
+            return bool(found.get("data"))
+        return self._unpaid_invoice_matches(charge)
+
+    def _unpaid_invoice_matches(self, charge: dict) -> bool:
+        """When Stripe cannot say: does the customer have an unpaid invoice this charge was an attempt at?
+
+        Same customer and currency, the amount still due equal to the charge,
+        created no later than the charge.
+        """
+        customer = charge.get("customer")
+        customer = customer.get("id") if isinstance(customer, dict) else customer
+        if not customer:
+            return False
+        inv = schema.invoices
+        query = select(inv.c.id).where(
+            inv.c.customer == customer, inv.c.currency == charge.get("currency"),
+            inv.c.status.in_(("open", "uncollectible")),
+            (inv.c.amount_remaining == charge.get("amount")) | (inv.c.amount_due == charge.get("amount")),
+            inv.c.created <= int(charge.get("created") or self.now) + 60,
+        ).limit(1)
+        with self.store.engine.connect() as conn:
+            return conn.execute(query).first() is not None

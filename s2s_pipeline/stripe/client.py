@@ -104,6 +104,10 @@ class Page:
     fetched_at: int
 
 
+def _about_expand(exc: Exception) -> bool:
+    return getattr(exc, "param", None) == "expand" or "expand" in str(getattr(exc, "user_message", "") or exc).lower()
+
+
 def _server_time(result: Any) -> int | None:
     """Stripe's clock at the response (its Date header), in Unix seconds.
 
@@ -200,13 +204,16 @@ class StripeReader:
 
     def get(self, path: str, params: dict[str, Any] | None = None) -> dict | None:
         """Any v1 GET (e.g. ``/v1/payment_intents/pi_...``) as a plain dict; None on 404."""
+        return self.get_at(path, params)[0]
+
+    def get_at(self, path: str, params: dict[str, Any] | None = None) -> tuple[dict | None, int]:
+        """``get`` plus Stripe's clock at the response (Unix seconds)."""
         try:
-            body, _ = self._get(path, dict(params or {}), path.rsplit("/", 2)[-2] if path.count("/") > 2 else path)
+            return self._get(path, dict(params or {}), path)
         except (stripe.InvalidRequestError, stripe.APIError) as exc:
             if exc.http_status == 404:
-                return None
+                return None, int(self._clock())
             raise
-        return body
 
     # -- lists -----------------------------------------------------------------
 
@@ -219,7 +226,17 @@ class StripeReader:
             params = dict(base_params)
             if starting_after:
                 params["starting_after"] = starting_after
-            body, fetched_at = self._get(f"/v1/{spec.resource}", params, spec.resource)
+            try:
+                body, fetched_at = self._get(f"/v1/{spec.resource}", params, spec.resource)
+            except stripe.InvalidRequestError as exc:
+                if "expand" not in base_params or not _about_expand(exc):
+                    raise
+                # A Stripe-compatible server that cannot expand (real Stripe
+                # can): list unexpanded; references are then fetched by id.
+                log.warning("%s: the server refused expand %s; listing without it", spec.resource,
+                            base_params["expand"])
+                base_params.pop("expand")
+                continue
             objects = body.get("data") or []
             if objects:
                 yield Page(object_type, objects, fetched_at)
@@ -311,23 +328,25 @@ class StripeReader:
         events.sort(key=lambda e: (e["created"], e["id"]))
         return events, complete
 
-    def newest_events(self) -> list[dict]:
-        """The newest events: every event created in the same second as the newest one.
+    def newest_events(self) -> tuple[list[dict], int]:
+        """The newest events (all created in the newest event's second) and Stripe's clock now.
 
-        Empty when the account has no event in the last 30 days.
+        The events list is empty when the account has no event in the last 30 days.
         """
         params: dict[str, Any] = {"limit": self.settings.page_size}
         events: list[dict] = []
+        server_now: int | None = None
         while True:
-            body, _ = self._get("/v1/events", dict(params), "events")
+            body, at = self._get("/v1/events", dict(params), "events")
+            server_now = at if server_now is None else server_now
             page = body.get("data") or []
             events += page
             if not events:
-                return []
+                return [], server_now
             newest = max(int(e["created"]) for e in events)
             # Keep paging while the page still ends inside the newest second.
             if not body.get("has_more") or not page or int(page[-1]["created"]) != newest:
-                return [e for e in events if int(e["created"]) == newest]
+                return [e for e in events if int(e["created"]) == newest], server_now
             params["starting_after"] = page[-1]["id"]
 
     # -- retrieve --------------------------------------------------------------

@@ -32,14 +32,18 @@ def tick(standin, cursor=None, instance=None):
     return failed_payment_sensor(context)
 
 
-def test_first_tick_starts_at_the_newest_event_without_runs(standin):
+def test_first_tick_starts_now_without_runs(standin):
     now = int(time.time())
     standin.emit("invoice.payment_failed", invoice(1), created=now - 100)
     standin.emit("customer.created", {"id": "cus_1", "object": "customer", "created": 1}, created=now - 10)
     result = tick(standin)
     assert result.run_requests == []
     cursor = json.loads(result.cursor)
-    assert cursor["created"] == now - 100  # the newest FAILED PAYMENT, not any event
+    assert now <= cursor["created"] <= now + 5  # Stripe's clock (the stand-in's Date header)
+    (failure,) = [e for e in standin.requests if e["path"] == "/v1/events"][:1]
+    assert failure["query"]["types"] == ["invoice.payment_failed", "charge.failed"]
+    assert len(cursor["seen"]) == 1  # the failure 100 s ago, inside the overlap window
+    assert tick(standin, result.cursor).run_requests == []  # the failure from before is never replayed
 
 
 def test_new_events_get_one_run_each_and_a_replayed_tick_gets_none(standin):
@@ -88,3 +92,23 @@ def test_failures_shortly_before_the_newest_are_history_too(standin):
     standin.emit("invoice.payment_failed", invoice(1), created=now - 60)
     first = tick(standin)
     assert tick(standin, first.cursor).run_requests == []
+
+
+def test_server_without_types_filter_is_filtered_locally(standin):
+    import stripe
+
+    now = int(time.time())
+    reader = StripeReader(StripeSettings(api_key="sk_test_s", api_base=standin.base_url, rate_limit=1000))
+    real = reader._get
+
+    def get(path, params, what):
+        if "types" in params:
+            raise stripe.InvalidRequestError("Received unknown parameter: types", "types", http_status=400)
+        return real(path, params, what)
+
+    reader._get = get
+    start = poll_failed_payments(reader, None, now=now)
+    failure = standin.emit("invoice.payment_failed", invoice(1), created=now + 2)
+    standin.emit("invoice.paid", invoice(2), created=now + 3)
+    poll = poll_failed_payments(reader, start.cursor, now=now + 10)
+    assert [e["id"] for e in poll.events] == [failure["id"]]

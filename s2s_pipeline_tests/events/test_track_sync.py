@@ -180,3 +180,20 @@ def test_history_works_from_typed_columns_after_raw_payloads_expired(world):
     world.store.purge(raw_before=NOW + 10 * 86400, deleted_customer_pii=False)
     after = {(c.event, c.message_id) for _, c in history_calls(world.store, *window, ctx, TraitsConfig())}
     assert after == before and before
+
+
+def test_charge_failed_without_invoice_payments_api_uses_the_mirror(world):
+    """A Stripe-compatible server without /v1/invoice_payments: open invoices in the mirror decide."""
+    ctx = MirrorContext(world.store, None, TraitsConfig(), int(time.time()))  # no API at all
+    invoices = world.account.of_type("invoice")
+    unpaid = {i["customer"] for i in invoices if i["status"] in ("open", "uncollectible")}
+    invoice = next(i for i in invoices if i["status"] == "paid" and i["customer"] not in unpaid)
+    attempt = {"id": "ch_attempt", "customer": invoice["customer"], "currency": invoice["currency"],
+               "amount": invoice["amount_due"], "created": invoice["created"] + 10, "payment_intent": "pi_x"}
+    assert ctx.charge_belongs_to_invoice(attempt) is False  # that invoice is paid: nothing open to attempt
+    with world.store.engine.begin() as conn:
+        conn.execute(schema.invoices.update().where(schema.invoices.c.id == invoice["id"])
+                     .values(status="open", amount_remaining=invoice["amount_due"]))
+    assert ctx.charge_belongs_to_invoice(attempt) is True
+    assert ctx.charge_belongs_to_invoice({**attempt, "amount": invoice["amount_due"] + 1}) is False
+    assert ctx.charge_belongs_to_invoice({**attempt, "payment_intent": None}) is False

@@ -90,13 +90,16 @@ def _initial_sync(standin, make_reader, mirror, now):
     return sync_changes(make_reader(), mirror, clock=lambda: now)
 
 
-def test_first_run_full_syncs_and_starts_cursor_at_newest_event(standin, make_reader, mirror):
+def test_first_run_full_syncs_and_starts_cursor_at_stripes_clock(standin, make_reader, mirror):
+    """The cursor (and the history baseline) starts at Stripe's clock when the sync began:
+    every event created before it is history, whatever order the server lists events in."""
     now = int(time.time())
     result = _initial_sync(standin, make_reader, mirror, now)
     assert result.mode == "initial_full_sync"
-    assert result.cursor["created"] == now - 5 * DAY == result.cursor["baseline"]
+    assert result.cursor["created"] == result.cursor["baseline"]
+    assert now <= result.cursor["baseline"] <= now + 5  # the stand-in's Date header (wall clock)
     assert [r["email"] for r in table_rows(mirror, schema.customers)] == ["old@example.com"]
-    assert mirror.get_cursor(EVENTS_CURSOR)["created"] == now - 5 * DAY
+    assert mirror.get_cursor(EVENTS_CURSOR)["created"] == result.cursor["created"]
 
 
 def test_change_feed_applies_newest_and_ignores_older_snapshot_arriving_later(standin, make_reader, mirror):
@@ -212,3 +215,28 @@ def test_listed_snapshots_are_versioned_on_stripes_clock(standin, make_reader, m
     backfill(reader, mirror, ["customer"], 1_759_000_000, 1_761_000_000)
     version = mirror.versions("customer", ["cus_1"])["cus_1"]
     assert abs(version - time.time()) < 120
+
+
+def _refusing(reader, param):
+    """A server that answers 400 to a parameter real Stripe accepts (some Stripe-compatible stand-ins do)."""
+    import stripe
+
+    real = reader._get
+
+    def get(path, params, what):
+        if param in params:
+            raise stripe.InvalidRequestError(f"Received unknown parameter: {param}", param, http_status=400)
+        return real(path, params, what)
+
+    reader._get = get
+    return reader
+
+
+def test_server_without_expand_still_mirrors_everything(standin, make_reader, mirror):
+    price = {"id": "price_t", "object": "price", "currency": "usd", "billing_scheme": "per_unit",
+             "unit_amount": 500, "recurring": {"interval": "month", "interval_count": 1}, "created": 1_760_000_000}
+    standin.load([price, customer("cus_1", 1_760_000_000, "a@example.com")])
+    reader = _refusing(make_reader(), "expand")
+    result = backfill(reader, mirror, ["price", "customer"], 1_759_000_000, 1_761_000_000)
+    assert result.listed == {"price": 1, "customer": 1}
+    assert [r["unit_amount"] for r in table_rows(mirror, schema.prices)] == [500]
