@@ -14,9 +14,10 @@ reference for Stripe's behaviour; quirks met here are noted where they matter:
 - subscriptions have ``discount``, not ``discounts``: our list's
   ``expand=data.discounts`` is answered "400 Bad expand 'discounts'" (see
   ``_no_discount_expand``);
-- the first page of ``GET /v1/events`` holds the *oldest* events, so
-  ``newest_events()`` picks the oldest second: the first sync's cursor (and
-  baseline) start there and the next sync re-reads every seed event;
+- the first page of ``GET /v1/events`` holds the *oldest* events; the first
+  sync's cursor and history baseline still start at Stripe's clock (the
+  response's Date header), so seed events are history, but the next sync's
+  overlap re-reads them all (they are seconds old);
 - events: ``customer.created/updated/deleted``, ``customer.subscription.created
   /deleted``, ``invoice.created/payment_succeeded``, ``plan.created``,
   ``product.created`` … but never ``customer.subscription.updated``,
@@ -248,8 +249,8 @@ def test_sync_changes_mirrors_localstripe(ls, tmp_path, _no_discount_expand):
     # Events about objects the mirror does not hold are ledgered, not applied.
     assert all(not e.applied for e in ledger.values() if e.object_type == "payment_intent")
     assert store.get_cursor(EVENTS_CURSOR)["created"] >= ledger[dave_events[0].id].created
-    # Objects seeded before the first run keep their state although localstripe's
-    # oldest-first event list made this run re-read every seed event: snapshots
+    # Objects seeded before the first run keep their state although this run
+    # re-read every seed event (they are inside the overlap window): snapshots
     # tying with the listing's version (or with each other) are re-fetched, not
     # applied in event-id order.
     subs_after = _rows(store, schema.subscriptions)
