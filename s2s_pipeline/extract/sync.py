@@ -123,20 +123,22 @@ def _list_into_mirror(reader: StripeReader, store: MirrorStore, jobs: list[tuple
 
 def resolve_references(reader: StripeReader, store: MirrorStore, result: SyncResult) -> None:
     """Fetch by id the prices, products and coupons mirrored rows point at but the mirror lacks."""
-    # Prices first: a fetched price can reveal a missing product.
-    for object_type in ("price", "coupon", "product"):
+    # Subscriptions first (their coupons), prices before products.
+    for object_type in ("subscription", "price", "coupon", "product"):
         missing = store.missing_references()[object_type]
-        fetched_rows: list[dict] = []
+        fetched = Rows()
         for object_id in missing:
             obj, version = reader.retrieve(object_type, object_id)
             if obj is None:
                 log.warning("Stripe %s %s is referenced but does not exist", object_type, object_id)
                 continue
-            rows = _rows_for([obj], version, result.malformed)
-            fetched_rows += rows.parents.get(object_type, [])
-        if fetched_rows:
-            store.upsert_full(object_type, fetched_rows)
-            result.references_fetched += len(fetched_rows)
+            fetched.extend(_rows_for([obj], version, result.malformed))
+            result.references_fetched += 1
+        if object_type == "subscription":
+            if fetched.parents:
+                store.apply(fetched)
+        elif fetched.parents.get(object_type):
+            store.upsert_full(object_type, fetched.parents[object_type])
 
 
 def backfill(reader: StripeReader, store: MirrorStore, object_types: Iterable[str], gte: int, lt: int,
@@ -216,6 +218,20 @@ def _snapshot(event: dict) -> dict | None:
 Refetch = Callable[[str, str], "tuple[dict | None, int]"]
 
 
+def _collapsed_discounts(event: dict) -> bool:
+    """A subscription snapshot naming discounts by id only (event payloads are never expanded).
+
+    Its coupons cannot be priced from the payload, so the subscription is
+    fetched again (expanded) rather than losing its coupons from MRR.
+    """
+    obj = (event.get("data") or {}).get("object") or {}
+    if obj.get("object") != "subscription":
+        return False
+    items = (obj.get("items") or {}).get("data") or []
+    lists = [obj.get("discounts") or []] + [item.get("discounts") or [] for item in items]
+    return any(isinstance(d, str) for ds in lists for d in ds)
+
+
 def _pick_snapshots(store: MirrorStore, parsed: list[tuple[dict, Rows]], result: SyncResult,
                     refetch: Refetch) -> Rows:
     """Choose, per object, the snapshot the mirror should hold after these events.
@@ -223,7 +239,8 @@ def _pick_snapshots(store: MirrorStore, parsed: list[tuple[dict, Rows]], result:
     Stripe stamps events in whole seconds and often emits several for one
     object in the same second (invoice created, finalized, paid). When the
     newest snapshot is not unique, or ties with the stored version, the order
-    cannot be told from the events, so the object is fetched again instead.
+    cannot be told from the events, so the object is fetched again instead;
+    so is a subscription whose discounts the payload names by id only.
     """
     groups: dict[tuple[str, str], list[tuple[dict, Rows]]] = {}
     for event, rows in parsed:
@@ -244,7 +261,7 @@ def _pick_snapshots(store: MirrorStore, parsed: list[tuple[dict, Rows]], result:
             result.stats.stale[key[0]] += len(top)
         elif deletion is not None:
             chosen.extend(deletion)  # nothing comes after a deletion
-        elif len(top) == 1 and (known is None or newest > known):
+        elif len(top) == 1 and (known is None or newest > known) and not _collapsed_discounts(top[0][0]):
             chosen.extend(top[0][1])
         else:
             obj, version = refetch(*key)

@@ -207,7 +207,13 @@ class MirrorStore:
             coupons = set(conn.execute(
                 select(d.c.coupon).distinct().where(d.c.coupon.is_not(None), d.c.coupon.not_in(select(c.c.id)))
             ).scalars())
-        return {"price": sorted(prices), "product": sorted(products), "coupon": sorted(coupons)}
+            # Discounts mirrored without their coupon (a server that ignored expand):
+            # the subscription is fetched again, expanded.
+            subscriptions = set(conn.execute(
+                select(d.c.subscription).distinct().where(d.c.coupon.is_(None), d.c.subscription.is_not(None))
+            ).scalars())
+        return {"price": sorted(prices), "product": sorted(products), "coupon": sorted(coupons),
+                "subscription": sorted(subscriptions)}
 
     def upsert_full(self, object_type: str, rows: list[dict]) -> None:
         """Write complete snapshots fetched by id regardless of the embedded copies' versions."""

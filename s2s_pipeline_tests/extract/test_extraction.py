@@ -240,3 +240,31 @@ def test_server_without_expand_still_mirrors_everything(standin, make_reader, mi
     result = backfill(reader, mirror, ["price", "customer"], 1_759_000_000, 1_761_000_000)
     assert result.listed == {"price": 1, "customer": 1}
     assert [r["unit_amount"] for r in table_rows(mirror, schema.prices)] == [500]
+
+
+def _subscription_with_coupon(quantity: int, expanded: bool) -> dict:
+    coupon = {"id": "co_20", "object": "coupon", "duration": "forever", "percent_off": 20.0, "valid": True}
+    discount = {"id": "di_1", "object": "discount", "start": 1, "end": None,
+                "source": {"type": "coupon", "coupon": coupon if expanded else "co_20"}}
+    return {"id": "sub_c", "object": "subscription", "customer": "cus_1", "status": "active", "created": 100,
+            "currency": "usd", "discounts": [discount if expanded else "di_1"],
+            "items": {"data": [{"id": "si_1", "quantity": quantity, "current_period_end": 2_000_000_000,
+                                "discounts": [],
+                                "price": {"id": "price_m", "object": "price", "currency": "usd",
+                                          "unit_amount": 10000, "billing_scheme": "per_unit",
+                                          "recurring": {"interval": "month", "interval_count": 1}}}]}}
+
+
+def test_subscription_event_with_collapsed_discounts_keeps_its_coupon(standin, make_reader, mirror):
+    """Event payloads name discounts by id; the subscription is re-fetched instead of losing its coupon."""
+    now = int(time.time())
+    standin.load([customer("cus_1", now - DAY, "a@example.com"), _subscription_with_coupon(1, True)])
+    standin.emit("customer.created", customer("cus_1", now - DAY, "a@example.com"), created=now - DAY)
+    sync_changes(make_reader(), mirror, clock=lambda: now)
+    standin.emit("customer.subscription.updated", _subscription_with_coupon(2, True), created=now + 100,
+                 previous_attributes={"items": _subscription_with_coupon(1, True)["items"]})
+    result = sync_changes(make_reader(), mirror, clock=lambda: now + 200)
+    assert result.references_fetched >= 1
+    (item,) = table_rows(mirror, schema.subscription_items)
+    (discount,) = table_rows(mirror, schema.discounts)
+    assert item["quantity"] == 2 and discount["coupon"] == "co_20"

@@ -100,7 +100,7 @@ def test_missing_references(mirror):
         conn.execute(schema.coupons.delete())
         conn.execute(schema.prices.update().values(billing_scheme="tiered", product="prod_9"))
     refs = mirror.missing_references()
-    assert refs == {"price": ["price_1"], "product": ["prod_9"], "coupon": ["co_1"]}
+    assert refs == {"price": ["price_1"], "product": ["prod_9"], "coupon": ["co_1"], "subscription": []}
 
 
 def test_cursor_roundtrip(mirror):
