@@ -32,20 +32,25 @@ class Poll:
 
 
 def _page_at(reader: StripeReader, params: dict[str, Any]) -> tuple[dict, int]:
-    """One page of events and Stripe's clock; filters by type locally if the server lacks ``types[]``."""
+    """One page of events and Stripe's clock, filtered to the requested types here too.
+
+    Real Stripe filters by ``types[]``; a server that refuses the parameter gets
+    the unfiltered list, and one that silently ignores it is filtered here.
+    """
+    wanted = set(params.get("types") or ())
     try:
         body, at = reader.get_at("/v1/events", params)
     except stripe.InvalidRequestError as exc:
-        if "types" not in params or getattr(exc, "param", None) not in (None, "types", "types[]"):
+        if not wanted or getattr(exc, "param", None) not in (None, "types", "types[]"):
             raise
-        # Real Stripe has types[]; a stand-in without it gets the unfiltered list.
-        wanted = set(params["types"])
         body, at = reader.get_at("/v1/events", {k: v for k, v in params.items() if k != "types"})
-        if body is not None:
-            body = {**body, "data": [e for e in body.get("data") or [] if e.get("type") in wanted],
-                    # has_more/starting_after still refer to the unfiltered list
-                    "_last_id": ((body.get("data") or [{}])[-1]).get("id")}
-    return body or {"data": [], "has_more": False}, at
+    body = body or {"data": [], "has_more": False}
+    if wanted:
+        data = body.get("data") or []
+        body = {**body, "data": [e for e in data if e.get("type") in wanted],
+                # paging continues after the last event listed, matching or not
+                "_last_id": data[-1].get("id") if data else None}
+    return body, at
 
 
 def _page(reader: StripeReader, params: dict[str, Any]) -> dict:
@@ -64,9 +69,13 @@ def _first_cursor(reader: StripeReader, types: list[str], now: int, max_pages: i
     """
     body, stripe_now = _page_at(reader, {"types": types, "limit": 1})
     first = body.get("data") or []
-    # Start at Stripe's clock now (or the newest failure, if later): whatever
-    # order the server lists in, nothing from before the first tick is replayed.
-    start = max([stripe_now] + [int(e["created"]) for e in first])
+    if first:
+        start = int(first[0]["created"])  # the newest failed payment
+    else:
+        # No failure yet: the newest event of any kind (the events' own clock),
+        # else Stripe's Date header.
+        any_event = (reader.get("/v1/events", {"limit": 1}) or {}).get("data") or []
+        start = int(any_event[0]["created"]) if any_event else stripe_now
     params: dict[str, Any] = {"types": types, "created": {"gte": start - OVERLAP_SECONDS}, "limit": page_size}
     seen: dict[str, int] = {e["id"]: int(e["created"]) for e in first}
     for _ in range(max_pages):

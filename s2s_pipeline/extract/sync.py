@@ -343,32 +343,33 @@ def sync_changes(reader: StripeReader, store: MirrorStore, *, overlap_seconds: i
     started = clock()
     now = int(started)
     cursor = store.get_cursor(EVENTS_CURSOR)
+    # Stripe's "now" on the events' own clock: the newest event (Stripe's Date
+    # header when there is none). Cursor ages are measured on it, so a server
+    # whose clock differs from ours (or a simulated one) is read correctly.
+    newest, date_now = reader.newest_events()
+    stripe_now = max(int(e["created"]) for e in newest) if newest else date_now
     if cursor is None:
         result = SyncResult(mode="initial_full_sync")
-        # Take the newest events before listing: changes made while we list
-        # appear as later events and are applied (newest-wins) next run.
-        newest, stripe_now = reader.newest_events()
-        # The baseline is Stripe's clock at the start of the sync (or the newest
-        # event, if later): everything created before it is history, whatever
-        # order the server lists events in.
-        start_at = max([stripe_now] + [int(e["created"]) for e in newest])
+        # The cursor starts at the newest event, taken before listing: changes
+        # made while we list appear as later events and are applied
+        # (newest-wins) next run. Everything up to it is history.
         full_sync(reader, store, result, now, object_types)
-        result.cursor = {"created": start_at, "baseline": start_at,
-                         "baseline_ids": sorted(e["id"] for e in newest if int(e["created"]) == start_at),
+        result.cursor = {"created": stripe_now, "baseline": stripe_now,
+                         "baseline_ids": sorted(e["id"] for e in newest),
                          "last_full_sync": now, "updated_at": now}
         store.set_cursor(EVENTS_CURSOR, result.cursor)
-    elif now - int(cursor["created"]) > EVENTS_RETENTION_SECONDS - _RETENTION_MARGIN_SECONDS:
+    elif stripe_now - int(cursor["created"]) > EVENTS_RETENTION_SECONDS - _RETENTION_MARGIN_SECONDS:
         result = SyncResult(mode="resync_cursor_expired")
-        age_days = (now - int(cursor["created"])) / 86400
+        age_days = (stripe_now - int(cursor["created"])) / 86400
         result.note = (f"event cursor was {age_days:.1f} days old, beyond Stripe's 30-day Events window: "
                        "re-listed every object; events older than 30 days are gone and cannot be sent as track calls")
         log.warning(result.note)
         full_sync(reader, store, result, now, object_types)
         # The events Stripe still keeps are ledgered as usual (their snapshots
         # are older than the fresh listing, so newest-wins skips them).
-        events, _ = reader.list_events(since=now - EVENTS_RETENTION_SECONDS + _RETENTION_MARGIN_SECONDS)
-        result.cursor = apply_events(store, events, {**cursor, "last_full_sync": now}, now, result,
-                                     reader.retrieve)
+        events, _ = reader.list_events(since=stripe_now - EVENTS_RETENTION_SECONDS + _RETENTION_MARGIN_SECONDS)
+        moved = {**cursor, "created": max(int(cursor["created"]), stripe_now), "last_full_sync": now}
+        result.cursor = apply_events(store, events, moved, now, result, reader.retrieve)
     else:
         result = SyncResult(mode="incremental")
         events, _ = reader.list_events(since=max(0, int(cursor["created"]) - overlap_seconds))

@@ -17,6 +17,10 @@ from s2s_pipeline.traits.config import TraitsConfig
 log = logging.getLogger(__name__)
 
 
+def _id(value) -> str | None:
+    return value.get("id") if isinstance(value, dict) else value
+
+
 class MirrorContext:
     """``events.MappingContext`` over the mirror (and, when given, the Stripe API)."""
 
@@ -78,20 +82,37 @@ class MirrorContext:
             return None
 
     def invoice_payment_error(self, invoice: dict) -> dict | None:
-        """The failed attempt's error: the invoice payment's PaymentIntent ``last_payment_error``, else its charge."""
+        """The failed attempt's error: the invoice payment's PaymentIntent ``last_payment_error``, else its charge.
+
+        Tries, in order: the invoice's payments (expanded), the invoice
+        payments list, and older API shapes (``invoice.payment_intent`` /
+        ``invoice.charge``); charges come from the mirror or the API.
+        """
+        intents: list = []
+        charges: list = [invoice.get("charge")]
         full = self._api(f"/v1/invoices/{invoice['id']}", {"expand": ["payments.data.payment.payment_intent"]})
         payments = ((full or {}).get("payments") or {}).get("data") or []
+        if not payments:
+            listed = self._api("/v1/invoice_payments", {"invoice": invoice["id"], "limit": 10})
+            payments = [p for p in (listed or {}).get("data") or [] if p.get("invoice") == invoice["id"]]
         for payment in payments:
-            target = (payment.get("payment") or {}).get("payment_intent")
-            intent = target if isinstance(target, dict) else (
-                self._api(f"/v1/payment_intents/{target}") if target else None)
+            target = payment.get("payment") or {}
+            intents.append(target.get("payment_intent"))
+            charges.append(target.get("charge"))
+        intents += [invoice.get("payment_intent"), (full or {}).get("payment_intent")]
+        for target in intents:
+            if not target:
+                continue
+            intent = target if isinstance(target, dict) else self._api(f"/v1/payment_intents/{target}")
             error = (intent or {}).get("last_payment_error")
             if error:
-                return {"code": error.get("decline_code") or error.get("code"), "message": error.get("message")}
-            charge_id = (intent or {}).get("latest_charge")
-            if isinstance(charge_id, dict):
-                charge_id = charge_id.get("id")
-            charge = self._row(schema.charges.name, charge_id) if charge_id else None
+                return {"code": error.get("code") or error.get("decline_code"), "message": error.get("message")}
+            charges.append((intent or {}).get("latest_charge"))
+        for charge_ref in charges:
+            charge_id = charge_ref.get("id") if isinstance(charge_ref, dict) else charge_ref
+            if not charge_id:
+                continue
+            charge = self._row(schema.charges.name, charge_id) or self._api(f"/v1/charges/{charge_id}")
             if charge and charge.get("failure_code"):
                 return {"code": charge["failure_code"], "message": charge.get("failure_message")}
         return None
@@ -104,9 +125,10 @@ class MirrorContext:
         if not intent:
             return False  # a bare charge (no PaymentIntent) never pays an invoice
         found = self._api("/v1/invoice_payments",
-                          {"payment": {"type": "payment_intent", "payment_intent": intent}, "limit": 1})
+                          {"payment": {"type": "payment_intent", "payment_intent": intent}, "limit": 100})
         if found is not None:
-            return bool(found.get("data"))
+            # A server that ignored the filter lists other payments: match them here.
+            return any(_id((p.get("payment") or {}).get("payment_intent")) == intent for p in found.get("data") or [])
         return self._unpaid_invoice_matches(charge)
 
     def _unpaid_invoice_matches(self, charge: dict) -> bool:

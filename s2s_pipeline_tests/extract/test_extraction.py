@@ -90,16 +90,27 @@ def _initial_sync(standin, make_reader, mirror, now):
     return sync_changes(make_reader(), mirror, clock=lambda: now)
 
 
-def test_first_run_full_syncs_and_starts_cursor_at_stripes_clock(standin, make_reader, mirror):
-    """The cursor (and the history baseline) starts at Stripe's clock when the sync began:
-    every event created before it is history, whatever order the server lists events in."""
+def test_first_run_full_syncs_and_starts_cursor_at_newest_event(standin, make_reader, mirror):
     now = int(time.time())
     result = _initial_sync(standin, make_reader, mirror, now)
     assert result.mode == "initial_full_sync"
-    assert result.cursor["created"] == result.cursor["baseline"]
-    assert now <= result.cursor["baseline"] <= now + 5  # the stand-in's Date header (wall clock)
+    assert result.cursor["created"] == now - 5 * DAY == result.cursor["baseline"]
     assert [r["email"] for r in table_rows(mirror, schema.customers)] == ["old@example.com"]
-    assert mirror.get_cursor(EVENTS_CURSOR)["created"] == result.cursor["created"]
+    assert mirror.get_cursor(EVENTS_CURSOR)["created"] == now - 5 * DAY
+
+
+def test_cursor_age_is_measured_on_the_events_clock(standin, make_reader, mirror):
+    """A server whose clock (events and Date header) runs a year behind ours is read incrementally."""
+    simulated = int(time.time()) - 365 * DAY
+    standin.now = simulated + 120
+    standin.load([customer("cus_1", simulated - DAY, "a@example.com")])
+    standin.emit("customer.created", customer("cus_1", simulated - DAY, "a@example.com"), created=simulated)
+    assert sync_changes(make_reader(), mirror).mode == "initial_full_sync"
+    standin.now = simulated + 300
+    standin.emit("customer.updated", customer("cus_1", simulated - DAY, "b@example.com"), created=simulated + 200)
+    result = sync_changes(make_reader(), mirror)
+    assert result.mode == "incremental"  # not "resync_cursor_expired" by our clock
+    assert table_rows(mirror, schema.customers)[0]["email"] == "b@example.com"
 
 
 def test_change_feed_applies_newest_and_ignores_older_snapshot_arriving_later(standin, make_reader, mirror):
