@@ -328,6 +328,17 @@ def apply_single_event(reader: StripeReader, store: MirrorStore, event: dict, *,
     return result
 
 
+def ensure_mirrored(reader: StripeReader, store: MirrorStore, object_type: str, object_id: str | None) -> bool:
+    """Fetch an object the mirror does not have yet (e.g. the customer of a brand-new failed payment)."""
+    if not object_id or store.versions(object_type, [object_id]):
+        return False
+    obj, version = reader.retrieve(object_type, object_id)
+    if obj is None:
+        return False
+    store.apply(to_rows(obj, version))
+    return True
+
+
 def sync_changes(reader: StripeReader, store: MirrorStore, *, overlap_seconds: int = DEFAULT_OVERLAP_SECONDS,
                  clock: Callable[[], float] = time.time,
                  object_types: Iterable[str] = ALL_OBJECT_TYPES) -> SyncResult:

@@ -23,7 +23,8 @@ from s2s_pipeline.segment.events import TrackCall, map_event
 from s2s_pipeline.segment.messages import Message, content_hash, identify_message, message_id, utc
 from s2s_pipeline.store import schema
 from s2s_pipeline.store.mirror import MirrorStore
-from s2s_pipeline.store.segment_state import record_pushed
+from s2s_pipeline.segment.identity import resolve_identities
+from s2s_pipeline.store.segment_state import record_identities, record_pushed
 from s2s_pipeline.traits.config import TraitsConfig
 
 log = logging.getLogger(__name__)
@@ -58,26 +59,42 @@ class _Identity:
     email: str | None
 
 
-def _identities(store: MirrorStore, customer_ids: Iterable[str], config: TraitsConfig) -> dict[str, _Identity]:
-    """The identity each customer's calls use: the stored one, else metadata keys, else anonymous."""
+def _identities(store: MirrorStore, customer_ids: Iterable[str], config: TraitsConfig, *, profiles=None,
+                now: int) -> dict[str, _Identity]:
+    """The identity each customer's calls use, resolved exactly as for identify calls.
+
+    Metadata keys, else the stored identity (a Profiles user id found before),
+    else a Profiles look-up when configured, else anonymous. Newly resolved
+    identities are stored, so the next identify uses the same one.
+    """
     ids = sorted(set(customer_ids))
-    out: dict[str, _Identity] = {}
     if not ids:
-        return out
+        return {}
+    m = schema.identity_map
     with store.engine.connect() as conn:
-        stored = {r.stripe_customer_id: r.user_id for r in conn.execute(
-            select(schema.identity_map.c.stripe_customer_id, schema.identity_map.c.user_id)
-            .where(schema.identity_map.c.stripe_customer_id.in_(ids)))}
-        customers = {r.id: r for r in conn.execute(
-            select(schema.customers.c.id, schema.customers.c.email, schema.customers.c.metadata)
-            .where(schema.customers.c.id.in_(ids)))}
-    for cid in ids:
-        row = customers.get(cid)
-        metadata = (row.metadata if row is not None else None) or {}
-        user_id = stored.get(cid) or next((str(metadata[k]) for k in config.identity_metadata_keys
-                                           if metadata.get(k)), None)
-        out[cid] = _Identity(user_id, None if user_id else cid, row.email if row is not None else None)
-    return out
+        stored = pd.read_sql(select(m).where(m.c.stripe_customer_id.in_(ids)), conn)
+        rows = conn.execute(select(schema.customers.c.id, schema.customers.c.email, schema.customers.c.metadata)
+                            .where(schema.customers.c.id.in_(ids))).all()
+    emails = {r.id: r.email for r in rows}
+    metadata = {r.id: r.metadata or {} for r in rows}
+
+    def metadata_user_id(cid: str) -> str | None:
+        meta = metadata.get(cid, {})
+        return next((str(meta[k]) for k in config.identity_metadata_keys if meta.get(k)), None)
+
+    frame = pd.DataFrame({"stripe_customer_id": ids, "email": [emails.get(cid) for cid in ids],
+                          "user_id": [metadata_user_id(cid) for cid in ids]})
+    resolved = resolve_identities(frame, stored, now=now,
+                                  lookup=profiles.user_id_for_email if profiles is not None else None)
+    changed = resolved[resolved["changed"]]
+    record_identities(store, [
+        {k: native(v) for k, v in rec.items()} | {"updated_at": now}
+        for rec in changed[["stripe_customer_id", "user_id", "source", "email_key", "profiles_checked_at"]]
+        .to_dict("records")
+    ])
+    return {rec.stripe_customer_id: _Identity(native(rec.user_id), native(rec.anonymous_id),
+                                              emails.get(rec.stripe_customer_id))
+            for rec in resolved.itertuples(index=False)}
 
 
 def _attribution(profiles, identity: _Identity) -> tuple[dict, str | None]:
@@ -139,7 +156,7 @@ def deliver_calls(store: MirrorStore, settings: SegmentSettings, calls: list[tup
     """
     outcome: dict[str, str] = {}
     sent = _already_sent(store, (c.dedupe_key for _, c in calls))
-    identities = _identities(store, (c.stripe_customer_id for _, c in calls), config)
+    identities = _identities(store, (c.stripe_customer_id for _, c in calls), config, profiles=profiles, now=now)
     messages: list[Message] = []
     by_event: dict[str, tuple[TrackCall, list[Message]]] = {}
     claimed: dict[str, str] = {}

@@ -128,6 +128,18 @@ class MirrorStore:
         for chunk in _chunks(list(rows.values())):
             conn.execute(table.insert(), list(chunk))
 
+    def _replace_customer_discounts(self, conn: Connection, customers: set[str],
+                                    discounts: dict[str, list[dict]]) -> None:
+        d = schema.discounts
+        ids = sorted(customers)
+        for chunk in _chunks(ids):
+            conn.execute(d.delete().where(d.c.customer.in_(chunk), d.c.subscription.is_(None)))
+        fresh = [row for cid in ids for row in discounts.get(cid, [])]
+        if fresh:
+            # A discount id moves from a subscription to the customer only in theory; keep ids unique.
+            conn.execute(d.delete().where(d.c.id.in_([r["id"] for r in fresh])))
+            conn.execute(d.insert(), fresh)
+
     def apply(self, rows: Rows, conn: Connection | None = None) -> ApplyStats:
         """Write rows newest-wins in one transaction."""
         if conn is None:
@@ -145,6 +157,8 @@ class MirrorStore:
             if object_type == "subscription" and applied:
                 self._replace_children(conn, schema.subscription_items, applied, rows.items)
                 self._replace_children(conn, schema.discounts, applied, rows.discounts)
+            if object_type == "customer" and applied:
+                self._replace_customer_discounts(conn, applied & set(rows.customer_discounts), rows.customer_discounts)
         return stats
 
     def mark_deleted(self, object_type: str, ids: Iterable[str], version_ts: int,

@@ -32,6 +32,8 @@ class Rows:
     # they replace the parent's previous children when the parent is applied.
     items: dict[str, list[dict]] = field(default_factory=dict)
     discounts: dict[str, list[dict]] = field(default_factory=dict)
+    # Customer-level discounts keyed by customer id (replaced with the customer).
+    customer_discounts: dict[str, list[dict]] = field(default_factory=dict)
     # Objects seen embedded in others (prices in items, coupons in discounts).
     embedded: dict[str, list[dict]] = field(default_factory=dict)
 
@@ -43,6 +45,7 @@ class Rows:
             self.parents.setdefault(key, []).extend(rows)
         self.items.update(other.items)
         self.discounts.update(other.discounts)
+        self.customer_discounts.update(other.customer_discounts)
         for key, rows in other.embedded.items():
             self.embedded.setdefault(key, []).extend(rows)
 
@@ -393,6 +396,14 @@ def to_rows(obj: dict, version_ts: int) -> Rows:
     if not isinstance(obj, dict):
         raise MalformedStripeObject(f"expected a Stripe object (dict), got {type(obj).__name__}")
     object_type = obj.get("object")
+    if object_type == "customer" and not obj.get("deleted"):
+        rows = Rows()
+        rows.add("customer", customer_row(obj, version_ts))
+        # A customer-wide coupon (``customer.discount``) applies to subscriptions without their own.
+        discount = obj.get("discount")
+        rows.customer_discounts[obj["id"]] = _discount_rows(
+            [discount] if isinstance(discount, dict) else [], obj["id"], None, None, rows, version_ts)
+        return rows
     if object_type == "subscription":
         # Stripe never deletes subscriptions: customer.subscription.deleted
         # carries the whole object with status "canceled".

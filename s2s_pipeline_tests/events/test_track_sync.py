@@ -197,3 +197,26 @@ def test_charge_failed_without_invoice_payments_api_uses_the_mirror(world):
     assert ctx.charge_belongs_to_invoice(attempt) is True
     assert ctx.charge_belongs_to_invoice({**attempt, "amount": invoice["amount_due"] + 1}) is False
     assert ctx.charge_belongs_to_invoice({**attempt, "payment_intent": None}) is False
+
+
+def test_alert_for_a_customer_created_since_the_last_run_uses_its_metadata_user_id(world):
+    """The identity of a track call is resolved like the identify's, even before the nightly run."""
+    from s2s_pipeline.extract.sync import ensure_mirrored
+
+    now = int(time.time())
+    new_customer = {"id": "cus_brand_new", "object": "customer", "email": "new@example.com", "currency": "usd",
+                    "created": now, "metadata": {"segment_user_id": "u_brand_new"}}
+    world.standin.load([new_customer])
+    charge = {"id": "ch_new_fail", "object": "charge", "status": "failed", "amount": 900, "currency": "usd",
+              "customer": "cus_brand_new", "created": now, "failure_code": "card_declined",
+              "failure_message": "Your card was declined.", "amount_captured": 0, "amount_refunded": 0}
+    event = world.standin.emit("charge.failed", charge)
+    apply_single_event(world.reader, world.store, world.reader.get(f"/v1/events/{event['id']}"))
+    assert ensure_mirrored(world.reader, world.store, "customer", "cus_brand_new") is True
+    send_track_events(world.store, world.settings, reader=world.reader, now=now, event_ids=[event["id"]])
+    (failed,) = world.tracks("Payment Failed")
+    assert failed["userId"] == "u_brand_new" and failed["properties"]["failure_code"] == "card_declined"
+    with world.store.engine.connect() as conn:
+        stored = conn.execute(select(schema.identity_map.c.user_id, schema.identity_map.c.source)
+                              .where(schema.identity_map.c.stripe_customer_id == "cus_brand_new")).one()
+    assert tuple(stored) == ("u_brand_new", "metadata")

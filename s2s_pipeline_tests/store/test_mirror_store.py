@@ -156,3 +156,15 @@ def test_deleted_customers_lose_their_personal_data(mirror):
     assert (rows["cus_1"]["email"], rows["cus_1"]["name"], rows["cus_1"]["metadata"], rows["cus_1"]["raw"]) == (
         None, None, None, None)
     assert rows["cus_2"]["email"] == "a@example.com"
+
+
+def test_customer_level_coupon_is_mirrored_and_replaced_with_the_customer(mirror):
+    coupon = {"id": "co_cust", "object": "coupon", "duration": "forever", "percent_off": 20.0}
+    with_discount = customer(discount={"id": "di_c", "object": "discount", "start": 1, "end": None,
+                                       "source": {"type": "coupon", "coupon": coupon}})
+    mirror.apply(to_rows(with_discount, 100))
+    (row,) = rows_of(schema.discounts, mirror)
+    assert (row["id"], row["customer"], row["subscription"], row["coupon"]) == ("di_c", "cus_1", None, "co_cust")
+    assert [c["id"] for c in rows_of(schema.coupons, mirror)] == ["co_cust"]
+    mirror.apply(to_rows(customer(discount=None), 200))  # the coupon was removed
+    assert rows_of(schema.discounts, mirror) == []
