@@ -26,7 +26,7 @@ from s2s_pipeline.defs.segment_assets import SEGMENT_POOL, SegmentResource
 from s2s_pipeline.defs.stripe_assets import mirror_asset_key, stripe_change_feed
 from s2s_pipeline.defs.traits_assets import TraitRulesResource
 from s2s_pipeline.extract.failed_payments import poll_failed_payments
-from s2s_pipeline.extract.sync import apply_single_event, ensure_mirrored
+from s2s_pipeline.extract.sync import apply_single_event
 from s2s_pipeline.segment.context import MirrorContext
 from s2s_pipeline.segment.track_sync import deliver_calls, history_calls, send_track_events
 
@@ -73,11 +73,7 @@ def failed_payment_alerts(context: AssetExecutionContext, state_store: StateStor
         raise Failure(description=f"Stripe event {event_id} does not exist or is older than Stripe's 30-day "
                                   "event window; the nightly job reports what the mirror knows")
     store = state_store.mirror()
-    apply_single_event(reader, store, event)
-    # A customer created since the last nightly run: mirror it, so the alert
-    # goes out under the same identity its identify calls will use.
-    customer = ((event.get("data") or {}).get("object") or {}).get("customer")
-    ensure_mirrored(reader, store, "customer", customer.get("id") if isinstance(customer, dict) else customer)
+    apply_single_event(reader, store, event)  # also mirrors a customer created since the last sync
     outcome = send_track_events(store, segment.settings(), reader=reader, profiles=segment.profiles(),
                                 config=trait_rules.config(), now=int(time.time()), event_ids=[event_id])
     call = next((c for e, c in outcome.calls if e == event_id), None)

@@ -318,16 +318,6 @@ def apply_events(store: MirrorStore, events: list[dict], cursor: dict, now: int,
     return new_cursor
 
 
-def apply_single_event(reader: StripeReader, store: MirrorStore, event: dict, *,
-                       clock: Callable[[], float] = time.time) -> SyncResult:
-    """Mirror and ledger one event fetched out of band (the change feed will find it known)."""
-    now = int(clock())
-    result = SyncResult(mode="single_event")
-    cursor = store.get_cursor(EVENTS_CURSOR) or {}
-    apply_events(store, [event], cursor, now, result, reader.retrieve, advance_cursor=False)
-    return result
-
-
 def ensure_mirrored(reader: StripeReader, store: MirrorStore, object_type: str, object_id: str | None) -> bool:
     """Fetch an object the mirror does not have yet (e.g. the customer of a brand-new failed payment)."""
     if not object_id or store.versions(object_type, [object_id]):
@@ -337,6 +327,20 @@ def ensure_mirrored(reader: StripeReader, store: MirrorStore, object_type: str, 
         return False
     store.apply(to_rows(obj, version))
     return True
+
+
+def apply_single_event(reader: StripeReader, store: MirrorStore, event: dict, *,
+                       clock: Callable[[], float] = time.time) -> SyncResult:
+    """Mirror and ledger one event fetched out of band (the change feed will find it known)."""
+    now = int(clock())
+    result = SyncResult(mode="single_event")
+    cursor = store.get_cursor(EVENTS_CURSOR) or {}
+    apply_events(store, [event], cursor, now, result, reader.retrieve, advance_cursor=False)
+    # A customer created since the last sync: mirror it too, so calls about it
+    # use the identity its identify calls will use.
+    customer = ((event.get("data") or {}).get("object") or {}).get("customer")
+    ensure_mirrored(reader, store, "customer", customer.get("id") if isinstance(customer, dict) else customer)
+    return result
 
 
 def sync_changes(reader: StripeReader, store: MirrorStore, *, overlap_seconds: int = DEFAULT_OVERLAP_SECONDS,

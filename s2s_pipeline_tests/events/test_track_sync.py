@@ -212,7 +212,7 @@ def test_alert_for_a_customer_created_since_the_last_run_uses_its_metadata_user_
               "failure_message": "Your card was declined.", "amount_captured": 0, "amount_refunded": 0}
     event = world.standin.emit("charge.failed", charge)
     apply_single_event(world.reader, world.store, world.reader.get(f"/v1/events/{event['id']}"))
-    assert ensure_mirrored(world.reader, world.store, "customer", "cus_brand_new") is True
+    assert ensure_mirrored(world.reader, world.store, "customer", "cus_brand_new") is False  # already fetched
     send_track_events(world.store, world.settings, reader=world.reader, now=now, event_ids=[event["id"]])
     (failed,) = world.tracks("Payment Failed")
     assert failed["userId"] == "u_brand_new" and failed["properties"]["failure_code"] == "card_declined"
