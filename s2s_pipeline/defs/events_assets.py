@@ -22,7 +22,8 @@ from dagster import (
 
 from s2s_pipeline.defs.partitions import stripe_daily_partitions
 from s2s_pipeline.defs.resources import StateStoreResource, StripeResource
-from s2s_pipeline.defs.segment_assets import SEGMENT_POOL, SegmentResource
+from s2s_pipeline.defs.resources import SegmentResource
+from s2s_pipeline.defs.segment_assets import SEGMENT_POOL
 from s2s_pipeline.defs.stripe_assets import mirror_asset_key, stripe_change_feed
 from s2s_pipeline.defs.traits_assets import TraitRulesResource
 from s2s_pipeline.extract.failed_payments import poll_failed_payments

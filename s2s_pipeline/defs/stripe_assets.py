@@ -16,7 +16,7 @@ from dagster import (
 )
 
 from s2s_pipeline.defs.partitions import stripe_daily_partitions
-from s2s_pipeline.defs.resources import StateStoreResource, StripeResource
+from s2s_pipeline.defs.resources import SegmentResource, StateStoreResource, StripeResource
 from s2s_pipeline.extract.sync import ALL_OBJECT_TYPES, PartialSyncError, backfill, sync_changes
 
 STRIPE_POOL = "stripe_api"
@@ -108,8 +108,8 @@ def _fail_on_malformed(result) -> None:
     kinds={"stripe", "sql"},
     deps=[s.key for s in MIRROR_SPECS],
 )
-def stripe_change_feed(context: AssetExecutionContext, stripe: StripeResource,
-                       state_store: StateStoreResource) -> MaterializeResult:
+def stripe_change_feed(context: AssetExecutionContext, stripe: StripeResource, state_store: StateStoreResource,
+                       segment: SegmentResource) -> MaterializeResult:
     """Applies every Stripe change since the last run to the mirror, from the Events API.
 
     The first run lists everything (a full sync) and starts the event cursor
@@ -118,6 +118,9 @@ def stripe_change_feed(context: AssetExecutionContext, stripe: StripeResource,
     event once in the event ledger. A cursor older than Stripe's 30-day event
     window triggers a full re-list, reported in the metadata.
     """
+    # The first step of the nightly run checks the Segment settings too, so a
+    # malformed one fails the run at its start, before any Stripe work.
+    segment.validate()
     result = sync_changes(stripe.reader(), state_store.mirror())
     if result.note:
         context.log.warning(result.note)

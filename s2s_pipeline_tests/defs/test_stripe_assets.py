@@ -11,7 +11,7 @@ from dagster import DagsterInstance, DagsterInvalidConfigError, EnvVar, material
 from sqlalchemy import select
 
 from s2s_pipeline.definitions import defs
-from s2s_pipeline.defs.resources import StateStoreResource, StripeResource
+from s2s_pipeline.defs.resources import SegmentResource, StateStoreResource, StripeResource
 from s2s_pipeline.defs.stripe_assets import stripe_change_feed, stripe_mirror_backfill
 from s2s_pipeline.demo.standin import StripeStandIn
 from s2s_pipeline.store import schema
@@ -36,10 +36,14 @@ def standin():
         yield server
 
 
+SEGMENT = SegmentResource(write_key="wk_test", host="http://127.0.0.1:9")
+
+
 def resources(standin, state_url):
     return {
         "stripe": StripeResource(api_key="sk_test_defs", api_base=standin.base_url, rate_limit=1000),
         "state_store": StateStoreResource(database_url=state_url),
+        "segment": SEGMENT,
     }
 
 
@@ -103,13 +107,13 @@ def test_missing_api_key_fails_the_run_naming_the_setting(monkeypatch, state_url
     with pytest.raises(DagsterInvalidConfigError, match='environment variable "STRIPE_API_KEY" which is not set'):
         materialize([stripe_change_feed], instance=DagsterInstance.ephemeral(),
                     resources={"stripe": StripeResource(api_key=EnvVar("STRIPE_API_KEY")),
-                               "state_store": StateStoreResource(database_url=state_url)})
+                               "state_store": StateStoreResource(database_url=state_url), "segment": SEGMENT})
 
 
 def test_malformed_api_key_fails_naming_the_setting(state_url):
     result = materialize([stripe_change_feed], raise_on_error=False, instance=DagsterInstance.ephemeral(),
                          resources={"stripe": StripeResource(api_key="pk_test_oops"),
-                                    "state_store": StateStoreResource(database_url=state_url)})
+                                    "state_store": StateStoreResource(database_url=state_url), "segment": SEGMENT})
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "STRIPE_API_KEY is malformed" in str(failure.event_specific_data.error)
@@ -119,7 +123,17 @@ def test_unreachable_stripe_fails_clearly(state_url):
     result = materialize([stripe_change_feed], raise_on_error=False, instance=DagsterInstance.ephemeral(),
                          resources={"stripe": StripeResource(api_key="sk_test_x", api_base="http://127.0.0.1:9",
                                                              max_network_retries=0),
-                                    "state_store": StateStoreResource(database_url=state_url)})
+                                    "state_store": StateStoreResource(database_url=state_url), "segment": SEGMENT})
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "could not reach Stripe at http://127.0.0.1:9" in str(failure.event_specific_data.error)
+
+
+def test_malformed_segment_host_fails_before_any_stripe_work(standin, state_url):
+    result = materialize([stripe_change_feed], raise_on_error=False, instance=DagsterInstance.ephemeral(),
+                         resources={**resources(standin, state_url),
+                                    "segment": SegmentResource(write_key="wk", host="api.segment.io")})
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "SEGMENT_HOST is malformed" in str(failure.event_specific_data.error)
+    assert standin.requests == []

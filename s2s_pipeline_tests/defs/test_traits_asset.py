@@ -3,7 +3,7 @@
 import pytest
 from dagster import DagsterInstance, materialize
 
-from s2s_pipeline.defs.resources import StateStoreResource, StripeResource
+from s2s_pipeline.defs.resources import SegmentResource, StateStoreResource, StripeResource
 from s2s_pipeline.defs.stripe_assets import stripe_change_feed
 from s2s_pipeline.defs.traits_assets import (
     TraitRulesResource,
@@ -31,7 +31,8 @@ def run(standin, state_url, rules=None):
         [stripe_change_feed, customer_traits, *CHECKS],
         resources={"stripe": StripeResource(api_key="sk_test_t", api_base=standin.base_url, rate_limit=1000),
                    "state_store": StateStoreResource(database_url=state_url),
-                   "trait_rules": rules or TraitRulesResource()},
+                   "trait_rules": rules or TraitRulesResource(),
+                   "segment": SegmentResource(write_key="wk_test", host="http://127.0.0.1:9")},
         instance=DagsterInstance.ephemeral(),
         raise_on_error=False,
     )
