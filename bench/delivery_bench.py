@@ -6,7 +6,8 @@ The sink runs in a child process (so it does not compete with the sender for
 the GIL) and checks Basic auth, gzip and Segment's size limits like the real
 tracking API. Times ``deliver()`` end to end: size checks, enqueue, batching,
 gzip, HTTP, acknowledgement bookkeeping. Prints one JSON line with seconds,
-peak_rss_mb, messages, messages_per_second, delivered, failed.
+peak_rss_mb, messages, messages_per_second, delivered, failed. With
+SEGMENT_HOST set (and SEGMENT_WRITE_KEY), it sends to that server instead.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import resource
 import sys
 import time
@@ -51,6 +53,15 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=50_000)
     parser.add_argument("--upload-size", type=int, default=100)
     args = parser.parse_args()
+    if os.environ.get("SEGMENT_HOST"):
+        # Another Segment-compatible sink: send to it.
+        settings = SegmentSettings(write_key=os.environ.get("SEGMENT_WRITE_KEY", WRITE_KEY),
+                                   host=os.environ["SEGMENT_HOST"], gzip=True, upload_size=args.upload_size)
+        messages = _messages(args.messages)
+        started = time.perf_counter()
+        report = deliver(messages, settings)
+        _print(args, time.perf_counter() - started, report, None)
+        return
     ctx = multiprocessing.get_context("spawn")
     ready, counts, stop = ctx.Queue(), ctx.Queue(), ctx.Event()
     server = ctx.Process(target=_serve, args=(ready, stop, counts), daemon=True)
@@ -66,6 +77,10 @@ def main() -> None:
         stop.set()
     accepted = counts.get(timeout=60)
     server.join(timeout=10)
+    _print(args, seconds, report, accepted)
+
+
+def _print(args, seconds: float, report, accepted) -> None:
     print(json.dumps({
         "benchmark": "delivery",
         "seconds": round(seconds, 3),

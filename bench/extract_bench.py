@@ -6,6 +6,8 @@ Seeds the stand-in (in a child process) with a generated account, then backfills
 over the account's whole history (created windows fetched concurrently,
 paced by the client-side limiter) into a fresh SQLite mirror. The stand-in
 enforces the same limit server-side, so any overshoot would show as 429s.
+With STRIPE_API_BASE set (and STRIPE_API_KEY), it extracts from that server
+instead (already seeded, any Stripe-compatible stand-in).
 Prints one JSON line: seconds, peak_rss_mb, objects_per_second, rate_limit,
 requests_per_second, utilization (requests/s ÷ limit), objects, requests, 429s.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import resource
 import sys
 import tempfile
@@ -53,6 +56,19 @@ def main() -> None:
     args = parser.parse_args()
 
     now = int(time.time())
+    if os.environ.get("STRIPE_API_BASE"):
+        # Another Stripe stand-in, already seeded: extract all of it.
+        with tempfile.TemporaryDirectory() as tmp:
+            store = MirrorStore(make_engine(f"sqlite:///{tmp}/bench.db"))
+            settings = StripeSettings(api_key=os.environ.get("STRIPE_API_KEY", "sk_test_bench"),
+                                      api_base=os.environ["STRIPE_API_BASE"], rate_limit=args.rate_limit,
+                                      concurrency=args.concurrency)
+            reader = StripeReader(settings)
+            started = time.perf_counter()
+            result = backfill(reader, store, ALL_OBJECT_TYPES, 0, now + 86400)
+            seconds = time.perf_counter() - started
+        _report(result, reader, seconds, args)
+        return
     ctx = multiprocessing.get_context("spawn")
     ready, stop = ctx.Queue(), ctx.Event()
     server = ctx.Process(target=_serve, args=(args.customers, args.seed, now, args.rate_limit, ready, stop),
@@ -71,6 +87,10 @@ def main() -> None:
     finally:
         stop.set()
         server.join(timeout=10)
+    _report(result, reader, seconds, args)
+
+
+def _report(result, reader, seconds: float, args) -> None:
     objects = sum(result.listed.values())
     rps = reader.request_count / seconds
     print(json.dumps({
