@@ -382,12 +382,12 @@ def sync_changes(reader: StripeReader, store: MirrorStore, *, overlap_seconds: i
         full_sync(reader, store, result, now, object_types)
         # The events Stripe still keeps are ledgered as usual (their snapshots
         # are older than the fresh listing, so newest-wins skips them).
-        events, _ = reader.list_events(since=stripe_now - EVENTS_RETENTION_SECONDS + _RETENTION_MARGIN_SECONDS)
+        events = reader.list_events(since=stripe_now - EVENTS_RETENTION_SECONDS + _RETENTION_MARGIN_SECONDS)
         moved = {**cursor, "created": max(int(cursor["created"]), stripe_now), "last_full_sync": now}
         result.cursor = apply_events(store, events, moved, now, result, reader.retrieve)
     else:
         result = SyncResult(mode="incremental")
-        events, _ = reader.list_events(since=max(0, int(cursor["created"]) - overlap_seconds))
+        events = reader.list_events(since=max(0, int(cursor["created"]) - overlap_seconds))
         result.cursor = apply_events(store, events, cursor, now, result, reader.retrieve)
         resolve_references(reader, store, result)
     result.requests, result.rate_limited = reader.request_count, reader.rate_limited_count

@@ -217,32 +217,37 @@ class StripeReader:
 
     # -- lists -----------------------------------------------------------------
 
-    def iter_pages(self, object_type: str, window: Window, extra: dict[str, Any] | None = None) -> Iterator[Page]:
-        """All objects of a type created in ``window``, newest first, one page at a time."""
-        spec = LIST_SPECS[object_type]
-        base_params = {**spec.params, **window.params(), **(extra or {}), "limit": self.settings.page_size}
+    def _paginate(self, path: str, params: dict[str, Any], what: str) -> Iterator[tuple[list[dict], int]]:
+        """Every page of a list (``starting_after`` paging), with Stripe's clock at each response."""
+        base_params = {**params, "limit": self.settings.page_size}
         starting_after: str | None = None
         while True:
-            params = dict(base_params)
+            page_params = dict(base_params)
             if starting_after:
-                params["starting_after"] = starting_after
+                page_params["starting_after"] = starting_after
             try:
-                body, fetched_at = self._get(f"/v1/{spec.resource}", params, spec.resource)
+                body, fetched_at = self._get(path, page_params, what)
             except stripe.InvalidRequestError as exc:
                 if "expand" not in base_params or not _about_expand(exc):
                     raise
                 # A Stripe-compatible server that cannot expand (real Stripe
                 # can): list unexpanded; references are then fetched by id.
-                log.warning("%s: the server refused expand %s; listing without it", spec.resource,
-                            base_params["expand"])
+                log.warning("%s: the server refused expand %s; listing without it", what, base_params["expand"])
                 base_params.pop("expand")
                 continue
             objects = body.get("data") or []
             if objects:
-                yield Page(object_type, objects, fetched_at)
+                yield objects, fetched_at
             if not body.get("has_more") or not objects:
                 return
             starting_after = objects[-1]["id"]
+
+    def iter_pages(self, object_type: str, window: Window, extra: dict[str, Any] | None = None) -> Iterator[Page]:
+        """All objects of a type created in ``window``, newest first, one page at a time."""
+        spec = LIST_SPECS[object_type]
+        params = {**spec.params, **window.params(), **(extra or {})}
+        for objects, fetched_at in self._paginate(f"/v1/{spec.resource}", params, spec.resource):
+            yield Page(object_type, objects, fetched_at)
 
     def fetch_many(self, jobs: Iterable[tuple[str, Window]], extra: dict[str, Any] | None = None) -> Iterator[Page]:
         """Pages of several (object type, window) listings, fetched concurrently.
@@ -297,36 +302,15 @@ class StripeReader:
 
     # -- events ----------------------------------------------------------------
 
-    def list_events(self, since: int, until: int | None = None, types: list[str] | None = None,
-                    max_pages: int | None = None) -> tuple[list[dict], bool]:
+    def list_events(self, since: int) -> list[dict]:
         """Events created at or after ``since`` (Unix s), oldest first by (created, id).
 
         Stripe returns newest first and does not guarantee order, so callers
-        dedupe by event id. Returns (events, complete): complete is False when
-        ``max_pages`` cut the listing short (the newest pages came first).
+        dedupe by event id.
         """
-        window = Window(since, until)
-        extra: dict[str, Any] = {"types": types} if types else {}
-        events: list[dict] = []
-        starting_after = None
-        pages = 0
-        while True:
-            params = {**window.params(), **extra, "limit": self.settings.page_size}
-            if starting_after:
-                params["starting_after"] = starting_after
-            body, _ = self._get("/v1/events", params, "events")
-            batch = body.get("data") or []
-            events.extend(batch)
-            pages += 1
-            if not body.get("has_more") or not batch:
-                complete = True
-                break
-            if max_pages is not None and pages >= max_pages:
-                complete = False
-                break
-            starting_after = batch[-1]["id"]
+        events = [e for page, _ in self._paginate("/v1/events", Window(since, None).params(), "events") for e in page]
         events.sort(key=lambda e: (e["created"], e["id"]))
-        return events, complete
+        return events
 
     def newest_events(self) -> tuple[list[dict], int]:
         """The newest events (all created in the newest event's second) and Stripe's clock now.
