@@ -112,12 +112,7 @@ def sync_profiles(store: MirrorStore, settings: SegmentSettings, profiles, optio
     report = deliver(messages, settings)
 
     if not report.dry_run:
-        record_identities(store, [
-            {k: native(v) for k, v in rec.items()} | {"updated_at": now}
-            for rec in identities[identities["changed"]][
-                ["stripe_customer_id", "user_id", "source", "email_key", "profiles_checked_at"]
-            ].to_dict("records")
-        ])
+        record_identities(store, identities, now)
         _record_delivered(store, report, current, identify_by_customer, group_by_customer, options, now)
 
     sources = identities["source"].value_counts().to_dict()

@@ -86,12 +86,7 @@ def _identities(store: MirrorStore, customer_ids: Iterable[str], config: TraitsC
                           "user_id": [metadata_user_id(cid) for cid in ids]})
     resolved = resolve_identities(frame, stored, now=now,
                                   lookup=profiles.user_id_for_email if profiles is not None else None)
-    changed = resolved[resolved["changed"]]
-    record_identities(store, [
-        {k: native(v) for k, v in rec.items()} | {"updated_at": now}
-        for rec in changed[["stripe_customer_id", "user_id", "source", "email_key", "profiles_checked_at"]]
-        .to_dict("records")
-    ])
+    record_identities(store, resolved, now)
     return {rec.stripe_customer_id: _Identity(native(rec.user_id), native(rec.anonymous_id),
                                               emails.get(rec.stripe_customer_id))
             for rec in resolved.itertuples(index=False)}

@@ -42,8 +42,15 @@ def record_pushed(store: MirrorStore, rows: list[dict]) -> None:
     _upsert(store, schema.pushed_traits, rows, "stripe_customer_id")
 
 
-def record_identities(store: MirrorStore, rows: list[dict]) -> None:
-    _upsert(store, schema.identity_map, rows, "stripe_customer_id")
+_IDENTITY_COLUMNS = ["stripe_customer_id", "user_id", "source", "email_key", "profiles_checked_at"]
+
+
+def record_identities(store: MirrorStore, resolved: pd.DataFrame, now: int) -> None:
+    """Store the identities ``resolve_identities`` marked ``changed`` (new or different from the stored ones)."""
+    changed = resolved.loc[resolved["changed"].astype(bool), _IDENTITY_COLUMNS].astype(object)
+    changed = changed.where(changed.notna(), None)
+    _upsert(store, schema.identity_map,
+            [{**row, "updated_at": now} for row in changed.to_dict("records")], "stripe_customer_id")
 
 
 def customer_last_change(engine: Engine) -> pd.Series:
