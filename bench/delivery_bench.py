@@ -21,9 +21,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1] / "devtools")]
 
-from s2s_pipeline.demo.segment_sink import SegmentSink  # noqa: E402
+from s2s_devtools.fakes.segment_sink import SegmentSink  # noqa: E402
 from s2s_pipeline.segment.delivery import SegmentSettings, deliver  # noqa: E402
 from s2s_pipeline.segment.messages import identify_message, utc  # noqa: E402
 

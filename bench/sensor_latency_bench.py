@@ -2,7 +2,7 @@
 
     python bench/sensor_latency_bench.py [--runs 5] [--customers 20]
 
-Uses the daemon harness of the test suite (s2s_pipeline_tests/ops/daemon_harness.py):
+Uses the daemon harness of the test suite (devtools/s2s_devtools/harness/daemon.py):
 a Stripe stand-in and a Segment sink on 127.0.0.1 in this process, a throwaway
 SQLite DAGSTER_HOME, one in-process `nightly_trait_refresh`, then
 `dagster-daemon run -w workspace.yaml` in its own process group, after
@@ -29,9 +29,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1] / "devtools")]
 
-from s2s_pipeline_tests.ops.daemon_harness import (  # noqa: E402
+from s2s_devtools.harness.daemon import (  # noqa: E402
     HarnessError,
     daemon_harness,
     payment_failed_tracks,

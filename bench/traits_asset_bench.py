@@ -19,7 +19,7 @@ import time
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1] / "devtools")]
 
 import pandas as pd  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402

@@ -15,7 +15,7 @@ from pydantic import Field, PrivateAttr
 
 from s2s_pipeline.segment.delivery import DEFAULT_HOST, SegmentConfigError, SegmentSettings
 from s2s_pipeline.segment.profile_sync import ProfileSyncOptions
-from s2s_pipeline.segment.profiles import ProfilesClient
+from s2s_pipeline.segment.profiles_api import ProfilesClient
 from s2s_pipeline.store.db import StateStoreConfigError, make_engine
 from s2s_pipeline.store.mirror import MirrorStore
 from s2s_pipeline.stripe.client import StripeReader

@@ -22,7 +22,7 @@ from urllib.parse import quote
 import stripe
 
 from s2s_pipeline.stripe.errors import StripeConfigError
-from s2s_pipeline.stripe.ratelimit import RequestPacer
+from s2s_pipeline.core.ratelimit import RequestPacer
 from s2s_pipeline.stripe.settings import StripeSettings
 
 log = logging.getLogger(__name__)

@@ -13,8 +13,8 @@ from s2s_pipeline.defs.traits_assets import (
     refund_rate_within_bounds,
     spend_tier_valid,
 )
-from s2s_pipeline.demo.generator import generate_account, seed_standin
-from s2s_pipeline.demo.standin import StripeStandIn
+from s2s_devtools.demo.generator import generate_account, seed_standin
+from s2s_devtools.fakes.stripe_standin import StripeStandIn
 from s2s_pipeline.store.db import make_engine
 from s2s_pipeline.store.traits_table import read_traits
 

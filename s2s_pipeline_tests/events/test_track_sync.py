@@ -6,14 +6,14 @@ import time
 import pytest
 from sqlalchemy import select
 
-from s2s_pipeline.demo.generator import generate_account, seed_standin
-from s2s_pipeline.demo.profiles_standin import ProfilesStandIn
-from s2s_pipeline.demo.segment_sink import SegmentSink
-from s2s_pipeline.demo.standin import StripeStandIn
+from s2s_devtools.demo.generator import generate_account, seed_standin
+from s2s_devtools.fakes.profiles_standin import ProfilesStandIn
+from s2s_devtools.fakes.segment_sink import SegmentSink
+from s2s_devtools.fakes.stripe_standin import StripeStandIn
 from s2s_pipeline.extract.sync import apply_single_event, sync_changes
 from s2s_pipeline.segment.context import MirrorContext
 from s2s_pipeline.segment.delivery import SegmentSettings
-from s2s_pipeline.segment.profiles import ProfilesClient
+from s2s_pipeline.segment.profiles_api import ProfilesClient
 from s2s_pipeline.segment.track_sync import deliver_calls, history_calls, send_track_events
 from s2s_pipeline.store import schema
 from s2s_pipeline.store.db import make_engine

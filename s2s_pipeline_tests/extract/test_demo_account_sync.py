@@ -3,8 +3,8 @@
 import pytest
 from sqlalchemy import select
 
-from s2s_pipeline.demo.changes import simulate_changes
-from s2s_pipeline.demo.generator import generate_account, seed_standin
+from s2s_devtools.demo.changes import simulate_changes
+from s2s_devtools.demo.generator import generate_account, seed_standin
 from s2s_pipeline.extract.sync import ALL_OBJECT_TYPES, backfill, sync_changes
 from s2s_pipeline.store import schema
 

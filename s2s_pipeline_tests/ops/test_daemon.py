@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from s2s_pipeline_tests.ops.daemon_harness import (
+from s2s_devtools.harness.daemon import (
     ALERT_JOB,
     PAYMENT_FAILED,
     HarnessError,

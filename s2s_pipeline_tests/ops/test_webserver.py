@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from s2s_pipeline_tests.ops.daemon_harness import kill_group
+from s2s_devtools.harness.daemon import kill_group
 
 pytestmark = pytest.mark.webserver
 

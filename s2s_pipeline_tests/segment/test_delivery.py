@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from s2s_pipeline.demo.segment_sink import SegmentSink
+from s2s_devtools.fakes.segment_sink import SegmentSink
 from s2s_pipeline.segment.delivery import SegmentConfigError, SegmentSettings, deliver
 from s2s_pipeline.segment.messages import identify_message, utc
 

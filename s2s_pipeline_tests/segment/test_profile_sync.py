@@ -7,14 +7,14 @@ import time
 
 import pytest
 
-from s2s_pipeline.demo.generator import generate_account, seed_standin
-from s2s_pipeline.demo.profiles_standin import ProfilesStandIn
-from s2s_pipeline.demo.segment_sink import SegmentSink
-from s2s_pipeline.demo.standin import StripeStandIn
+from s2s_devtools.demo.generator import generate_account, seed_standin
+from s2s_devtools.fakes.profiles_standin import ProfilesStandIn
+from s2s_devtools.fakes.segment_sink import SegmentSink
+from s2s_devtools.fakes.stripe_standin import StripeStandIn
 from s2s_pipeline.extract.sync import sync_changes
 from s2s_pipeline.segment.delivery import SegmentSettings
 from s2s_pipeline.segment.profile_sync import ProfileSyncOptions, sync_profiles
-from s2s_pipeline.segment.profiles import ProfilesClient
+from s2s_pipeline.segment.profiles_api import ProfilesClient
 from s2s_pipeline.store.db import make_engine
 from s2s_pipeline.store.frames import load_mirror_frames
 from s2s_pipeline.store.mirror import MirrorStore

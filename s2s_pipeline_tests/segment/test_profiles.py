@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
-from s2s_pipeline.segment.profiles import (
+from s2s_pipeline.segment.profiles_api import (
     ProfilesAuthError,
     ProfilesClient,
     ProfilesConnectionError,

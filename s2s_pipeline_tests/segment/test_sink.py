@@ -21,8 +21,8 @@ import requests
 from segment.analytics.client import Client
 from segment.analytics.request import APIError
 
-from s2s_pipeline.demo.profiles_standin import ProfilesStandIn
-from s2s_pipeline.demo.segment_sink import MAX_BATCH_MESSAGES, MAX_MESSAGE_BYTES, SegmentSink
+from s2s_devtools.fakes.profiles_standin import ProfilesStandIn
+from s2s_devtools.fakes.segment_sink import MAX_BATCH_MESSAGES, MAX_MESSAGE_BYTES, SegmentSink
 
 WRITE_KEY = "demo_write_key"
 

@@ -4,7 +4,7 @@ import pytest
 
 from s2s_pipeline.stripe.client import Window, split_window
 from s2s_pipeline.stripe.errors import StripeConfigError
-from s2s_pipeline.stripe.ratelimit import RequestPacer
+from s2s_pipeline.core.ratelimit import RequestPacer
 from s2s_pipeline.stripe.settings import StripeSettings
 
 

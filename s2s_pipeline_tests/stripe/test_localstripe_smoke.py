@@ -41,7 +41,7 @@ from s2s_pipeline.store.mirror import MirrorStore
 from s2s_pipeline.stripe import client as stripe_client
 from s2s_pipeline.stripe.client import ListSpec, StripeReader
 from s2s_pipeline.stripe.settings import StripeSettings
-from s2s_pipeline_tests.localstripe_server import localstripe_url, reset_localstripe  # noqa: F401 - fixture
+from s2s_devtools.fakes.localstripe_server import localstripe_url, reset_localstripe  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.localstripe, pytest.mark.timeout(60)]
 

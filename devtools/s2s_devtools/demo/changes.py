@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import time
 
-from s2s_pipeline.demo.generator import DemoAccount
+from s2s_devtools.demo.generator import DemoAccount
 
 
 def _active_per_unit_subscription(account: DemoAccount) -> dict | None:

@@ -14,8 +14,8 @@ from collections import Counter
 import pytest
 import stripe
 
-from s2s_pipeline.demo.generator import SCRIPTED_COUNT, DemoAccount, generate_account, price_amount, seed_standin
-from s2s_pipeline.demo.standin import StripeStandIn
+from s2s_devtools.demo.generator import SCRIPTED_COUNT, DemoAccount, generate_account, price_amount, seed_standin
+from s2s_devtools.fakes.stripe_standin import StripeStandIn
 
 NOW = 1_790_000_000  # 2026-09-21
 DAY = 86400

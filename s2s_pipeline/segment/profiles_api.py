@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 import requests
 
-from s2s_pipeline.stripe.ratelimit import RequestPacer
+from s2s_pipeline.core.ratelimit import RequestPacer
 
 log = logging.getLogger(__name__)
 

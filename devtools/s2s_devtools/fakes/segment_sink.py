@@ -55,7 +55,7 @@ from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from s2s_pipeline.demo.loopback import LoopbackServer
+from s2s_devtools.fakes.loopback import LoopbackServer
 
 MAX_REQUEST_BYTES = 500 * 1024  # a /v1/batch body, decompressed
 MAX_MESSAGE_BYTES = 32 * 1024  # one message (analytics-python uses the same 32 << 10)

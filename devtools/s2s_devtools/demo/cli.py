@@ -100,10 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(args.dir).resolve()
     _prepare(workdir, args.keep)
 
-    from s2s_pipeline.demo.changes import simulate_changes
-    from s2s_pipeline.demo.generator import generate_account, seed_standin
-    from s2s_pipeline.demo.segment_sink import SegmentSink
-    from s2s_pipeline.demo.standin import StripeStandIn
+    from s2s_devtools.demo.changes import simulate_changes
+    from s2s_devtools.demo.generator import generate_account, seed_standin
+    from s2s_devtools.fakes.segment_sink import SegmentSink
+    from s2s_devtools.fakes.stripe_standin import StripeStandIn
     from s2s_pipeline.store.db import make_engine
     from s2s_pipeline.store.mirror import MirrorStore
 

@@ -47,7 +47,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]  # devtools/s2s_devtools/harness/ -> repository
 
 SENSOR_NAME = "failed_payment_sensor"
 ALERT_JOB = "failed_payment_alert"
@@ -416,9 +416,9 @@ def daemon_harness(*, customers: int = 20, seed: int = 7,
     from dagster import DagsterInstance
     from dagster._core.instance.ref import InstanceRef
 
-    from s2s_pipeline.demo.generator import generate_account, seed_standin
-    from s2s_pipeline.demo.segment_sink import SegmentSink
-    from s2s_pipeline.demo.standin import StripeStandIn
+    from s2s_devtools.demo.generator import generate_account, seed_standin
+    from s2s_devtools.fakes.segment_sink import SegmentSink
+    from s2s_devtools.fakes.stripe_standin import StripeStandIn
 
     t0 = time.monotonic()
     account = generate_account(customers=customers, seed=seed)
@@ -503,7 +503,7 @@ def _candidates(standin: Any, account: Any, exclude: Collection[str]) -> list[tu
 
 
 def _rid(rng: random.Random, prefix: str, lead: str = "1", n: int = 24) -> str:
-    from s2s_pipeline.demo.standin import random_alnum
+    from s2s_devtools.fakes.stripe_standin import random_alnum
 
     return f"{prefix}_{lead}{random_alnum(rng, n - 1)}"
 

@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from s2s_pipeline.demo.loopback import LoopbackHandler, LoopbackServer
+from s2s_devtools.fakes.loopback import LoopbackHandler, LoopbackServer
 
 API_VERSION = "2026-10-28.endive"
 

@@ -1,0 +1,1 @@
+"""Harnesses that start real processes (dagster-daemon, stand-ins) for tests and benchmarks."""
