@@ -10,7 +10,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from s2s_pipeline.store.mirror import ApplyStats, MirrorStore
+from s2s_pipeline.store.mirror import ApplyStats
+from s2s_pipeline.store.state_store import StateStore
 from s2s_pipeline.stripe.client import EVENTS_RETENTION_SECONDS, LIST_SPECS, StripeReader, Window, split_window
 from s2s_pipeline.stripe.errors import MalformedStripeObject
 from s2s_pipeline.stripe.normalize import SUPPORTED_OBJECTS, Rows, scrub, to_rows
@@ -108,7 +109,7 @@ def _rows_for(objects: Iterable[dict], version_ts: int, malformed: list[str]) ->
     return rows
 
 
-def _list_into_mirror(reader: StripeReader, store: MirrorStore, jobs: list[tuple[str, Window]],
+def _list_into_mirror(reader: StripeReader, store: StateStore, jobs: list[tuple[str, Window]],
                       result: SyncResult) -> dict[str, set[str]]:
     """List every (type, window) job into the mirror; returns ids seen per type."""
     seen: dict[str, set[str]] = {}
@@ -117,15 +118,15 @@ def _list_into_mirror(reader: StripeReader, store: MirrorStore, jobs: list[tuple
         seen.setdefault(page.object_type, set()).update(o.get("id") for o in page.objects)
         # One transaction per page: a crash loses at most the page in flight,
         # and re-running the window is safe (newest-wins upserts).
-        result.stats.merge(store.apply(_rows_for(page.objects, page.fetched_at, result.malformed)))
+        result.stats.merge(store.mirror.apply(_rows_for(page.objects, page.fetched_at, result.malformed)))
     return seen
 
 
-def resolve_references(reader: StripeReader, store: MirrorStore, result: SyncResult) -> None:
+def resolve_references(reader: StripeReader, store: StateStore, result: SyncResult) -> None:
     """Fetch by id the prices, products and coupons mirrored rows point at but the mirror lacks."""
     # Subscriptions first (their coupons), prices before products.
     for object_type in ("subscription", "price", "coupon", "product"):
-        missing = store.missing_references()[object_type]
+        missing = store.mirror.missing_references()[object_type]
         fetched = Rows()
         for object_id in missing:
             obj, version = reader.retrieve(object_type, object_id)
@@ -136,12 +137,12 @@ def resolve_references(reader: StripeReader, store: MirrorStore, result: SyncRes
             result.references_fetched += 1
         if object_type == "subscription":
             if fetched.parents:
-                store.apply(fetched)
+                store.mirror.apply(fetched)
         elif fetched.parents.get(object_type):
-            store.upsert_full(object_type, fetched.parents[object_type])
+            store.mirror.upsert_full(object_type, fetched.parents[object_type])
 
 
-def backfill(reader: StripeReader, store: MirrorStore, object_types: Iterable[str], gte: int, lt: int,
+def backfill(reader: StripeReader, store: StateStore, object_types: Iterable[str], gte: int, lt: int,
              *, clock: Callable[[], float] = time.time) -> SyncResult:
     """Mirror every object of the given types created in [gte, lt).
 
@@ -155,27 +156,27 @@ def backfill(reader: StripeReader, store: MirrorStore, object_types: Iterable[st
     days = max(1, (lt - gte + 86399) // 86400)
     pieces = min(days, 2 * reader.settings.concurrency)
     jobs = [(t, w) for t in object_types for w in split_window(gte, lt, pieces)]
-    before = {t: store.live_ids(t, gte, lt) for t in object_types if t == "customer"}
+    before = {t: store.mirror.live_ids(t, gte, lt) for t in object_types if t == "customer"}
     list_started = int(started)
     seen = _list_into_mirror(reader, store, jobs, result)
     for object_type, known in before.items():
         gone = known - seen.get(object_type, set())
-        result.deleted += store.mark_deleted(object_type, gone, list_started)
+        result.deleted += store.mirror.mark_deleted(object_type, gone, list_started)
     resolve_references(reader, store, result)
     result.requests, result.rate_limited = reader.request_count, reader.rate_limited_count
     result.seconds = clock() - started
     return result
 
 
-def full_sync(reader: StripeReader, store: MirrorStore, result: SyncResult, now: int,
+def full_sync(reader: StripeReader, store: StateStore, result: SyncResult, now: int,
               object_types: Iterable[str] = ALL_OBJECT_TYPES) -> None:
     """List every object Stripe has (all types concurrently) and flag vanished customers."""
     object_types = list(object_types)
     jobs = [(t, Window(None, None)) for t in object_types]
-    before = store.live_ids("customer", None, None)
+    before = store.mirror.live_ids("customer", None, None)
     seen = _list_into_mirror(reader, store, jobs, result)
     if "customer" in object_types:
-        result.deleted += store.mark_deleted("customer", before - seen.get("customer", set()), now)
+        result.deleted += store.mirror.mark_deleted("customer", before - seen.get("customer", set()), now)
     resolve_references(reader, store, result)
 
 
@@ -232,7 +233,7 @@ def _collapsed_discounts(event: dict) -> bool:
     return any(isinstance(d, str) for ds in lists for d in ds)
 
 
-def _pick_snapshots(store: MirrorStore, parsed: list[tuple[dict, Rows]], result: SyncResult,
+def _pick_snapshots(store: StateStore, parsed: list[tuple[dict, Rows]], result: SyncResult,
                     refetch: Refetch) -> Rows:
     """Choose, per object, the snapshot the mirror should hold after these events.
 
@@ -249,7 +250,7 @@ def _pick_snapshots(store: MirrorStore, parsed: list[tuple[dict, Rows]], result:
     stored: dict[tuple[str, str], int] = {}
     for table_type in {t for t, _ in groups}:
         ids = [i for t, i in groups if t == table_type]
-        stored.update({(table_type, i): v for i, v in store.versions(table_type, ids).items()})
+        stored.update({(table_type, i): v for i, v in store.mirror.versions(table_type, ids).items()})
     chosen = Rows()
     for key, group in groups.items():
         newest = max(int(e["created"]) for e, _ in group)
@@ -273,14 +274,14 @@ def _pick_snapshots(store: MirrorStore, parsed: list[tuple[dict, Rows]], result:
     return chosen
 
 
-def apply_events(store: MirrorStore, events: list[dict], cursor: dict, now: int, result: SyncResult,
+def apply_events(store: StateStore, events: list[dict], cursor: dict, now: int, result: SyncResult,
                  refetch: Refetch, *, advance_cursor: bool = True) -> dict:
     """Apply new events' snapshots newest-wins and ledger them, with the cursor, atomically.
 
     ``advance_cursor=False`` handles events out of band (the failed-payment
     alert job) without moving the change feed's position.
     """
-    known = store.known_event_ids(e["id"] for e in events)
+    known = store.ledger.known_ids(e["id"] for e in events)
     fresh: list[dict] = []
     seen_ids: set[str] = set()
     for event in events:
@@ -308,33 +309,29 @@ def apply_events(store: MirrorStore, events: list[dict], cursor: dict, now: int,
     rows = _pick_snapshots(store, parsed, result, refetch)
     newest = max([int(e["created"]) for e in events] + [int(cursor.get("created", 0))])
     new_cursor = {**cursor, "created": newest, "updated_at": now}
-    with store.engine.begin() as conn:
-        result.stats.merge(store.apply(rows, conn))
-        store.record_events(ledger, conn)
-        if advance_cursor:
-            store.set_cursor(EVENTS_CURSOR, new_cursor, conn)
+    result.stats.merge(store.commit_events(rows, ledger, (EVENTS_CURSOR, new_cursor) if advance_cursor else None))
     result.events_read = len(events)
     result.events_new = len(fresh)
     return new_cursor
 
 
-def ensure_mirrored(reader: StripeReader, store: MirrorStore, object_type: str, object_id: str | None) -> bool:
+def ensure_mirrored(reader: StripeReader, store: StateStore, object_type: str, object_id: str | None) -> bool:
     """Fetch an object the mirror does not have yet (e.g. the customer of a brand-new failed payment)."""
-    if not object_id or store.versions(object_type, [object_id]):
+    if not object_id or store.mirror.versions(object_type, [object_id]):
         return False
     obj, version = reader.retrieve(object_type, object_id)
     if obj is None:
         return False
-    store.apply(to_rows(obj, version))
+    store.mirror.apply(to_rows(obj, version))
     return True
 
 
-def apply_single_event(reader: StripeReader, store: MirrorStore, event: dict, *,
+def apply_single_event(reader: StripeReader, store: StateStore, event: dict, *,
                        clock: Callable[[], float] = time.time) -> SyncResult:
     """Mirror and ledger one event fetched out of band (the change feed will find it known)."""
     now = int(clock())
     result = SyncResult(mode="single_event")
-    cursor = store.get_cursor(EVENTS_CURSOR) or {}
+    cursor = store.cursors.get(EVENTS_CURSOR) or {}
     apply_events(store, [event], cursor, now, result, reader.retrieve, advance_cursor=False)
     # A customer created since the last sync: mirror it too, so calls about it
     # use the identity its identify calls will use.
@@ -343,7 +340,7 @@ def apply_single_event(reader: StripeReader, store: MirrorStore, event: dict, *,
     return result
 
 
-def sync_changes(reader: StripeReader, store: MirrorStore, *, overlap_seconds: int = DEFAULT_OVERLAP_SECONDS,
+def sync_changes(reader: StripeReader, store: StateStore, *, overlap_seconds: int = DEFAULT_OVERLAP_SECONDS,
                  clock: Callable[[], float] = time.time,
                  object_types: Iterable[str] = ALL_OBJECT_TYPES) -> SyncResult:
     """Bring the mirror up to date from Stripe's Events API.
@@ -357,7 +354,7 @@ def sync_changes(reader: StripeReader, store: MirrorStore, *, overlap_seconds: i
     """
     started = clock()
     now = int(started)
-    cursor = store.get_cursor(EVENTS_CURSOR)
+    cursor = store.cursors.get(EVENTS_CURSOR)
     # Stripe's "now" on the events' own clock: the newest event (Stripe's Date
     # header when there is none). Cursor ages are measured on it, so a server
     # whose clock differs from ours (or a simulated one) is read correctly.
@@ -372,7 +369,7 @@ def sync_changes(reader: StripeReader, store: MirrorStore, *, overlap_seconds: i
         result.cursor = {"created": stripe_now, "baseline": stripe_now,
                          "baseline_ids": sorted(e["id"] for e in newest),
                          "last_full_sync": now, "updated_at": now}
-        store.set_cursor(EVENTS_CURSOR, result.cursor)
+        store.cursors.set(EVENTS_CURSOR, result.cursor)
     elif stripe_now - int(cursor["created"]) > EVENTS_RETENTION_SECONDS - _RETENTION_MARGIN_SECONDS:
         result = SyncResult(mode="resync_cursor_expired")
         age_days = (stripe_now - int(cursor["created"])) / 86400
