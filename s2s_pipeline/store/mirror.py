@@ -51,7 +51,11 @@ class ApplyStats:
 
 
 class MirrorStore(MirrorReads):
-    """The SQL mirror of one Stripe account (tables in ``store.schema``): writes here, reads in ``MirrorReads``."""
+    """The SQL mirror of one Stripe account (tables in ``store.schema``).
+
+    Writes and the sync's own bookkeeping (versions, live ids, missing
+    references) are here; the questions other layers ask are in ``MirrorReads``.
+    """
 
     def __init__(self, engine: Engine) -> None:
         super().__init__(engine)
