@@ -8,7 +8,7 @@ from functools import lru_cache
 import stripe
 from sqlalchemy import select
 
-from s2s_pipeline.segment.events import subscription_figures
+from s2s_pipeline.segment.event_mrr import subscription_figures
 from s2s_pipeline.store import schema
 from s2s_pipeline.store.mirror import MirrorStore
 from s2s_pipeline.stripe.client import StripeReader

@@ -66,7 +66,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from s2s_pipeline.store.schema import GROUP_TRAITS, IDENTIFY_TRAITS
+from s2s_pipeline.core.contract import GROUP_TRAITS, IDENTIFY_TRAITS
+from s2s_pipeline.store.schema import GROUP_TRAIT_COLUMNS
 
 #: Decimal places of each float trait.
 FLOAT_DECIMALS: dict[str, int] = {"lifetime_value": 2, "mrr": 2, "refund_rate": 4, "group_mrr": 2}
@@ -84,7 +85,7 @@ REASON_CHANGED = "changed"
 IDENTIFY_COLUMNS = ("stripe_customer_id", "user_id", "anonymous_id", "previous_user_id", "reason", "traits")
 GROUP_COLUMNS = ("stripe_customer_id", "user_id", "anonymous_id", "group_id", "reason", "traits")
 #: Group trait columns of the pushed table -> trait name as sent.
-GROUP_SENT_NAMES: dict[str, str] = {"group_name": "name", "group_plan": "plan", "group_mrr": "mrr"}
+GROUP_SENT_NAMES: dict[str, str] = {f"group_{name}": name for name in GROUP_TRAITS}
 
 
 @contextmanager
@@ -540,7 +541,7 @@ def diff_group(current: pd.DataFrame, pushed: pd.DataFrame) -> pd.DataFrame:
     was_pushed = at >= 0
     take = np.where(was_pushed, at, 0)
     missing = ~was_pushed
-    names = list(GROUP_TRAITS)
+    names = list(GROUP_TRAIT_COLUMNS)
     changed = np.zeros((n, len(names)), dtype=bool)
     if len(pushed):
         p_group = _text(pushed, "group_id").take(take, missing)

@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from s2s_pipeline.core.contract import IDENTIFY_TRAITS
 from s2s_pipeline.segment.delivery import DeliveryReport, SegmentSettings, deliver, native
 from s2s_pipeline.segment.diff import canonical_traits, diff_group, diff_identify
 from s2s_pipeline.segment.identity import resolve_identities
-from s2s_pipeline.segment.messages import Message, group_message, identify_message, split_by_routing, utc
+from s2s_pipeline.core.times import utc_datetime
+from s2s_pipeline.segment.messages import Message, group_message, identify_message, split_by_routing
 from s2s_pipeline.store import schema
 from s2s_pipeline.store.mirror import MirrorStore
 from s2s_pipeline.store.segment_state import (
@@ -61,7 +63,7 @@ def _identify_messages(changes: pd.DataFrame, routing: dict | None, last_change:
         # Segment merges the anonymous profile into the user's.
         if row.reason == "identity_changed" and row.user_id is not None and _missing(row.previous_user_id):
             anonymous_id = row.stripe_customer_id
-        when = utc(last_change.get(row.stripe_customer_id, now))
+        when = utc_datetime(last_change.get(row.stripe_customer_id, now))
         out[row.stripe_customer_id] = [
             identify_message(row.stripe_customer_id, row.user_id, anonymous_id, native(part), when, integrations)
             for part, integrations in split_by_routing(dict(row.traits), routing)
@@ -107,7 +109,7 @@ def sync_profiles(store: MirrorStore, settings: SegmentSettings, profiles, optio
     for row in groups.itertuples(index=False):
         group_by_customer[row.stripe_customer_id] = group_message(
             row.stripe_customer_id, row.user_id, row.anonymous_id, str(row.group_id), native(dict(row.traits)),
-            utc(last_change.get(row.stripe_customer_id, now)))
+            utc_datetime(last_change.get(row.stripe_customer_id, now)))
     messages = [m for ms in identify_by_customer.values() for m in ms] + list(group_by_customer.values())
     report = deliver(messages, settings)
 
@@ -129,7 +131,7 @@ def _record_delivered(store: MirrorStore, report: DeliveryReport, current: pd.Da
                       options: ProfileSyncOptions, now: int) -> None:
     """Pushed state for customers whose every identify (or group) message Segment acknowledged."""
     failed = set(report.failed)
-    compared = [t for t in schema.IDENTIFY_TRAITS if t != "stripe_customer_id"]
+    compared = [t for t in IDENTIFY_TRAITS if t != "stripe_customer_id"]
     if options.allow_list:
         compared = [t for t in compared if t in options.allow_list]
     done = {cid for cid, ms in identify_by_customer.items() if all(m.message_id not in failed for m in ms)}
@@ -144,7 +146,7 @@ def _record_delivered(store: MirrorStore, report: DeliveryReport, current: pd.Da
                    "anonymous_id": None if last.user_id else cid,
                    "identify_message_id": last.message_id, "identify_pushed_at": now}
             row.update({f"trait_{t}": native(values[t]) if t in compared else None
-                        for t in schema.IDENTIFY_TRAITS if t != "stripe_customer_id"})
+                        for t in IDENTIFY_TRAITS if t != "stripe_customer_id"})
             rows.append(row)
     record_pushed(store, rows)
     group_rows = []

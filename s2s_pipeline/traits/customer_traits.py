@@ -30,7 +30,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from s2s_pipeline.traits.config import TIER_NAMES, TraitsConfig
+from s2s_pipeline.core.contract import IDENTIFY_TRAITS, TIER_NAMES
+from s2s_pipeline.core.times import iso_utc_array
+from s2s_pipeline.traits.config import TraitsConfig
 from s2s_pipeline.traits.frames import (
     Lookup,
     MirrorFrames,
@@ -47,13 +49,6 @@ from s2s_pipeline.traits.frames import (
 from s2s_pipeline.traits.money import exponents, major_from_exponents
 from s2s_pipeline.traits.mrr import SubscriptionArrays, compute_item_arrays, round_minor, subscription_currency
 
-#: Trait columns sent to Segment, in order.
-TRAIT_COLUMNS: tuple[str, ...] = (
-    "email", "name", "stripe_customer_id", "currency", "lifetime_value", "mrr", "spend_tier", "refund_rate",
-    "payment_count", "first_payment_at", "last_payment_at", "plan", "billing_interval", "subscription_status",
-    "cancel_at_period_end", "next_billing_date", "trial_end_date", "payment_delinquent", "payment_method_type",
-    "card_brand",
-)
 #: Extra columns for identity and group work (not traits).
 EXTRA_COLUMNS: tuple[str, ...] = ("user_id", "company_id", "company_name", "lifetime_value_minor", "mrr_minor")
 
@@ -102,14 +97,6 @@ def pick_best(group: np.ndarray, n_groups: int, keys: list[np.ndarray], ids: pd.
                              "row": tied_rows}).sort_values(["g", "id"], kind="stable")
         chosen = ties.drop_duplicates("g", keep="last" if largest_id else "first")
         out[chosen["g"].to_numpy()] = chosen["row"].to_numpy()
-    return out
-
-
-def iso_times(seconds: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Unix seconds -> ISO-8601 UTC strings ("2026-01-31T12:00:00Z"), None where not valid."""
-    out = np.full(len(seconds), None, dtype=object)
-    if valid.any():
-        out[valid] = np.datetime_as_string(seconds[valid].astype("datetime64[s]"), unit="s", timezone="UTC")
     return out
 
 
@@ -165,7 +152,7 @@ def _spend_tier(ltv_major: np.ndarray, currency: np.ndarray, currencies: Vocabul
 def compute_customer_traits(frames: MirrorFrames, config: TraitsConfig, now: int) -> pd.DataFrame:
     """One row per non-deleted customer: the contract's traits plus identity/group helpers.
 
-    Columns: ``TRAIT_COLUMNS`` then ``EXTRA_COLUMNS`` (``user_id``, ``company_id``,
+    Columns: ``IDENTIFY_TRAITS`` (core.contract) then ``EXTRA_COLUMNS`` (``user_id``, ``company_id``,
     ``company_name``, ``lifetime_value_minor``, ``mrr_minor``), in the order of
     ``frames.customers`` with a fresh RangeIndex. Text and times are object
     columns with None for null; money in major units is float64 rounded to 2
@@ -310,14 +297,14 @@ def compute_customer_traits(frames: MirrorFrames, config: TraitsConfig, now: int
         "spend_tier": _text(_spend_tier(ltv_major, currency, currencies, config)),
         "refund_rate": pd.arrays.FloatingArray(refund_rate, captured_sum == 0),
         "payment_count": pd.arrays.IntegerArray(payment_count.astype(np.int64), np.zeros(n, dtype=bool)),
-        "first_payment_at": _text(iso_times(first_paid, payment_count > 0)),
-        "last_payment_at": _text(iso_times(last_paid, payment_count > 0)),
+        "first_payment_at": _text(iso_utc_array(first_paid, payment_count > 0)),
+        "last_payment_at": _text(iso_utc_array(last_paid, payment_count > 0)),
         "plan": _text(plan),
         "billing_interval": _text(billing_interval),
         "subscription_status": _text(status),
         "cancel_at_period_end": pd.arrays.BooleanArray(cancel_at_period_end, np.zeros(n, dtype=bool)),
-        "next_billing_date": _text(iso_times(period_end, renews)),
-        "trial_end_date": _text(iso_times(trial_end, trial_end != _NO_TIME)),
+        "next_billing_date": _text(iso_utc_array(period_end, renews)),
+        "trial_end_date": _text(iso_utc_array(trial_end, trial_end != _NO_TIME)),
         "payment_delinquent": pd.arrays.BooleanArray(delinquent, np.zeros(n, dtype=bool)),
         "payment_method_type": _text(take_text(column(ch, "payment_method_type"), latest_paid)),
         "card_brand": _text(take_text(column(ch, "card_brand"), latest_paid)),
