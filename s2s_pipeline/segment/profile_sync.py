@@ -11,11 +11,11 @@ import pandas as pd
 
 from s2s_pipeline.core.contract import IDENTIFY_TRAITS
 from s2s_pipeline.segment.delivery import DeliveryReport, SegmentSettings, deliver, native
-from s2s_pipeline.segment.diff import canonical_traits, diff_group, diff_identify
+from s2s_pipeline.segment.canonical import canonical_traits
+from s2s_pipeline.segment.diff import diff_group, diff_identify
 from s2s_pipeline.segment.identity import resolve_identities
 from s2s_pipeline.core.times import utc_datetime
 from s2s_pipeline.segment.messages import Message, group_message, identify_message, split_by_routing
-from s2s_pipeline.store import schema
 from s2s_pipeline.store.mirror import MirrorStore
 from s2s_pipeline.store.segment_state import (
     customer_last_change,

@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from s2s_pipeline.core.contract import IDENTIFY_TRAITS, TIER_NAMES
+from s2s_pipeline.core.contract import TIER_NAMES
 from s2s_pipeline.core.times import iso_utc_array
 from s2s_pipeline.traits.config import TraitsConfig
 from s2s_pipeline.traits.frames import (

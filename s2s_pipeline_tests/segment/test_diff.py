@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import create_engine, insert
 
-from s2s_pipeline.segment.diff import apply_identify, canonical_traits, diff_group, diff_identify
+from s2s_pipeline.segment.canonical import canonical_traits
+from s2s_pipeline.segment.diff import apply_identify, diff_group, diff_identify
 from s2s_pipeline.store import schema
 from s2s_pipeline.core.contract import IDENTIFY_TRAITS
 
