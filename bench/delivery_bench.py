@@ -25,7 +25,8 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).res
 
 from s2s_devtools.fakes.segment_sink import SegmentSink  # noqa: E402
 from s2s_pipeline.segment.delivery import SegmentSettings, deliver  # noqa: E402
-from s2s_pipeline.segment.messages import identify_message, utc  # noqa: E402
+from s2s_pipeline.core.times import utc_datetime as utc
+from s2s_pipeline.segment.messages import identify_message  # noqa: E402
 
 WRITE_KEY = "bench_write_key"
 

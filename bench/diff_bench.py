@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from s2s_pipeline.segment.diff import diff_identify  # noqa: E402
-from s2s_pipeline.store.schema import IDENTIFY_TRAITS  # noqa: E402
+from s2s_pipeline.core.contract import IDENTIFY_TRAITS  # noqa: E402
 
 PLANS = np.array(["Starter", "Pro", "Business", "Enterprise", None], dtype=object)
 INTERVALS = np.array(["month", "year", None], dtype=object)

@@ -28,8 +28,10 @@ from s2s_pipeline.defs.stripe_assets import mirror_asset_key, stripe_change_feed
 from s2s_pipeline.defs.traits_assets import TraitRulesResource
 from s2s_pipeline.extract.failed_payments import poll_failed_payments
 from s2s_pipeline.extract.sync import apply_single_event
+from s2s_pipeline.segment.alert_filter import alert_filter
 from s2s_pipeline.segment.context import MirrorContext
 from s2s_pipeline.segment.track_sync import deliver_calls, history_calls, send_track_events
+from s2s_pipeline.traits.config import TraitsConfig
 
 #: One partition per failed-payment Stripe event (the event id), added by the sensor.
 failed_payment_events = DynamicPartitionsDefinition(name="failed_payment_events")
@@ -111,12 +113,16 @@ SENSOR_MAX_PAGES = 5
     minimum_interval_seconds=20,
     default_status=DefaultSensorStatus.RUNNING,
     description="Polls Stripe for invoice.payment_failed and charge.failed events and launches one "
-    "failed_payment_alert run per event (run key = event id). Its first tick starts at the newest event "
+    "failed_payment_alert run per alerting event (run key = event id); an invoice's declined charge.failed "
+    "launches nothing, its invoice.payment_failed alerts. Its first tick starts at the newest event "
     "(no replay of history); the JSON cursor survives restarts and replays safely.",
 )
-def failed_payment_sensor(context: SensorEvaluationContext, stripe: StripeResource) -> SensorResult:
+def failed_payment_sensor(context: SensorEvaluationContext, stripe: StripeResource,
+                          state_store: StateStoreResource) -> SensorResult:
     cursor = json.loads(context.cursor) if context.cursor else None
-    poll = poll_failed_payments(stripe.reader(), cursor, now=int(time.time()), max_pages=SENSOR_MAX_PAGES)
+    reader, now = stripe.reader(), int(time.time())
+    alerts_on = alert_filter(MirrorContext(state_store.store().mirror, reader, TraitsConfig(), now))
+    poll = poll_failed_payments(reader, cursor, now=now, max_pages=SENSOR_MAX_PAGES, alerts_on=alerts_on)
     ids = [e["id"] for e in poll.events]
     return SensorResult(
         run_requests=[RunRequest(run_key=event_id, partition_key=event_id) for event_id in ids],

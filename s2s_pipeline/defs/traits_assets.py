@@ -19,7 +19,8 @@ from pydantic import Field
 
 from s2s_pipeline.defs.resources import StateStoreResource
 from s2s_pipeline.defs.stripe_assets import MIRROR_SPECS, stripe_change_feed
-from s2s_pipeline.traits.config import TIER_NAMES, TraitsConfig, default_tier_thresholds
+from s2s_pipeline.core.contract import TIER_NAMES
+from s2s_pipeline.traits.config import TraitsConfig, default_tier_thresholds
 from s2s_pipeline.traits.customer_traits import compute_customer_traits
 from s2s_pipeline.traits.loading import load_mirror_frames
 from s2s_pipeline.traits.summary import summary_metadata

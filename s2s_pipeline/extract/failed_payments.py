@@ -11,12 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from collections.abc import Callable
+
 import stripe
 
+from s2s_pipeline.core.alert_rule import FAILED_PAYMENT_EVENT_TYPES
 from s2s_pipeline.stripe.client import StripeReader
-
-#: Stripe events that mean a customer's payment failed.
-FAILED_PAYMENT_TYPES = ("invoice.payment_failed", "charge.failed")
 
 #: Re-read this far behind the cursor: Stripe does not guarantee event order.
 OVERLAP_SECONDS = 300
@@ -29,6 +29,7 @@ class Poll:
     events: list[dict]
     cursor: dict
     complete: bool  # False when the page cap stopped the listing (the next tick continues)
+    not_alerting: int = 0  # new failures that ``alerts_on`` turned down (e.g. an invoice's declined charge)
 
 
 def _page_at(reader: StripeReader, params: dict[str, Any]) -> tuple[dict, int]:
@@ -90,15 +91,18 @@ def _first_cursor(reader: StripeReader, types: list[str], now: int, max_pages: i
 
 
 def poll_failed_payments(reader: StripeReader, cursor: dict | None, *, now: int, max_pages: int = 5,
-                         page_size: int = 100) -> Poll:
+                         page_size: int = 100, alerts_on: Callable[[dict], bool] | None = None) -> Poll:
     """One sensor tick's worth of new failed-payment events.
 
     First tick (no cursor): no events; the cursor starts at the newest failed
     payment (history is not replayed). Later ticks list events since
     ``created - OVERLAP_SECONDS``, at most ``max_pages`` pages; a longer
     backlog is continued from where it stopped on the next tick.
+    ``alerts_on`` (``core.alert_rule.is_failed_payment_alert`` with a lookup)
+    keeps only the events that yield an alert; the others are still marked
+    seen, so they are never considered again.
     """
-    types = list(FAILED_PAYMENT_TYPES)
+    types = list(FAILED_PAYMENT_EVENT_TYPES)
     if cursor is None:
         return Poll([], _first_cursor(reader, types, now, max_pages, page_size), True)
 
@@ -122,12 +126,13 @@ def poll_failed_payments(reader: StripeReader, cursor: dict | None, *, now: int,
     new.sort(key=lambda e: (int(e["created"]), e["id"]))
     for event in new:
         seen[event["id"]] = int(event["created"])
+    alerting = [e for e in new if alerts_on is None or alerts_on(e)]
     if has_more:
         next_cursor = {"created": int(cursor["created"]), "since": since, "resume": params["starting_after"],
                        "seen": seen}
-        return Poll(new, next_cursor, False)
+        return Poll(alerting, next_cursor, False, len(new) - len(alerting))
     # Events seen on earlier pages of a backlog count too: they were newer than this page.
     newest = max([int(cursor["created"])] + [int(e["created"]) for e in fetched] + list(seen.values()))
     # Forget ids that an overlap re-read can no longer return.
     seen = {i: t for i, t in seen.items() if t >= newest - OVERLAP_SECONDS}
-    return Poll(new, {"created": newest, "seen": seen}, True)
+    return Poll(alerting, {"created": newest, "seen": seen}, True, len(new) - len(alerting))

@@ -7,7 +7,7 @@ from functools import lru_cache
 
 import stripe
 
-from s2s_pipeline.segment.events import subscription_figures
+from s2s_pipeline.segment.event_mrr import subscription_figures
 from s2s_pipeline.store.mirror_reads import MirrorReads
 from s2s_pipeline.stripe.client import StripeReader
 from s2s_pipeline.traits.config import TraitsConfig

@@ -10,14 +10,7 @@ produce a message, to build their trait dicts.
 
 Rule decisions (for the user docs):
 
-- **Canonical values.** Both sides go through the same canonical form before
-  they are compared: money (``lifetime_value``, ``mrr``) rounded to 2
-  decimals, ``refund_rate`` to 4; ``payment_count`` an integer; booleans from
-  ``True``/``False``, ``1``/``0`` (SQLite) or nullable booleans alike; text as
-  text. ``None``, ``NaN`` and ``pd.NA`` all mean *null*, and two nulls are equal.
-  So a value read back from the state store never differs from the freshly
-  computed one through representation alone (``10.0`` vs ``10.000000001``,
-  ``1`` vs ``True``, ``NaN`` vs ``None``).
+- **Canonical values**: both sides are compared in ``segment.canonical``'s form.
 - **Reasons.** ``first``: no pushed row for the customer: all known traits.
   ``identity_changed``: the customer's resolved identity (``user_id`` /
   ``anonymous_id``) differs from the one its pushed values were sent under
@@ -66,12 +59,10 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from s2s_pipeline.store.schema import GROUP_TRAITS, IDENTIFY_TRAITS
+from s2s_pipeline.core.contract import GROUP_TRAITS, IDENTIFY_TRAITS
+from s2s_pipeline.segment.canonical import CanonicalColumn, canonical_column, canonical_traits
+from s2s_pipeline.store.schema import GROUP_TRAIT_COLUMNS
 
-#: Decimal places of each float trait.
-FLOAT_DECIMALS: dict[str, int] = {"lifetime_value": 2, "mrr": 2, "refund_rate": 4, "group_mrr": 2}
-INT_TRAITS: frozenset[str] = frozenset({"payment_count"})
-BOOL_TRAITS: frozenset[str] = frozenset({"cancel_at_period_end", "payment_delinquent"})
 #: Prefix of the identify-trait columns of ``segment_pushed_traits``.
 PUSHED_PREFIX = "trait_"
 #: Traits that are always allowed, whatever the allow-list.
@@ -84,7 +75,7 @@ REASON_CHANGED = "changed"
 IDENTIFY_COLUMNS = ("stripe_customer_id", "user_id", "anonymous_id", "previous_user_id", "reason", "traits")
 GROUP_COLUMNS = ("stripe_customer_id", "user_id", "anonymous_id", "group_id", "reason", "traits")
 #: Group trait columns of the pushed table -> trait name as sent.
-GROUP_SENT_NAMES: dict[str, str] = {"group_name": "name", "group_plan": "plan", "group_mrr": "mrr"}
+GROUP_SENT_NAMES: dict[str, str] = {f"group_{name}": name for name in GROUP_TRAITS}
 
 
 @contextmanager
@@ -104,162 +95,14 @@ def _no_gc():
             gc.enable()
 
 
-# -- canonical columns ---------------------------------------------------------------------------
-
-
-@dataclass
-class _Col:
-    """One canonical column: ``values`` (numpy) and ``null`` (bool mask)."""
-
-    kind: str  # float | int | bool | text
-    values: np.ndarray
-    null: np.ndarray
-
-    def take(self, index: np.ndarray, missing: np.ndarray | None = None) -> "_Col":
-        """Rows at ``index``; rows where ``missing`` is true become null."""
-        values = self.values[index]
-        null = self.null[index]
-        if missing is not None and missing.any():
-            null = null | missing
-        return _Col(self.kind, values, null)
-
-    def python(self, rows: np.ndarray) -> list:
-        """Plain Python values of ``rows`` (``None`` for null)."""
-        if self.kind == "text":
-            out = self.values[rows].copy()
-        else:
-            out = self.values[rows].astype(object)
-        null = self.null[rows]
-        if null.any():
-            out[null] = None
-        return out.tolist()
-
-
-def _kind(name: str) -> str:
-    if name in FLOAT_DECIMALS:
-        return "float"
-    if name in INT_TRAITS:
-        return "int"
-    if name in BOOL_TRAITS:
-        return "bool"
-    return "text"
-
-
-def _null_col(kind: str, n: int) -> _Col:
-    values = {"float": np.full(n, np.nan), "int": np.zeros(n, dtype=np.int64),
-              "bool": np.zeros(n, dtype=bool), "text": np.full(n, None, dtype=object)}[kind]
-    return _Col(kind, values, np.ones(n, dtype=bool))
-
-
-def _as_float(series: pd.Series) -> np.ndarray:
-    """Float64 values, NaN for every kind of null."""
-    if series.dtype == object or isinstance(series.dtype, pd.StringDtype):
-        series = pd.to_numeric(series, errors="coerce")
-    return series.to_numpy(dtype=np.float64, na_value=np.nan)
-
-
-def _column(series: pd.Series | None, name: str, n: int) -> _Col:
-    """Canonical form of one trait column (``None``: column absent, all null)."""
-    kind = _kind(name)
-    if series is None:
-        return _null_col(kind, n)
-    if kind == "float":
-        values = np.round(_as_float(series), FLOAT_DECIMALS[name])
-        null = np.isnan(values)
-        return _Col(kind, values, null)
-    if kind == "int":
-        f = _as_float(series)
-        null = np.isnan(f)
-        return _Col(kind, np.where(null, 0, np.rint(f)).astype(np.int64), null)
-    if kind == "bool":
-        dtype = series.dtype
-        if isinstance(dtype, pd.BooleanDtype):
-            arr = series.array
-            return _Col(kind, arr.to_numpy(dtype=bool, na_value=False), np.asarray(arr.isna()))
-        if dtype == bool:
-            return _Col(kind, series.to_numpy(dtype=bool), np.zeros(n, dtype=bool))
-        if dtype == object or isinstance(dtype, pd.StringDtype):
-            raw = series.to_numpy(dtype=object)
-            null = pd.isna(raw)
-            values = np.zeros(n, dtype=bool)
-            if (~null).any():
-                values[~null] = [_truthy(v) for v in raw[~null]] if isinstance(dtype, pd.StringDtype) \
-                    else raw[~null].astype(bool)
-            return _Col(kind, values, null)
-        f = series.to_numpy(dtype=np.float64, na_value=np.nan)
-        null = np.isnan(f)
-        return _Col(kind, np.where(null, False, f != 0), null)
-    # text: object array with None for null
-    if pd.api.types.is_datetime64_any_dtype(series.dtype):
-        return _iso_times(series)
-    values = series.to_numpy(dtype=object)
-    null = np.asarray(pd.isna(values), dtype=bool)
-    if null.any():
-        values = values.copy()
-        values[null] = None  # one null value (pd.NA would make comparisons ambiguous)
-    return _Col(kind, values, null)
-
-
-def _iso_times(series: pd.Series) -> _Col:
-    """Datetime column -> ISO-8601 UTC text ("2026-01-31T12:00:00Z"), as the trait table writes times."""
-    times = series.dt.tz_convert("UTC").dt.tz_localize(None) if series.dt.tz is not None else series
-    null = np.asarray(times.isna(), dtype=bool)
-    values = np.full(len(series), None, dtype=object)
-    if (~null).any():
-        seconds = times.to_numpy(dtype="datetime64[s]")[~null]
-        values[~null] = np.datetime_as_string(seconds, unit="s", timezone="UTC")
-    return _Col("text", values, null)
-
-
-def _truthy(value) -> bool:
-    return str(value).strip().lower() in ("1", "true", "t", "yes")
-
-
-def _to_series(col: _Col) -> pd.Series:
-    """Canonical pandas dtype of a canonical column."""
-    if col.kind == "float":
-        return pd.Series(col.values, dtype=np.float64)
-    if col.kind == "int":
-        return pd.Series(pd.arrays.IntegerArray(col.values, col.null.copy()))
-    if col.kind == "bool":
-        return pd.Series(pd.arrays.BooleanArray(col.values, col.null.copy()))
-    values = col.values.copy()
-    if col.null.any():
-        values[col.null] = None
-    return pd.Series(values, dtype=object)
-
-
-def canonical_traits(frame: pd.DataFrame, traits: Sequence[str] = IDENTIFY_TRAITS, *,
-                     prefix: str = "") -> pd.DataFrame:
-    """``frame`` with its trait columns in canonical form (other columns untouched).
-
-    Canonical dtypes, so values read back from SQL compare equal to freshly
-    computed ones: float traits ``float64`` rounded (money 2, ``refund_rate`` 4
-    decimals; NaN is null); ``payment_count`` ``Int64``; booleans ``boolean``
-    (SQLite's 0/1 included); text ``object`` with ``None`` for null. ``None``,
-    NaN and ``pd.NA`` all become null. A trait column missing from ``frame``
-    is added, all null. ``prefix`` names the columns (``"trait_"`` for the
-    ``segment_pushed_traits`` table).
-    """
-    n = len(frame)
-    out = frame.copy(deep=False)
-    for name in traits:
-        column = prefix + name
-        col = _column(frame[column] if column in frame.columns else None, name, n)
-        series = _to_series(col)
-        series.index = frame.index
-        out[column] = series
-    return out
-
-
 # -- identity and alignment ----------------------------------------------------------------------
 
 
-def _text(frame: pd.DataFrame, column: str) -> _Col:
-    return _column(frame[column] if column in frame.columns else None, column, len(frame))
+def _text(frame: pd.DataFrame, column: str) -> CanonicalColumn:
+    return canonical_column(frame[column] if column in frame.columns else None, column, len(frame))
 
 
-def _identity(frame: pd.DataFrame) -> tuple[_Col, _Col]:
+def _identity(frame: pd.DataFrame) -> tuple[CanonicalColumn, CanonicalColumn]:
     """(user_id, anonymous_id); anonymous_id defaults to the Stripe id when user_id is null."""
     user = _text(frame, "user_id")
     if "anonymous_id" in frame.columns:
@@ -267,11 +110,11 @@ def _identity(frame: pd.DataFrame) -> tuple[_Col, _Col]:
     else:
         ids = frame["stripe_customer_id"].to_numpy(dtype=object)
         values = np.where(user.null, ids, None)
-        anon = _Col("text", values, ~user.null)
+        anon = CanonicalColumn("text", values, ~user.null)
     return user, anon
 
 
-def _eq(a: _Col, b: _Col) -> np.ndarray:
+def _eq(a: CanonicalColumn, b: CanonicalColumn) -> np.ndarray:
     """Null-aware equality of two canonical columns of the same kind."""
     both_null = a.null & b.null
     if a.kind == "text":
@@ -369,14 +212,14 @@ class _Stored:
             return cls(series.to_numpy(dtype=object), dtype.na_value)
         if dtype == object:
             return cls(series.to_numpy(dtype=object), None)
-        return cls(_column(series, name, n).values, None)  # e.g. an all-NULL column read as float
+        return cls(canonical_column(series, name, n).values, None)  # e.g. an all-NULL column read as float
 
-    def exact(self, rows: np.ndarray) -> _Col:
+    def exact(self, rows: np.ndarray) -> CanonicalColumn:
         """Canonical values at ``rows`` (``-1``: no pushed row, null)."""
         values = self.values[np.maximum(rows, 0)]  # fancy indexing: a copy
         null = np.asarray(pd.isna(values), dtype=bool) | (rows < 0)
         values[null] = None
-        return _Col("text", values, null)
+        return CanonicalColumn("text", values, null)
 
 
 def _row_hash(columns: list[np.ndarray], n: int) -> np.ndarray | None:
@@ -425,10 +268,11 @@ def diff_identify(current: pd.DataFrame, pushed: pd.DataFrame, *, traits: Sequen
     m = len(pushed)
 
     user, anon = _identity(current)
-    cur_cols: list[_Col] = [_column(current[name] if name in current.columns else None, name, n) for name in names]
+    cur_cols: list[CanonicalColumn] = [canonical_column(current[name] if name in current.columns else None, name, n)
+                                       for name in names]
     changed = np.zeros((n, len(names)), dtype=bool)
     identity_changed = np.zeros(n, dtype=bool)
-    p_user_exact: _Col | None = None
+    p_user_exact: CanonicalColumn | None = None
     if have_pushed:
         take = np.where(was_pushed, at, 0)
         missing = ~was_pushed
@@ -437,7 +281,7 @@ def diff_identify(current: pd.DataFrame, pushed: pd.DataFrame, *, traits: Sequen
             if cur_cols[j].kind == "text":
                 continue
             column = PUSHED_PREFIX + name
-            old = _column(pushed[column] if column in pushed.columns else None, name, m)
+            old = canonical_column(pushed[column] if column in pushed.columns else None, name, m)
             changed[:, j] = ~_eq(cur_cols[j], old.take(take, missing))
         # text traits and identity: row-hash filter, then exact on the candidates
         text_j = [j for j, name in enumerate(names) if cur_cols[j].kind == "text" and name != "stripe_customer_id"]
@@ -532,7 +376,7 @@ def diff_group(current: pd.DataFrame, pushed: pd.DataFrame) -> pd.DataFrame:
     cur = {
         "group_name": _text(current, "company_name"),
         "group_plan": _text(current, "plan"),
-        "group_mrr": _column(current["mrr"] if "mrr" in current.columns else None, "group_mrr", n),
+        "group_mrr": canonical_column(current["mrr"] if "mrr" in current.columns else None, "group_mrr", n),
     }
     user, anon = _identity(current)
 
@@ -540,7 +384,7 @@ def diff_group(current: pd.DataFrame, pushed: pd.DataFrame) -> pd.DataFrame:
     was_pushed = at >= 0
     take = np.where(was_pushed, at, 0)
     missing = ~was_pushed
-    names = list(GROUP_TRAITS)
+    names = list(GROUP_TRAIT_COLUMNS)
     changed = np.zeros((n, len(names)), dtype=bool)
     if len(pushed):
         p_group = _text(pushed, "group_id").take(take, missing)
@@ -551,7 +395,7 @@ def diff_group(current: pd.DataFrame, pushed: pd.DataFrame) -> pd.DataFrame:
         identity_changed = identity_known & ~(_eq(user, p_user) & _eq(anon, p_anon))
         new_group = ~_eq(company, p_group) | p_group.null
         for j, name in enumerate(names):
-            col = _column(pushed[name] if name in pushed.columns else None, name, len(pushed))
+            col = canonical_column(pushed[name] if name in pushed.columns else None, name, len(pushed))
             changed[:, j] = ~_eq(cur[name], col.take(take, missing))
     else:
         identity_changed = np.zeros(n, dtype=bool)

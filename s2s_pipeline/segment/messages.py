@@ -12,7 +12,7 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 #: Namespace of every messageId this project sends (never change it: retries
@@ -30,10 +30,6 @@ def content_hash(value: Any) -> str:
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
-
-def utc(seconds: int | float | None) -> datetime:
-    """A Stripe Unix time as an aware UTC datetime (analytics-python wants datetimes)."""
-    return datetime.fromtimestamp(int(seconds or 0), tz=timezone.utc)
 
 
 @dataclass

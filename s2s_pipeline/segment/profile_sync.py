@@ -9,11 +9,13 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from s2s_pipeline.core.contract import IDENTIFY_TRAITS
 from s2s_pipeline.segment.delivery import DeliveryReport, SegmentSettings, deliver, native
-from s2s_pipeline.segment.diff import canonical_traits, diff_group, diff_identify
+from s2s_pipeline.segment.canonical import canonical_traits
+from s2s_pipeline.segment.diff import diff_group, diff_identify
 from s2s_pipeline.segment.identity import resolve_identities
-from s2s_pipeline.segment.messages import Message, group_message, identify_message, split_by_routing, utc
-from s2s_pipeline.store.schema import IDENTIFY_TRAITS
+from s2s_pipeline.core.times import utc_datetime
+from s2s_pipeline.segment.messages import Message, group_message, identify_message, split_by_routing
 from s2s_pipeline.store.state_store import StateStore
 
 
@@ -53,7 +55,7 @@ def _identify_messages(changes: pd.DataFrame, routing: dict | None, last_change:
         # Segment merges the anonymous profile into the user's.
         if row.reason == "identity_changed" and row.user_id is not None and _missing(row.previous_user_id):
             anonymous_id = row.stripe_customer_id
-        when = utc(last_change.get(row.stripe_customer_id, now))
+        when = utc_datetime(last_change.get(row.stripe_customer_id, now))
         out[row.stripe_customer_id] = [
             identify_message(row.stripe_customer_id, row.user_id, anonymous_id, native(part), when, integrations)
             for part, integrations in split_by_routing(dict(row.traits), routing)
@@ -98,7 +100,7 @@ def sync_profiles(store: StateStore, settings: SegmentSettings, profiles, option
     for row in groups.itertuples(index=False):
         group_by_customer[row.stripe_customer_id] = group_message(
             row.stripe_customer_id, row.user_id, row.anonymous_id, str(row.group_id), native(dict(row.traits)),
-            utc(last_change.get(row.stripe_customer_id, now)))
+            utc_datetime(last_change.get(row.stripe_customer_id, now)))
     messages = [m for ms in identify_by_customer.values() for m in ms] + list(group_by_customer.values())
     report = deliver(messages, settings)
 

@@ -20,13 +20,13 @@ import logging
 import os
 import random
 import time
-from email.utils import parsedate_to_datetime
 from typing import Callable, Iterable, Mapping
 from urllib.parse import quote
 
 import requests
 
 from s2s_pipeline.core.ratelimit import RequestPacer
+from s2s_pipeline.core.retry import Attempt, RetryPolicy, equal_jitter, retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -81,13 +81,17 @@ class ProfilesClient:
         self.host = host
         self.max_retries = int(max_retries)
         self.timeout = timeout
-        self._sleep = sleep
-        self._jitter = jitter
-        self._backoff_base = backoff_base
-        self._backoff_cap = backoff_cap
         self._max_retry_after = max_retry_after
         self._session = session if session is not None else requests.Session()
         self._pacer = RequestPacer(rate_limit, clock=clock, sleep=sleep)
+        self._retry = RetryPolicy(
+            max_retries=self.max_retries,
+            should_retry=_worth_retrying,
+            backoff=equal_jitter(backoff_base, backoff_cap, jitter),
+            wait_hint=self._retry_after,
+            before_attempt=self._pacer.acquire,
+            sleep=sleep,
+        )
         self.requests_sent = 0
 
     def __repr__(self) -> str:  # never show the token
@@ -169,74 +173,58 @@ class ProfilesClient:
 
     def _get(self, url: str, params: dict) -> dict | None:
         """GET with pacing and retries; the JSON body, or None for 404."""
-        attempt = 0
-        while True:
-            self._pacer.acquire()
+
+        def attempt() -> requests.Response:
             self.requests_sent += 1
-            try:
-                response = self._session.get(url, params=params, auth=(self._token, ""), timeout=self.timeout,
-                                             headers={"Accept": "application/json"})
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                kind = type(exc).__name__
-                if attempt < self.max_retries:
-                    wait = self._backoff(attempt)
-                    log.warning("profiles: %s, retrying in %.1fs (attempt %d of %d)", kind, wait, attempt + 1,
-                                self.max_retries)
-                    self._sleep(wait)
-                    attempt += 1
-                    continue
-                # Not chained: the requests error text quotes the URL, which holds the email.
-                raise ProfilesConnectionError(
-                    f"could not reach the Segment Profiles API at {self.host} ({kind} after {attempt + 1} "
-                    "attempts): check SEGMENT_PROFILES_HOST and the network") from None
-            status = response.status_code
-            if status == 200:
-                try:
-                    return response.json()
-                except ValueError:
-                    raise ProfilesError("the Segment Profiles API answered 200 with a body that is not JSON: "
-                                        "check SEGMENT_PROFILES_HOST") from None
-            if status == 404:
-                return None
-            if status in (401, 403):
-                raise ProfilesAuthError(
-                    f"the Segment Profiles API refused the access token (HTTP {status}): check "
-                    "SEGMENT_PROFILES_TOKEN (a Profile API access token of space SEGMENT_SPACE_ID)")
-            if status == 429 or status >= 500:
-                if attempt >= self.max_retries:
-                    what = "rate limited" if status == 429 else f"failing (HTTP {status})"
-                    raise ProfilesError(f"the Segment Profiles API kept {what} after {attempt + 1} attempts; "
-                                        "lower the look-up rate or max_lookups, or retry later")
-                wait = self._retry_after(response)
-                if wait is None:
-                    wait = self._backoff(attempt)
-                log.warning("profiles: HTTP %d, retrying in %.1fs (attempt %d of %d)", status, wait, attempt + 1,
-                            self.max_retries)
-                self._sleep(wait)
-                attempt += 1
-                continue
-            raise ProfilesError(f"the Segment Profiles API answered HTTP {status}: check SEGMENT_SPACE_ID "
-                                "and SEGMENT_PROFILES_HOST")
+            return self._session.get(url, params=params, auth=(self._token, ""), timeout=self.timeout,
+                                     headers={"Accept": "application/json"})
 
-    def _backoff(self, attempt: int) -> float:
-        """Exponential backoff with jitter: base * 2**attempt, between half and all of it, capped."""
-        ceiling = min(self._backoff_cap, self._backoff_base * (2 ** attempt))
-        return ceiling * (0.5 + 0.5 * self._jitter())
-
-    def _retry_after(self, response) -> float | None:
-        """Seconds from ``Retry-After`` (seconds or an HTTP date), bounded; None without a usable one."""
-        value = (response.headers or {}).get("Retry-After")
-        if value is None:
-            return None
-        value = str(value).strip()
         try:
-            seconds = float(value)
-        except ValueError:
+            response = self._retry.call(attempt, on_retry=self._log_retry)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            # Not chained: the requests error text quotes the URL, which holds the email.
+            raise ProfilesConnectionError(
+                f"could not reach the Segment Profiles API at {self.host} ({type(exc).__name__} after "
+                f"{self._retry.max_attempts} attempts): check SEGMENT_PROFILES_HOST and the network") from None
+        status = response.status_code
+        if status == 200:
             try:
-                when = parsedate_to_datetime(value)
-            except (TypeError, ValueError):
-                return None
-            seconds = when.timestamp() - time.time()
-        if seconds != seconds:  # NaN
+                return response.json()
+            except ValueError:
+                raise ProfilesError("the Segment Profiles API answered 200 with a body that is not JSON: "
+                                    "check SEGMENT_PROFILES_HOST") from None
+        if status == 404:
             return None
-        return min(max(seconds, 0.0), self._max_retry_after)
+        if status in (401, 403):
+            raise ProfilesAuthError(
+                f"the Segment Profiles API refused the access token (HTTP {status}): check "
+                "SEGMENT_PROFILES_TOKEN (a Profile API access token of space SEGMENT_SPACE_ID)")
+        if _retryable_status(status):  # still failing when the retries ran out
+            what = "rate limited" if status == 429 else f"failing (HTTP {status})"
+            raise ProfilesError(f"the Segment Profiles API kept {what} after {self._retry.max_attempts} attempts; "
+                                "lower the look-up rate or max_lookups, or retry later")
+        raise ProfilesError(f"the Segment Profiles API answered HTTP {status}: check SEGMENT_SPACE_ID "
+                            "and SEGMENT_PROFILES_HOST")
+
+    def _log_retry(self, failed: Attempt, wait: float) -> None:
+        # Neither the URL nor the error text: both quote the email.
+        what = type(failed.error).__name__ if failed.failed else f"HTTP {failed.result.status_code}"
+        log.warning("profiles: %s, retrying in %.1fs (attempt %d of %d)", what, wait, failed.number,
+                    self.max_retries)
+
+    def _retry_after(self, failed: Attempt) -> float | None:
+        """The wait a 429/5xx answer asks for in ``Retry-After``; None for errors and answers without one."""
+        if failed.failed:
+            return None
+        return retry_after_seconds(failed.result.headers, ceiling=self._max_retry_after)
+
+
+def _retryable_status(status: int) -> bool:
+    return status == 429 or status >= 500
+
+
+def _worth_retrying(attempt: Attempt) -> bool:
+    """Segment's rate limit (429), its server errors (5xx), and connections that failed or timed out."""
+    if attempt.failed:
+        return isinstance(attempt.error, (requests.ConnectionError, requests.Timeout))
+    return _retryable_status(attempt.result.status_code)

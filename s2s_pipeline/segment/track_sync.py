@@ -18,16 +18,16 @@ import pandas as pd
 
 from s2s_pipeline.segment.context import MirrorContext
 from s2s_pipeline.segment.delivery import DeliveryReport, SegmentSettings, deliver, native
-from s2s_pipeline.segment.events import TrackCall, map_event
-from s2s_pipeline.segment.messages import Message, content_hash, identify_message, message_id, utc
+from s2s_pipeline.segment.event_mapping import TrackCall, map_event
+from s2s_pipeline.core.contract import PAYMENT_FAILED
+from s2s_pipeline.core.times import utc_datetime
+from s2s_pipeline.segment.messages import Message, content_hash, identify_message, message_id
 from s2s_pipeline.segment.identity import resolve_identities
 from s2s_pipeline.store.state_store import StateStore
 from s2s_pipeline.traits.config import TraitsConfig
 
 log = logging.getLogger(__name__)
 
-PAYMENT_FAILED = "Payment Failed"
-ORDER_COMPLETED = "Order Completed"
 #: Profile traits that become ``context.campaign`` on Order Completed.
 CAMPAIGN_FIELDS = {"utm_source": "source", "utm_medium": "medium", "utm_campaign": "name",
                    "utm_term": "term", "utm_content": "content"}
@@ -113,7 +113,7 @@ def track_message(call: TrackCall, identity: _Identity, campaign: dict | None = 
     anonymous_id = identity.anonymous_id
     if identity.user_id and profile_anonymous_id:
         anonymous_id = profile_anonymous_id  # beside userId: ties the order to the visit
-    return Message("track", call.message_id, call.stripe_customer_id, utc(call.timestamp),
+    return Message("track", call.message_id, call.stripe_customer_id, utc_datetime(call.timestamp),
                    user_id=identity.user_id, anonymous_id=anonymous_id, event=call.event,
                    properties=native(call.properties), context=context)
 
@@ -121,7 +121,7 @@ def track_message(call: TrackCall, identity: _Identity, campaign: dict | None = 
 def delinquent_identify(call: TrackCall, identity: _Identity, stripe_event_id: str) -> Message:
     """``payment_delinquent = true`` with the failure: one message per failure (salted by the event)."""
     msg = identify_message(call.stripe_customer_id, identity.user_id, identity.anonymous_id,
-                           {"payment_delinquent": True}, utc(call.timestamp))
+                           {"payment_delinquent": True}, utc_datetime(call.timestamp))
     msg.message_id = message_id("identify", call.stripe_customer_id, "delinquent", stripe_event_id,
                                 content_hash(msg.traits))
     return msg

@@ -28,6 +28,8 @@ from sqlalchemy import (
     Text,
 )
 
+from s2s_pipeline.core.contract import GROUP_TRAITS, IDENTIFY_TRAITS
+
 metadata = MetaData()
 
 SCHEMA_VERSION = 1
@@ -292,15 +294,8 @@ MIRROR_FRAME_COLUMNS: dict[str, tuple[str, ...]] = {
 
 # -- Segment side --------------------------------------------------------------
 
-#: Identify traits of the public contract, in the order they are documented.
-IDENTIFY_TRAITS: tuple[str, ...] = (
-    "email", "name", "stripe_customer_id", "currency", "lifetime_value", "mrr", "spend_tier", "refund_rate",
-    "payment_count", "first_payment_at", "last_payment_at", "plan", "billing_interval", "subscription_status",
-    "cancel_at_period_end", "next_billing_date", "trial_end_date", "payment_delinquent", "payment_method_type",
-    "card_brand",
-)
-#: Traits of the B2B group call (as sent: name, plan, mrr).
-GROUP_TRAITS: tuple[str, ...] = ("group_name", "group_plan", "group_mrr")
+#: Columns of the pushed B2B group traits (``group_<trait>`` for each contract group trait).
+GROUP_TRAIT_COLUMNS: tuple[str, ...] = tuple(f"group_{name}" for name in GROUP_TRAITS)
 
 _TRAIT_TYPES = {
     "lifetime_value": Float, "mrr": Float, "refund_rate": Float, "payment_count": BigInteger,
@@ -317,9 +312,7 @@ pushed_traits = Table(
     Column("anonymous_id", String(255)),
     *[Column(f"trait_{name}", _TRAIT_TYPES.get(name, Text)) for name in IDENTIFY_TRAITS if name != "stripe_customer_id"],
     Column("group_id", String(255)),
-    Column("group_name", Text),
-    Column("group_plan", Text),
-    Column("group_mrr", Float),
+    *[Column(column, Float if column == "group_mrr" else Text) for column in GROUP_TRAIT_COLUMNS],
     Column("identify_message_id", String(64)),
     Column("group_message_id", String(64)),
     Column("identify_pushed_at", BigInteger),

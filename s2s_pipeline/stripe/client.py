@@ -23,6 +23,7 @@ import stripe
 
 from s2s_pipeline.stripe.errors import StripeConfigError
 from s2s_pipeline.core.ratelimit import RequestPacer
+from s2s_pipeline.core.retry import Attempt, RetryPolicy, full_jitter
 from s2s_pipeline.stripe.settings import StripeSettings
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,11 @@ def _about_expand(exc: Exception) -> bool:
     return getattr(exc, "param", None) == "expand" or "expand" in str(getattr(exc, "user_message", "") or exc).lower()
 
 
+def _rate_limited(attempt: Attempt) -> bool:
+    """Retry HTTP 429s: the SDK retries network errors itself (``max_network_retries``) but not these."""
+    return isinstance(attempt.error, stripe.RateLimitError)
+
+
 def _server_time(result: Any) -> int | None:
     """Stripe's clock at the response (its Date header), in Unix seconds.
 
@@ -145,9 +151,16 @@ class StripeReader:
             max_network_retries=settings.max_network_retries,
         )
         self._pacer = RequestPacer(settings.rate_limit, sleep=sleep)
-        self._sleep = sleep
         self._clock = clock
         self._rng = rng or random.Random()
+        self._retry = RetryPolicy(
+            max_retries=settings.max_rate_limit_retries,
+            should_retry=_rate_limited,
+            # Full jitter: concurrent threads that hit the limit together spread out.
+            backoff=full_jitter(settings.backoff_base_seconds, settings.backoff_cap_seconds, self._rng.random),
+            before_attempt=self._pacer.acquire,
+            sleep=sleep,
+        )
         self.request_count = 0
         self.rate_limited_count = 0
         self._count_lock = threading.Lock()
@@ -156,9 +169,8 @@ class StripeReader:
 
     def _call(self, fn: Callable[[], Any], what: str) -> Any:
         """One API call: paced, with 429s retried on jittered exponential backoff."""
-        attempt = 0
-        while True:
-            self._pacer.acquire()
+
+        def attempt() -> Any:
             with self._count_lock:
                 self.request_count += 1
             try:
@@ -166,28 +178,26 @@ class StripeReader:
             except stripe.RateLimitError:
                 with self._count_lock:
                     self.rate_limited_count += 1
-                if attempt >= self.settings.max_rate_limit_retries:
-                    raise
-                # Full jitter: concurrent threads that hit the limit together spread out.
-                delay = self._rng.uniform(
-                    0, min(self.settings.backoff_cap_seconds, self.settings.backoff_base_seconds * 2**attempt)
-                )
-                log.warning("Stripe rate limit (429) on %s; retry %d in %.2fs", what, attempt + 1, delay)
-                self._sleep(delay)
-                attempt += 1
-            except stripe.AuthenticationError as exc:
-                raise StripeConfigError(
-                    f"STRIPE_API_KEY was rejected by Stripe ({exc.http_status}) while listing {what}"
-                ) from exc
-            except stripe.PermissionError as exc:
-                raise StripeConfigError(
-                    f"STRIPE_API_KEY lacks read permission for {what}: give the restricted key read access"
-                ) from exc
-            except stripe.APIConnectionError as exc:
-                where = self.settings.api_base or "api.stripe.com"
-                raise ConnectionError(
-                    f"could not reach Stripe at {where} (STRIPE_API_BASE) while listing {what}: {exc.user_message or exc}"
-                ) from exc
+                raise
+
+        def log_retry(failed: Attempt, delay: float) -> None:
+            log.warning("Stripe rate limit (429) on %s; retry %d in %.2fs", what, failed.number, delay)
+
+        try:
+            return self._retry.call(attempt, on_retry=log_retry)
+        except stripe.AuthenticationError as exc:
+            raise StripeConfigError(
+                f"STRIPE_API_KEY was rejected by Stripe ({exc.http_status}) while listing {what}"
+            ) from exc
+        except stripe.PermissionError as exc:
+            raise StripeConfigError(
+                f"STRIPE_API_KEY lacks read permission for {what}: give the restricted key read access"
+            ) from exc
+        except stripe.APIConnectionError as exc:
+            where = self.settings.api_base or "api.stripe.com"
+            raise ConnectionError(
+                f"could not reach Stripe at {where} (STRIPE_API_BASE) while listing {what}: {exc.user_message or exc}"
+            ) from exc
 
     def _get(self, path: str, params: dict[str, Any], what: str) -> tuple[dict, int]:
         """GET a v1 path: the decoded JSON body and Stripe's clock at the response.

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from s2s_pipeline.core.ids import id_of
 from s2s_pipeline.stripe.errors import MalformedStripeObject
 
 #: Card fields that must never be stored or sent (PCI / privacy).
@@ -48,17 +49,6 @@ class Rows:
         self.customer_discounts.update(other.customer_discounts)
         for key, rows in other.embedded.items():
             self.embedded.setdefault(key, []).extend(rows)
-
-
-def _id_of(value: Any) -> str | None:
-    """An expandable field: either an id string or an expanded object."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict):
-        return value.get("id")
-    return None
 
 
 def _require(obj: dict, key: str) -> Any:
@@ -115,7 +105,7 @@ def customer_row(obj: dict, version_ts: int) -> dict:
         "created": obj.get("created"),
         "delinquent": obj.get("delinquent"),
         "metadata": dict(obj.get("metadata") or {}),
-        "default_payment_method": _id_of(settings.get("default_payment_method")),
+        "default_payment_method": id_of(settings.get("default_payment_method")),
     }
 
 
@@ -169,7 +159,7 @@ def price_row(obj: dict, version_ts: int) -> dict:
     transform = transform or {}
     return {
         **_base(obj, version_ts),
-        "product": _id_of(obj.get("product")),
+        "product": id_of(obj.get("product")),
         "currency": obj.get("currency"),
         "nickname": obj.get("nickname"),
         "active": obj.get("active"),
@@ -182,7 +172,7 @@ def price_row(obj: dict, version_ts: int) -> dict:
         "recurring_interval": recurring.get("interval"),
         "recurring_interval_count": recurring.get("interval_count") or (1 if recurring.get("interval") else None),
         "recurring_usage_type": recurring.get("usage_type"),
-        "recurring_meter": _id_of(recurring.get("meter")),
+        "recurring_meter": id_of(recurring.get("meter")),
         "transform_divide_by": transform.get("divide_by"),
         "transform_round": transform.get("round"),
         "tax_behavior": obj.get("tax_behavior"),
@@ -227,10 +217,10 @@ def _discount_rows(discounts: Any, customer: str | None, subscription: str | Non
             rows.embedded.setdefault("coupon", []).append(coupon_row(coupon, version_ts))
         out.append({
             "id": _require(discount, "id"),
-            "customer": _id_of(discount.get("customer")) or customer,
+            "customer": id_of(discount.get("customer")) or customer,
             "subscription": subscription,
             "subscription_item": item,
-            "coupon": _id_of(coupon),
+            "coupon": id_of(coupon),
             "start": discount.get("start"),
             "end": discount.get("end"),
         })
@@ -241,7 +231,7 @@ def subscription_rows(obj: dict, version_ts: int) -> Rows:
     """A subscription with its items and discounts (children replace the stored ones)."""
     rows = Rows()
     sub_id = _require(obj, "id")
-    customer = _id_of(_require(obj, "customer"))
+    customer = id_of(_require(obj, "customer"))
     status = _require(obj, "status")
     pause = obj.get("pause_collection") or {}
     rows.add("subscription", {
@@ -258,9 +248,9 @@ def subscription_rows(obj: dict, version_ts: int) -> Rows:
         "trial_start": obj.get("trial_start"),
         "trial_end": obj.get("trial_end"),
         "pause_collection_behavior": pause.get("behavior") if isinstance(pause, dict) else None,
-        "latest_invoice": _id_of(obj.get("latest_invoice")),
+        "latest_invoice": id_of(obj.get("latest_invoice")),
         "collection_method": obj.get("collection_method"),
-        "default_payment_method": _id_of(obj.get("default_payment_method")),
+        "default_payment_method": id_of(obj.get("default_payment_method")),
         "metadata": dict(obj.get("metadata") or {}),
     })
     items_obj = obj.get("items") or {}
@@ -273,7 +263,7 @@ def subscription_rows(obj: dict, version_ts: int) -> Rows:
             "id": _require(item, "id"),
             "subscription": sub_id,
             "customer": customer,
-            "price": _id_of(price),
+            "price": id_of(price),
             "quantity": item.get("quantity"),
             # Since 2025-03-31.basil the period lives on each item; older
             # snapshots carry it on the subscription.
@@ -295,8 +285,8 @@ def _invoice_subscription(obj: dict) -> str | None:
     parent = obj.get("parent") or {}
     details = parent.get("subscription_details") or {}
     if details.get("subscription"):
-        return _id_of(details["subscription"])
-    return _id_of(obj.get("subscription"))  # before 2025-03-31.basil
+        return id_of(details["subscription"])
+    return id_of(obj.get("subscription"))  # before 2025-03-31.basil
 
 
 def invoice_row(obj: dict, version_ts: int) -> dict:
@@ -305,7 +295,7 @@ def invoice_row(obj: dict, version_ts: int) -> dict:
     transitions = obj.get("status_transitions") or {}
     return {
         **_base(obj, version_ts),
-        "customer": _id_of(obj.get("customer")),
+        "customer": id_of(obj.get("customer")),
         "subscription": _invoice_subscription(obj),
         "status": obj.get("status"),
         "currency": obj.get("currency"),
@@ -338,7 +328,7 @@ def charge_row(obj: dict, version_ts: int) -> dict:
         method_type = method_type or "card"
     return {
         **_base(obj, version_ts),
-        "customer": _id_of(obj.get("customer")),
+        "customer": id_of(obj.get("customer")),
         "status": _require(obj, "status"),
         "currency": _require(obj, "currency"),
         "amount": _require(obj, "amount"),
@@ -350,7 +340,7 @@ def charge_row(obj: dict, version_ts: int) -> dict:
         "disputed": obj.get("disputed"),
         "failure_code": obj.get("failure_code"),
         "failure_message": obj.get("failure_message"),
-        "payment_intent": _id_of(obj.get("payment_intent")),
+        "payment_intent": id_of(obj.get("payment_intent")),
         "payment_method_type": method_type,
         "card_brand": card.get("brand"),
         "created": obj.get("created"),
@@ -361,8 +351,8 @@ def money_back_row(obj: dict, version_ts: int) -> dict:
     """A refund or a dispute: money of a charge going back to the customer."""
     return {
         **_base(obj, version_ts),
-        "charge": _id_of(obj.get("charge")),
-        "payment_intent": _id_of(obj.get("payment_intent")),
+        "charge": id_of(obj.get("charge")),
+        "payment_intent": id_of(obj.get("payment_intent")),
         "status": obj.get("status"),
         "currency": obj.get("currency"),
         "amount": _require(obj, "amount"),

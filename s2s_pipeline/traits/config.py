@@ -9,8 +9,6 @@ from typing import Literal
 #: ``none`` is a lifetime value of 0 (or less), ``low`` anything above 0.
 DEFAULT_TIER_MINIMUMS: tuple[float, float, float] = (100.0, 1_000.0, 10_000.0)
 
-#: Tier names from the lowest to the highest (``none`` is LTV <= 0).
-TIER_NAMES: tuple[str, ...] = ("none", "low", "medium", "high", "vip")
 
 
 def default_tier_thresholds() -> dict[str, tuple[float, float, float]]:

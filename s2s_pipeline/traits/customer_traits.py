@@ -27,10 +27,14 @@ the short version:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
-from s2s_pipeline.traits.config import TIER_NAMES, TraitsConfig
+from s2s_pipeline.core.contract import TIER_NAMES
+from s2s_pipeline.core.times import iso_utc_array
+from s2s_pipeline.traits.config import TraitsConfig
 from s2s_pipeline.traits.frames import (
     Lookup,
     MirrorFrames,
@@ -47,13 +51,6 @@ from s2s_pipeline.traits.frames import (
 from s2s_pipeline.traits.money import exponents, major_from_exponents
 from s2s_pipeline.traits.mrr import SubscriptionArrays, compute_item_arrays, round_minor, subscription_currency
 
-#: Trait columns sent to Segment, in order.
-TRAIT_COLUMNS: tuple[str, ...] = (
-    "email", "name", "stripe_customer_id", "currency", "lifetime_value", "mrr", "spend_tier", "refund_rate",
-    "payment_count", "first_payment_at", "last_payment_at", "plan", "billing_interval", "subscription_status",
-    "cancel_at_period_end", "next_billing_date", "trial_end_date", "payment_delinquent", "payment_method_type",
-    "card_brand",
-)
 #: Extra columns for identity and group work (not traits).
 EXTRA_COLUMNS: tuple[str, ...] = ("user_id", "company_id", "company_name", "lifetime_value_minor", "mrr_minor")
 
@@ -102,14 +99,6 @@ def pick_best(group: np.ndarray, n_groups: int, keys: list[np.ndarray], ids: pd.
                              "row": tied_rows}).sort_values(["g", "id"], kind="stable")
         chosen = ties.drop_duplicates("g", keep="last" if largest_id else "first")
         out[chosen["g"].to_numpy()] = chosen["row"].to_numpy()
-    return out
-
-
-def iso_times(seconds: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Unix seconds -> ISO-8601 UTC strings ("2026-01-31T12:00:00Z"), None where not valid."""
-    out = np.full(len(seconds), None, dtype=object)
-    if valid.any():
-        out[valid] = np.datetime_as_string(seconds[valid].astype("datetime64[s]"), unit="s", timezone="UTC")
     return out
 
 
@@ -162,85 +151,84 @@ def _spend_tier(ltv_major: np.ndarray, currency: np.ndarray, currencies: Vocabul
     return names[index] if n else np.zeros(0, dtype=object)
 
 
-def compute_customer_traits(frames: MirrorFrames, config: TraitsConfig, now: int) -> pd.DataFrame:
-    """One row per non-deleted customer: the contract's traits plus identity/group helpers.
+@dataclass
+class _Charges:
+    """Per customer (arrays of length n): what its succeeded charges add up to."""
 
-    Columns: ``TRAIT_COLUMNS`` then ``EXTRA_COLUMNS`` (``user_id``, ``company_id``,
-    ``company_name``, ``lifetime_value_minor``, ``mrr_minor``), in the order of
-    ``frames.customers`` with a fresh RangeIndex. Text and times are object
-    columns with None for null; money in major units is float64 rounded to 2
-    decimals; ``refund_rate`` Float64, counts and minor units Int64, flags boolean.
-    ``now`` (Unix seconds) decides which discounts are in effect.
-    """
-    customers_df = frames.customers
-    deleted = bools(column(customers_df, "deleted"))
-    if deleted.any():
-        customers_df = customers_df.loc[~deleted].reset_index(drop=True)
+    payment_count: np.ndarray
+    first_paid: np.ndarray  # Unix seconds, _NEVER without payments
+    last_paid: np.ndarray  # Unix seconds, _NO_TIME without payments
+    latest_paid: np.ndarray  # row of the latest succeeded charge, -1 without
+    captured: np.ndarray  # minor units captured, in the customer's currency
+    refunded: np.ndarray  # minor units refunded, in the customer's currency
+
+
+@dataclass
+class _ChargeRows:
+    """The charges table as arrays, keyed by customer row (-1: no known customer)."""
+
+    ids: pd.Series
+    customer: np.ndarray
+    succeeded: np.ndarray
+    created: np.ndarray
+    currency: np.ndarray  # vocabulary codes
+    latest_paid: np.ndarray  # per customer: row of its latest succeeded charge, -1 without
+
+    @classmethod
+    def build(cls, charges: pd.DataFrame, n: int, customers: Lookup, currencies: Vocabulary) -> "_ChargeRows":
+        customer = customers.positions(column(charges, "customer"))
+        succeeded = isin(column(charges, "status"), ["succeeded"]) & (customer >= 0)
+        created = ints(column(charges, "created"), _NO_TIME)
+        ids = column(charges, "id")
+        latest_paid = pick_best(np.where(succeeded, customer, -1), n, [created], ids, largest_id=True)
+        return cls(ids, customer, succeeded, created, currencies.encode(column(charges, "currency")), latest_paid)
+
+
+def _customer_currency(customers_df: pd.DataFrame, currencies: Vocabulary, main_sub_currency: np.ndarray,
+                       ch: _ChargeRows) -> np.ndarray:
+    """Currency code per customer: its own column, else its main subscription's, else its latest charges'."""
     n = len(customers_df)
-    customers = Lookup(column(customers_df, "id"))
-    currencies = Vocabulary()
-
-    # -- subscriptions: current one, and the main one for the currency fallback
-    subs_df = frames.subscriptions
-    sub_lookup = Lookup(column(subs_df, "id"))
-    subs = SubscriptionArrays.build(subs_df, customers, currencies)
-    sub_ids = column(subs_df, "id")
-    current = pick_best(subs.customer, n, [~subs.ended, subs.created], sub_ids, largest_id=True)
-    main_sub = pick_best(subs.customer, n, [subs.counts_for_mrr, ~subs.ended, subs.created], sub_ids,
-                         largest_id=True)
-
-    # -- charges
-    ch = frames.charges
-    ch_customer = customers.positions(column(ch, "customer"))
-    succeeded = isin(column(ch, "status"), ["succeeded"]) & (ch_customer >= 0)
-    ch_created = ints(column(ch, "created"), _NO_TIME)
-    ch_ids = column(ch, "id")
-    paid_group = np.where(succeeded, ch_customer, -1)
-    latest_paid = pick_best(paid_group, n, [ch_created], ch_ids, largest_id=True)
-    ch_currency = currencies.encode(column(ch, "currency"))
-
-    # -- items (their MRR does not depend on the customer's currency; adding it up does)
-    items = compute_item_arrays(frames, config, now, customers, currencies, subs, sub_lookup)
-    sub_currency = subscription_currency(subs, items)
-
-    # -- customer currency: own column, main subscription, latest succeeded charge, latest charge
     currency = currencies.encode(column(customers_df, "currency"))
-    fallbacks = (
-        np.append(sub_currency, -1)[main_sub],
-        np.append(ch_currency, -1)[latest_paid],
-    )
-    for fallback in fallbacks:
+    for fallback in (main_sub_currency, np.append(ch.currency, -1)[ch.latest_paid]):
         currency = np.where(currency >= 0, currency, fallback)
     if (currency < 0).any():
-        needs = np.append(currency < 0, False)[ch_customer]
-        latest_any = pick_best(np.where(needs, ch_customer, -1), n, [ch_created], ch_ids, largest_id=True)
-        currency = np.where(currency >= 0, currency, np.append(ch_currency, -1)[latest_any])
-    customer_currency = np.append(currency, -1)  # index -1 (unknown customer) -> no currency
+        needs = np.append(currency < 0, False)[ch.customer]
+        latest_any = pick_best(np.where(needs, ch.customer, -1), n, [ch.created], ch.ids, largest_id=True)
+        currency = np.where(currency >= 0, currency, np.append(ch.currency, -1)[latest_any])
+    return currency
 
-    # -- money from charges (int64, exact)
-    g = ch_customer[succeeded]
-    payment_count = np.bincount(g, minlength=n)
+
+def _charge_money(charges: pd.DataFrame, n: int, ch: _ChargeRows, customer_currency: np.ndarray) -> _Charges:
+    """Payments, their times and the money of succeeded charges in the customer's currency (exact int64)."""
+    g = ch.customer[ch.succeeded]
     first_paid = np.full(n, _NEVER, dtype=np.int64)
-    np.minimum.at(first_paid, g, ch_created[succeeded])
-    last_paid = np.append(ch_created, _NO_TIME)[latest_paid]
-    in_currency = succeeded & (ch_currency == customer_currency[ch_customer]) & (ch_currency >= 0)
-    gc = ch_customer[in_currency]
-    captured = ints(column(ch, "amount_captured"), 0)[in_currency]
-    refunded = ints(column(ch, "amount_refunded"), 0)[in_currency]
-    captured_sum = np.zeros(n, dtype=np.int64)
-    refunded_sum = np.zeros(n, dtype=np.int64)
-    np.add.at(captured_sum, gc, captured)
-    np.add.at(refunded_sum, gc, refunded)
-    ltv_minor = captured_sum - refunded_sum
+    np.minimum.at(first_paid, g, ch.created[ch.succeeded])
+    in_currency = ch.succeeded & (ch.currency == customer_currency[ch.customer]) & (ch.currency >= 0)
+    gc = ch.customer[in_currency]
+    captured = np.zeros(n, dtype=np.int64)
+    refunded = np.zeros(n, dtype=np.int64)
+    np.add.at(captured, gc, ints(column(charges, "amount_captured"), 0)[in_currency])
+    np.add.at(refunded, gc, ints(column(charges, "amount_refunded"), 0)[in_currency])
+    return _Charges(payment_count=np.bincount(g, minlength=n), first_paid=first_paid,
+                    last_paid=np.append(ch.created, _NO_TIME)[ch.latest_paid], latest_paid=ch.latest_paid,
+                    captured=captured, refunded=refunded)
 
-    # -- MRR
-    item_in_currency = (items.customer >= 0) & (items.currency == customer_currency[items.customer]) \
-        & (items.currency >= 0)
-    mrr_float = np.bincount(items.customer[item_in_currency], weights=items.mrr[item_in_currency], minlength=n)
-    mrr_minor = round_minor(mrr_float)
 
-    # -- main item: highest MRR in the customer's currency, then the current subscription's
+@dataclass
+class _MainItem:
+    """Per customer: the plan of its main subscription item and when it bills next."""
+
+    plan: np.ndarray
+    billing_interval: np.ndarray
+    period_end: np.ndarray
+    renews: np.ndarray
+
+
+def _main_item(frames: MirrorFrames, n: int, items, subs: SubscriptionArrays, current: np.ndarray,
+               item_in_currency: np.ndarray) -> _MainItem:
+    """Main item: highest MRR in the customer's currency, then the current subscription's (module doc)."""
     items_df = frames.subscription_items
+    subs_df = frames.subscriptions
     in_current = (items.subscription >= 0) & (items.subscription == np.append(current, -1)[items.customer])
     main_item = pick_best(items.customer, n, [item_in_currency, items.mrr, in_current, items.list_monthly],
                           column(items_df, "id"), largest_id=False)
@@ -256,7 +244,6 @@ def compute_customer_traits(frames: MirrorFrames, config: TraitsConfig, now: int
     plan = price_plan[main_price]
     no_name = pd.isna(price_plan)[main_price] & (main_item >= 0)
     plan[no_name] = take_text(column(items_df, "price"), main_item[no_name])  # else the price id
-    billing_interval = take_text(column(prices_df, "recurring_interval"), main_price)
 
     # next billing: the main item's period end while its subscription renews
     main_item_sub = np.append(items.subscription, -1)[main_item]
@@ -267,14 +254,13 @@ def compute_customer_traits(frames: MirrorFrames, config: TraitsConfig, now: int
         & ~bools(column(subs_df, "cancel_at_period_end"))
         & ~present(column(subs_df, "pause_collection_behavior")), False)[main_item_sub]
     renews &= (period_end != _NO_TIME) & (cancel_at > period_end)
+    return _MainItem(plan=plan, billing_interval=take_text(column(prices_df, "recurring_interval"), main_price),
+                     period_end=period_end, renews=renews)
 
-    # -- current subscription facts
-    status = take_text(column(subs_df, "status"), current)
-    status[pd.isna(status)] = "none"
-    cancel_at_period_end = np.append(bools(column(subs_df, "cancel_at_period_end")), False)[current]
-    trial_end = np.append(ints(column(subs_df, "trial_end"), _NO_TIME), _NO_TIME)[current]
 
-    # -- delinquency
+def _delinquent(frames: MirrorFrames, n: int, customers: Lookup, subs: SubscriptionArrays) -> np.ndarray:
+    """Any subscription past_due/unpaid, or the latest non-draft invoice open after a failed attempt."""
+    subs_df = frames.subscriptions
     delinquent = np.zeros(n, dtype=bool)
     late = isin(column(subs_df, "status"), DELINQUENT_STATUSES) & ~bools(column(subs_df, "deleted")) \
         & (subs.customer >= 0)
@@ -286,9 +272,57 @@ def compute_customer_traits(frames: MirrorFrames, config: TraitsConfig, now: int
     latest_invoice = pick_best(np.where(inv_ok, inv_customer, -1), n, [ints(column(inv, "created"), _NO_TIME)],
                                column(inv, "id"), largest_id=True)
     failed_open = isin(column(inv, "status"), ["open"]) & (ints(column(inv, "attempt_count"), 0) > 0)
-    delinquent |= np.append(failed_open, False)[latest_invoice]
+    return delinquent | np.append(failed_open, False)[latest_invoice]
 
-    # -- identity and group keys from metadata
+
+def compute_customer_traits(frames: MirrorFrames, config: TraitsConfig, now: int) -> pd.DataFrame:
+    """One row per non-deleted customer: the contract's traits plus identity/group helpers.
+
+    Columns: ``IDENTIFY_TRAITS`` (core.contract) then ``EXTRA_COLUMNS`` (``user_id``, ``company_id``,
+    ``company_name``, ``lifetime_value_minor``, ``mrr_minor``), in the order of
+    ``frames.customers`` with a fresh RangeIndex. Text and times are object
+    columns with None for null; money in major units is float64 rounded to 2
+    decimals; ``refund_rate`` Float64, counts and minor units Int64, flags boolean.
+    ``now`` (Unix seconds) decides which discounts are in effect.
+    """
+    customers_df = frames.customers
+    deleted = bools(column(customers_df, "deleted"))
+    if deleted.any():
+        customers_df = customers_df.loc[~deleted].reset_index(drop=True)
+    n = len(customers_df)
+    customers = Lookup(column(customers_df, "id"))
+    currencies = Vocabulary()
+
+    # subscriptions: the current one, and the main one for the currency fallback
+    subs_df = frames.subscriptions
+    subs = SubscriptionArrays.build(subs_df, customers, currencies)
+    sub_ids = column(subs_df, "id")
+    current = pick_best(subs.customer, n, [~subs.ended, subs.created], sub_ids, largest_id=True)
+    main_sub = pick_best(subs.customer, n, [subs.counts_for_mrr, ~subs.ended, subs.created], sub_ids,
+                         largest_id=True)
+    # items: their MRR does not depend on the customer's currency; adding it up does
+    items = compute_item_arrays(frames, config, now, customers, currencies, subs, Lookup(sub_ids))
+    sub_currency = subscription_currency(subs, items)
+
+    charge_rows = _ChargeRows.build(frames.charges, n, customers, currencies)
+    currency = _customer_currency(customers_df, currencies, np.append(sub_currency, -1)[main_sub], charge_rows)
+    customer_currency = np.append(currency, -1)  # index -1 (unknown customer) -> no currency
+    money = _charge_money(frames.charges, n, charge_rows, customer_currency)
+    ltv_minor = money.captured - money.refunded
+
+    item_in_currency = (items.customer >= 0) & (items.currency == customer_currency[items.customer]) \
+        & (items.currency >= 0)
+    mrr_float = np.bincount(items.customer[item_in_currency], weights=items.mrr[item_in_currency], minlength=n)
+    mrr_minor = round_minor(mrr_float)
+    main = _main_item(frames, n, items, subs, current, item_in_currency)
+
+    # the current subscription's facts
+    status = take_text(column(subs_df, "status"), current)
+    status[pd.isna(status)] = "none"
+    cancel_at_period_end = np.append(bools(column(subs_df, "cancel_at_period_end")), False)[current]
+    trial_end = np.append(ints(column(subs_df, "trial_end"), _NO_TIME), _NO_TIME)[current]
+
+    # identity and group keys from metadata
     metadata = _metadata(json_values(column(customers_df, "metadata")),
                          [*config.identity_metadata_keys, config.company_id_key, config.company_name_key])
     user_id = np.full(n, None, dtype=object)
@@ -296,10 +330,12 @@ def compute_customer_traits(frames: MirrorFrames, config: TraitsConfig, now: int
         missing = pd.isna(user_id)
         user_id[missing] = metadata[key][missing]
 
-    # -- assemble
     exp = np.append(exponents(currencies.values), 2)[currency]
     ltv_major = major_from_exponents(ltv_minor, exp)
-    refund_rate = np.round(np.divide(refunded_sum, captured_sum, out=np.zeros(n), where=captured_sum != 0), 4)
+    captured = money.captured
+    refund_rate = np.round(np.divide(money.refunded, captured, out=np.zeros(n), where=captured != 0), 4)
+    paid = money.payment_count > 0
+    ch = frames.charges
     out = pd.DataFrame({
         "email": _text(text_values(column(customers_df, "email"))[:n]),
         "name": _text(text_values(column(customers_df, "name"))[:n]),
@@ -308,19 +344,19 @@ def compute_customer_traits(frames: MirrorFrames, config: TraitsConfig, now: int
         "lifetime_value": ltv_major,
         "mrr": major_from_exponents(mrr_minor, exp),
         "spend_tier": _text(_spend_tier(ltv_major, currency, currencies, config)),
-        "refund_rate": pd.arrays.FloatingArray(refund_rate, captured_sum == 0),
-        "payment_count": pd.arrays.IntegerArray(payment_count.astype(np.int64), np.zeros(n, dtype=bool)),
-        "first_payment_at": _text(iso_times(first_paid, payment_count > 0)),
-        "last_payment_at": _text(iso_times(last_paid, payment_count > 0)),
-        "plan": _text(plan),
-        "billing_interval": _text(billing_interval),
+        "refund_rate": pd.arrays.FloatingArray(refund_rate, captured == 0),
+        "payment_count": pd.arrays.IntegerArray(money.payment_count.astype(np.int64), np.zeros(n, dtype=bool)),
+        "first_payment_at": _text(iso_utc_array(money.first_paid, paid)),
+        "last_payment_at": _text(iso_utc_array(money.last_paid, paid)),
+        "plan": _text(main.plan),
+        "billing_interval": _text(main.billing_interval),
         "subscription_status": _text(status),
         "cancel_at_period_end": pd.arrays.BooleanArray(cancel_at_period_end, np.zeros(n, dtype=bool)),
-        "next_billing_date": _text(iso_times(period_end, renews)),
-        "trial_end_date": _text(iso_times(trial_end, trial_end != _NO_TIME)),
-        "payment_delinquent": pd.arrays.BooleanArray(delinquent, np.zeros(n, dtype=bool)),
-        "payment_method_type": _text(take_text(column(ch, "payment_method_type"), latest_paid)),
-        "card_brand": _text(take_text(column(ch, "card_brand"), latest_paid)),
+        "next_billing_date": _text(iso_utc_array(main.period_end, main.renews)),
+        "trial_end_date": _text(iso_utc_array(trial_end, trial_end != _NO_TIME)),
+        "payment_delinquent": pd.arrays.BooleanArray(_delinquent(frames, n, customers, subs), np.zeros(n, dtype=bool)),
+        "payment_method_type": _text(take_text(column(ch, "payment_method_type"), money.latest_paid)),
+        "card_brand": _text(take_text(column(ch, "card_brand"), money.latest_paid)),
         "user_id": _text(user_id),
         "company_id": _text(metadata[config.company_id_key]),
         "company_name": _text(metadata[config.company_name_key]),

@@ -7,6 +7,7 @@ currencies"]. Segment traits carry major units rounded to 2 decimals.
 
 from __future__ import annotations
 
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Iterable
 
 import numpy as np
@@ -57,3 +58,12 @@ def minor_to_major(amounts, currencies) -> np.ndarray:
     codes, uniques = pd.factorize(pd.Series(currencies, dtype=object))
     exp = np.append(exponents(uniques), DEFAULT_EXPONENT)  # code -1 (missing) -> the last entry
     return major_from_exponents(values, exp[codes])
+
+
+def to_major(amount: int | float | None, currency: str | None) -> float | None:
+    """Minor units -> major units of the currency, rounded half-even to 2 decimals."""
+    if amount is None:
+        return None
+    value = Decimal(str(amount)).scaleb(-currency_exponent(currency))
+    return float(value.quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN))
+

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from s2s_pipeline.traits.config import TIER_NAMES
+from s2s_pipeline.core.contract import TIER_NAMES
 from s2s_pipeline.traits.money import minor_to_major
 
 #: Columns shown in the markdown preview (ids, codes and numbers only).

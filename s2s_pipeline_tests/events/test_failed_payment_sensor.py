@@ -7,7 +7,7 @@ import pytest
 from dagster import DagsterInstance, build_sensor_context
 
 from s2s_pipeline.defs.events_assets import failed_payment_sensor
-from s2s_pipeline.defs.resources import StripeResource
+from s2s_pipeline.defs.resources import StateStoreResource, StripeResource
 from s2s_devtools.fakes.stripe_standin import StripeStandIn
 from s2s_pipeline.extract.failed_payments import poll_failed_payments
 from s2s_pipeline.stripe.client import StripeReader
@@ -20,15 +20,17 @@ def invoice(i: int) -> dict:
 
 
 @pytest.fixture
-def standin():
+def standin(tmp_path):
     with StripeStandIn() as server:
+        server.state_url = f"sqlite:///{tmp_path / 'state.db'}"  # the mirror the sensor's alert rule may read
         yield server
 
 
 def tick(standin, cursor=None, instance=None):
     context = build_sensor_context(cursor=cursor, instance=instance or DagsterInstance.ephemeral(),
                                    resources={"stripe": StripeResource(api_key="sk_test_s", api_base=standin.base_url,
-                                                                       rate_limit=1000)})
+                                                                       rate_limit=1000),
+                                              "state_store": StateStoreResource(database_url=standin.state_url)})
     return failed_payment_sensor(context)
 
 
@@ -61,6 +63,30 @@ def test_new_events_get_one_run_each_and_a_replayed_tick_gets_none(standin):
     # which Dagster dedupes; a tick after a saved cursor requests nothing.
     replay = tick(standin, first.cursor)
     assert [r.run_key for r in replay.run_requests] == [a["id"], b["id"]]
+    assert tick(standin, second.cursor).run_requests == []
+
+
+def test_given_an_invoice_decline_when_ticked_then_only_its_invoice_event_launches_a_run(standin):
+    """A declined invoice payment gives charge.failed AND invoice.payment_failed: one alert, one run.
+
+    On the pinned API a charge has no ``invoice``; Stripe's invoice payments
+    list says which invoice a PaymentIntent paid. Before the shared alert rule
+    the sensor launched a run for the charge.failed too, which then sent nothing.
+    """
+    now = int(time.time())
+    first = tick(standin)
+    standin.load([{"id": "inpay_1", "object": "invoice_payment", "invoice": "in_0001", "created": now,
+                   "payment": {"type": "payment_intent", "payment_intent": "pi_1"}}])
+    declined = standin.emit("charge.failed", {"id": "ch_1", "object": "charge", "status": "failed", "amount": 1000,
+                                              "currency": "usd", "customer": "cus_1", "payment_intent": "pi_1",
+                                              "created": now + 1}, created=now + 1)
+    failed = standin.emit("invoice.payment_failed", invoice(1), created=now + 2)
+    one_off = standin.emit("charge.failed", {"id": "ch_2", "object": "charge", "status": "failed", "amount": 500,
+                                             "currency": "usd", "customer": "cus_1", "payment_intent": "pi_2",
+                                             "created": now + 3}, created=now + 3)
+    second = tick(standin, first.cursor)
+    assert [r.run_key for r in second.run_requests] == [failed["id"], one_off["id"]]
+    assert declined["id"] in json.loads(second.cursor)["seen"]  # considered once, never again
     assert tick(standin, second.cursor).run_requests == []
 
 

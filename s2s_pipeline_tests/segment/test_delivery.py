@@ -7,7 +7,8 @@ import pytest
 
 from s2s_devtools.fakes.segment_sink import SegmentSink
 from s2s_pipeline.segment.delivery import SegmentConfigError, SegmentSettings, deliver
-from s2s_pipeline.segment.messages import identify_message, utc
+from s2s_pipeline.core.times import utc_datetime as utc
+from s2s_pipeline.segment.messages import identify_message
 
 WRITE_KEY = "wk_test_secret_123"
 

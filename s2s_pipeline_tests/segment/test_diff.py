@@ -11,9 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import create_engine, insert
 
-from s2s_pipeline.segment.diff import apply_identify, canonical_traits, diff_group, diff_identify
+from s2s_pipeline.segment.canonical import canonical_traits
+from s2s_pipeline.segment.diff import apply_identify, diff_group, diff_identify
 from s2s_pipeline.store import schema
-from s2s_pipeline.store.schema import IDENTIFY_TRAITS
+from s2s_pipeline.core.contract import IDENTIFY_TRAITS
 
 STORED = [t for t in IDENTIFY_TRAITS if t != "stripe_customer_id"]
 

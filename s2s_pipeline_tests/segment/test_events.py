@@ -8,7 +8,7 @@ from copy import deepcopy
 
 import pytest
 
-from s2s_pipeline.segment.events import MAPPED_EVENT_TYPES, TrackCall, map_event
+from s2s_pipeline.segment.event_mapping import MAPPED_EVENT_TYPES, TrackCall, map_event
 from s2s_pipeline.segment.messages import message_id
 from s2s_pipeline.stripe.normalize import price_row
 from s2s_pipeline.traits.config import TraitsConfig

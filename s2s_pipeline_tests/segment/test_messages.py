@@ -5,7 +5,8 @@ import uuid
 import numpy as np
 
 from s2s_pipeline.segment.delivery import native
-from s2s_pipeline.segment.messages import group_message, identify_message, split_by_routing, utc
+from s2s_pipeline.core.times import utc_datetime as utc
+from s2s_pipeline.segment.messages import group_message, identify_message, split_by_routing
 
 TS = utc(1_790_000_000)
 

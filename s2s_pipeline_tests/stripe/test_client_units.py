@@ -1,4 +1,4 @@
-"""Request pacing, created windows and settings validation."""
+"""Request pacing, created windows, settings validation and 429 retries of the reader."""
 
 import pytest
 
@@ -75,3 +75,26 @@ def test_settings_defaults():
     s = StripeSettings(api_key="rk_test_abc")
     assert (s.rate_limit, s.page_size, s.max_network_retries) == (20.0, 100, 3)
     assert StripeSettings(api_key="sk_live_x", rate_limit=100).is_live
+
+
+def test_reader_retries_429_with_full_jitter_backoff_paced_counted_and_logged(caplog):
+    import logging
+    import random
+
+    from s2s_devtools.fakes.stripe_standin import StripeStandIn
+    from s2s_pipeline.stripe.client import StripeReader
+
+    slept = []
+    with StripeStandIn() as standin:
+        settings = StripeSettings(api_key="sk_test_s2s", api_base=standin.base_url, rate_limit=1e9, concurrency=1)
+        reader = StripeReader(settings, sleep=slept.append, rng=random.Random(11))
+        standin.faults.fail_next(2, status=429)
+        caplog.set_level(logging.WARNING, logger="s2s_pipeline.stripe.client")
+        assert list(reader.iter_pages("customer", Window(None, None))) == []
+    seeded = random.Random(11)
+    assert slept == [seeded.uniform(0, 0.5), seeded.uniform(0, 1.0)]  # full jitter of base 0.5 * 2**retry
+    assert (reader.request_count, reader.rate_limited_count) == (3, 2)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"Stripe rate limit (429) on customers; retry 1 in {slept[0]:.2f}s",
+        f"Stripe rate limit (429) on customers; retry 2 in {slept[1]:.2f}s",
+    ]

@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 
 from s2s_pipeline.traits.config import TraitsConfig
-from s2s_pipeline.traits.customer_traits import EXTRA_COLUMNS, TRAIT_COLUMNS, compute_customer_traits, iso_times
+from s2s_pipeline.core.contract import IDENTIFY_TRAITS
+from s2s_pipeline.core.times import iso_utc_array
+from s2s_pipeline.traits.customer_traits import EXTRA_COLUMNS, compute_customer_traits
 from s2s_pipeline.traits.frames import empty_frames
 from s2s_pipeline.traits.money import currency_exponent, minor_to_major
 from s2s_pipeline_tests.traits.builders import DAY, NOW, Mirror
@@ -23,7 +25,7 @@ def one(mirror: Mirror, customer: str = "cus", config: TraitsConfig | None = Non
 def test_columns_and_dtypes():
     m = Mirror().customer("cus").charge("cus", 1000)
     table = compute_customer_traits(m.frames(), TraitsConfig(), NOW)
-    assert tuple(table.columns) == TRAIT_COLUMNS + EXTRA_COLUMNS
+    assert tuple(table.columns) == IDENTIFY_TRAITS + EXTRA_COLUMNS
     assert str(table["refund_rate"].dtype) == "Float64"
     assert str(table["payment_count"].dtype) == "Int64"
     assert str(table["cancel_at_period_end"].dtype) == "boolean"
@@ -36,7 +38,7 @@ def test_columns_and_dtypes():
 def test_empty_mirror_gives_an_empty_table():
     table = compute_customer_traits(empty_frames(), TraitsConfig(), NOW)
     assert len(table) == 0
-    assert tuple(table.columns) == TRAIT_COLUMNS + EXTRA_COLUMNS
+    assert tuple(table.columns) == IDENTIFY_TRAITS + EXTRA_COLUMNS
 
 
 def test_one_row_per_non_deleted_customer_in_input_order():
@@ -322,6 +324,6 @@ def test_money_helpers():
     assert minor_to_major([5000, 3000, 5120, None], ["usd", "jpy", "kwd", "usd"]).tolist()[:3] == [50.0, 3000.0, 5.12]
 
 
-def test_iso_times():
+def test_iso_utc_array():
     values = np.array([0, 1_769_860_800, -1])
-    assert iso_times(values, values >= 0).tolist() == ["1970-01-01T00:00:00Z", "2026-01-31T12:00:00Z", None]
+    assert iso_utc_array(values, values >= 0).tolist() == ["1970-01-01T00:00:00Z", "2026-01-31T12:00:00Z", None]

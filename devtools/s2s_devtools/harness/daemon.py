@@ -47,12 +47,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from s2s_pipeline.core.contract import PAYMENT_FAILED
+
 REPO = Path(__file__).resolve().parents[3]  # devtools/s2s_devtools/harness/ -> repository
 
 SENSOR_NAME = "failed_payment_sensor"
 ALERT_JOB = "failed_payment_alert"
 NIGHTLY_JOB = "nightly_trait_refresh"
-PAYMENT_FAILED = "Payment Failed"
 
 STRIPE_KEY = "sk_test_s2s_daemon_harness"
 WRITE_KEY = "daemon_harness_write_key"
@@ -392,9 +393,9 @@ class DaemonHarness:
         import urllib.parse
         import urllib.request
 
-        from s2s_pipeline.extract.failed_payments import FAILED_PAYMENT_TYPES
+        from s2s_pipeline.core.alert_rule import FAILED_PAYMENT_EVENT_TYPES
 
-        query = urllib.parse.urlencode([("types[]", t) for t in FAILED_PAYMENT_TYPES]
+        query = urllib.parse.urlencode([("types[]", t) for t in FAILED_PAYMENT_EVENT_TYPES]
                                        + [("created[gte]", str(since)), ("limit", "100")])
         req = urllib.request.Request(f"{self.standin.base_url}/v1/events?{query}",
                                      headers={"Authorization": f"Bearer {STRIPE_KEY}"})

@@ -127,37 +127,35 @@ Rules where the contract leaves room (decided here):
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any, Protocol
 
-import pandas as pd
-
+from s2s_pipeline.core.alert_rule import charge_pays_invoice
+from s2s_pipeline.core.contract import (
+    DISPUTE_CREATED,
+    ORDER_COMPLETED,
+    ORDER_REFUNDED,
+    PAYMENT_FAILED,
+    SUBSCRIPTION_CANCELED,
+    SUBSCRIPTION_DOWNGRADED,
+    SUBSCRIPTION_STARTED,
+    SUBSCRIPTION_UPGRADED,
+    TRIAL_CONVERTED,
+    TRIAL_STARTED,
+)
+from s2s_pipeline.core.ids import id_of
+from s2s_pipeline.core.times import iso_utc
+from s2s_pipeline.segment.event_mrr import (
+    MRR_FIELDS,
+    as_running,
+    currency_code,
+    ended_in_trial,
+    state_before,
+    subscription_figures,
+)
+from s2s_pipeline.segment.mapping_context import MappingContext
 from s2s_pipeline.segment.messages import message_id
-from s2s_pipeline.stripe.normalize import to_rows
 from s2s_pipeline.traits.config import TraitsConfig
-from s2s_pipeline.traits.frames import TABLE_COLUMNS, MirrorFrames, empty_frames
-from s2s_pipeline.traits.money import currency_exponent
-from s2s_pipeline.traits.mrr import compute_item_mrr, compute_subscription_mrr
-
-TRIAL_STARTED = "Trial Started"
-SUBSCRIPTION_STARTED = "Subscription Started"
-TRIAL_CONVERTED = "Trial Converted"
-SUBSCRIPTION_UPGRADED = "Subscription Upgraded"
-SUBSCRIPTION_DOWNGRADED = "Subscription Downgraded"
-SUBSCRIPTION_CANCELED = "Subscription Canceled"
-PAYMENT_FAILED = "Payment Failed"
-ORDER_COMPLETED = "Order Completed"
-ORDER_REFUNDED = "Order Refunded"
-DISPUTE_CREATED = "Dispute Created"
-
-#: Subscription fields whose change can change MRR (``previous_attributes`` keys).
-MRR_FIELDS: frozenset[str] = frozenset({
-    "items", "plan", "quantity", "status", "discounts", "discount", "cancel_at_period_end",
-    "pause_collection", "ended_at", "currency",
-})
+from s2s_pipeline.traits.money import to_major
 
 #: Refund statuses that never move money (not reported).
 _DEAD_REFUND_STATUSES = frozenset({"failed", "canceled"})
@@ -176,71 +174,6 @@ class TrackCall:
     needs_attribution: bool = False
 
 
-class MappingContext(Protocol):
-    """What the mapping may ask the caller (the mirror / the Stripe API)."""
-
-    def price(self, price_id: str) -> dict | None:
-        """Mirror price row (``store.schema`` columns), including ``tiers`` for tiered prices."""
-
-    def product_name(self, product_id: str) -> str | None:
-        """Name of a product."""
-
-    def coupon(self, coupon_id: str) -> dict | None:
-        """Mirror coupon row (``percent_off``, ``amount_off``, ``currency``, ``duration`` ...)."""
-
-    def discount(self, discount_id: str) -> dict | None:
-        """Mirror discount row (``coupon``, ``start``, ``end``) of a discount the payload names only by id.
-
-        Optional: a context without this method leaves collapsed discounts
-        unpriced (and "before" states with them fall back to the stored MRR).
-        It should also know discounts this very event removed.
-        """
-
-    def stored_subscription_mrr(self, subscription_id: str) -> tuple[int, str | None, str | None] | None:
-        """(MRR minor units, currency, plan) of the mirror's subscription BEFORE this event, or None."""
-
-    def invoice_payment_error(self, invoice: dict) -> dict | None:
-        """``{"code", "message"}`` of the invoice's failed attempt, None if unknown."""
-
-    def charge_belongs_to_invoice(self, charge: dict) -> bool:
-        """Whether a charge pays an invoice (current API charges have no ``invoice`` field)."""
-
-    def refunds_of_charge(self, charge_id: str) -> list[dict]:
-        """Mirror refund rows of the charge (``id``, ``amount``, ``currency``, ``reason``, ``created``, ``status``)."""
-
-    def customer_of_charge(self, charge_id: str) -> str | None:
-        """The Stripe customer id of a charge (for refunds and disputes), None if unknown."""
-
-
-# -- small helpers ----------------------------------------------------------------------
-
-
-def _id_of(value: Any) -> str | None:
-    if isinstance(value, str):
-        return value or None
-    if isinstance(value, dict):
-        return value.get("id")
-    return None
-
-
-def iso_utc(seconds: int | float | None) -> str | None:
-    """Unix seconds -> ``"2026-01-31T12:00:00Z"``; None stays None."""
-    if seconds is None:
-        return None
-    return datetime.fromtimestamp(int(seconds), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def to_major(amount: int | float | None, currency: str | None) -> float | None:
-    """Minor units -> major units of the currency, rounded half-even to 2 decimals."""
-    if amount is None:
-        return None
-    value = Decimal(str(amount)).scaleb(-currency_exponent(currency))
-    return float(value.quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN))
-
-
-def _currency(value: Any) -> str | None:
-    return str(value).lower() if value else None
-
 
 def _call(event: dict, name: str, customer: str | None, properties: dict, dedupe_key: str | None = None,
           needs_attribution: bool = False) -> TrackCall | None:
@@ -252,176 +185,13 @@ def _call(event: dict, name: str, customer: str | None, properties: dict, dedupe
                      timestamp=int(event.get("created") or 0), needs_attribution=needs_attribution)
 
 
-# -- subscription MRR -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SubscriptionFigures:
-    """MRR facts of one subscription snapshot, by the ``mrr`` trait's rules."""
-
-    mrr_minor: int
-    mrr: float
-    currency: str | None
-    plan: str | None
-    billing_interval: str | None
-    complete: bool  # every item's price and every discount's coupon was known
-
-
-_EMPTY: dict[str, pd.DataFrame] = {}
-
-
-def _empty_tables() -> dict[str, pd.DataFrame]:
-    """The empty mirror tables, built once (the MRR computation only reads its frames)."""
-    if not _EMPTY:
-        _EMPTY.update(empty_frames().tables())
-    return dict(_EMPTY)
-
-
-def _frame(table: str, rows: list[dict]):
-    if not rows:
-        return _empty_tables()[table]
-    columns = TABLE_COLUMNS[table]
-    return pd.DataFrame([{c: row.get(c) for c in columns} for row in rows], columns=list(columns))
-
-
-def _unique(rows: list[dict]) -> dict[str, dict]:
-    out: dict[str, dict] = {}
-    for row in rows:
-        if row.get("id") is not None:
-            out[row["id"]] = row
-    return out
-
-
-def subscription_figures(snapshot: dict, ctx: MappingContext, config: TraitsConfig, now: int) -> SubscriptionFigures:
-    """MRR (and plan, interval) of one subscription snapshot at ``now``, as the ``mrr`` trait computes it."""
-    rows = to_rows(snapshot, now)
-    sub_row = rows.parents["subscription"][0]
-    sub_id = sub_row["id"]
-    item_rows = rows.items.get(sub_id, [])
-    complete = True
-
-    embedded_prices = _unique(rows.embedded.get("price", []))
-    prices: dict[str, dict] = {}
-    raw_products: dict[str, str] = {}
-    for item in item_rows:
-        price_id = item.get("price")
-        if price_id is None:
-            complete = False
-            continue
-        if price_id in prices:
-            continue
-        row = embedded_prices.get(price_id)
-        if row is None or (row.get("billing_scheme") == "tiered" and row.get("tiers") is None):
-            stored = ctx.price(price_id)
-            if stored is not None and (row is None or stored.get("tiers") is not None):
-                row = {**(row or {}), **stored}
-        if row is None:
-            complete = False
-            continue
-        prices[price_id] = row
-        product = (row.get("raw") or {}).get("product")
-        if isinstance(product, dict) and product.get("name"):
-            raw_products[price_id] = product["name"]
-
-    discount_rows = []
-    resolve = getattr(ctx, "discount", None)
-    for d in rows.discounts.get(sub_id, []):
-        d = dict(d)
-        if d.get("coupon") is None:
-            stored = resolve(d["id"]) if resolve is not None else None
-            if stored is None or stored.get("coupon") is None:
-                complete = False
-                continue
-            d.update(coupon=_id_of(stored["coupon"]), start=stored.get("start"), end=stored.get("end"))
-        discount_rows.append(d)
-    coupons = _unique(rows.embedded.get("coupon", []))
-    for d in discount_rows:
-        if d["coupon"] not in coupons:
-            stored = ctx.coupon(d["coupon"])
-            if stored is None:
-                complete = False
-                continue
-            coupons[d["coupon"]] = stored
-
-    tables = _empty_tables()
-    tables.update(
-        subscriptions=_frame("subscriptions", [sub_row]),
-        subscription_items=_frame("subscription_items", item_rows),
-        prices=_frame("prices", list(prices.values())),
-        coupons=_frame("coupons", list(coupons.values())),
-        discounts=_frame("discounts", discount_rows),
-    )
-    frames = MirrorFrames(**tables)
-    sub = compute_subscription_mrr(frames, config, now).iloc[0]
-    currency = _currency(sub["currency"]) or _currency(snapshot.get("currency"))
-    mrr_minor = int(sub["mrr_minor"])
-
-    plan = interval = None
-    if item_rows:
-        main = 0
-        if len(item_rows) > 1:
-            items = compute_item_mrr(frames, config, now)
-            main = min(range(len(items)), key=lambda i: (-float(items["mrr_minor"].iloc[i]),
-                                                         -float(items["list_monthly_minor"].iloc[i]),
-                                                         str(items["id"].iloc[i])))
-        main_price_id = item_rows[main].get("price")
-        price = prices.get(main_price_id) or {}
-        plan = price.get("nickname") or None
-        if plan is None and price.get("product"):
-            plan = ctx.product_name(price["product"]) or None
-        if plan is None:
-            plan = raw_products.get(main_price_id) or main_price_id
-        interval = price.get("recurring_interval")
-    return SubscriptionFigures(mrr_minor=mrr_minor, mrr=to_major(mrr_minor, currency), currency=currency,
-                               plan=plan, billing_interval=interval, complete=complete and bool(item_rows))
-
-
-def _merge_previous(value: Any, previous: Any) -> Any:
-    """``value`` with Stripe's ``previous_attributes`` applied: hashes merged, everything else replaced."""
-    if isinstance(value, dict) and isinstance(previous, dict):
-        out = dict(value)
-        for key, old in previous.items():
-            out[key] = _merge_previous(value.get(key), old)
-        return out
-    return copy.deepcopy(previous)
-
-
-def state_before(snapshot: dict, previous: dict) -> dict:
-    """The subscription as it was before the event (``previous_attributes`` over the snapshot)."""
-    before = _merge_previous(snapshot, previous)
-    items = (before.get("items") or {}).get("data") or []
-    if "items" not in previous and len(items) == 1 and ("quantity" in previous or "plan" in previous):
-        # Legacy single-plan subscriptions (old API versions): top-level plan/quantity
-        item = dict(items[0])
-        if "quantity" in previous:
-            item["quantity"] = previous["quantity"]
-        if isinstance(previous.get("plan"), dict):
-            item.pop("price", None)
-            item["plan"] = previous["plan"]
-        before["items"] = dict(before["items"], data=[item])
-    return before
-
-
-def _as_running(snapshot: dict) -> dict:
-    return {**snapshot, "status": "active", "cancel_at_period_end": False, "ended_at": None}
-
-
-def _ended_in_trial(snapshot: dict, at: int) -> bool:
-    trial_end = snapshot.get("trial_end")
-    if trial_end is None:
-        return False
-    end = snapshot.get("ended_at") or snapshot.get("canceled_at") or at
-    start = snapshot.get("trial_start")
-    return int(end) <= int(trial_end) and (start is None or int(end) >= int(start))
-
-
 # -- one function per event type ------------------------------------------------------
 
 
 def _subscription_created(event: dict, sub: dict, ctx: MappingContext, config: TraitsConfig):
     at = int(event.get("created") or 0)
     fig = subscription_figures(sub, ctx, config, at)
-    customer = _id_of(sub.get("customer"))
+    customer = id_of(sub.get("customer"))
     if sub.get("status") == "trialing":
         return _call(event, TRIAL_STARTED, customer, {
             "subscription_id": sub["id"], "plan": fig.plan, "trial_end_date": iso_utc(sub.get("trial_end"))})
@@ -434,7 +204,7 @@ def _subscription_updated(event: dict, sub: dict, ctx: MappingContext, config: T
     at = int(event.get("created") or 0)
     previous = (event.get("data") or {}).get("previous_attributes")
     previous = previous if isinstance(previous, dict) else {}
-    customer = _id_of(sub.get("customer"))
+    customer = id_of(sub.get("customer"))
     after = subscription_figures(sub, ctx, config, at)
     if previous.get("status") == "trialing" and sub.get("status") == "active":
         return _call(event, TRIAL_CONVERTED, customer, {
@@ -463,10 +233,10 @@ def _subscription_updated(event: dict, sub: dict, ctx: MappingContext, config: T
 
 def _subscription_deleted(event: dict, sub: dict, ctx: MappingContext, config: TraitsConfig):
     at = int(event.get("created") or 0)
-    customer = _id_of(sub.get("customer"))
-    fig = subscription_figures(_as_running(sub), ctx, config, at)
+    customer = id_of(sub.get("customer"))
+    fig = subscription_figures(as_running(sub), ctx, config, at)
     mrr_minor = fig.mrr_minor
-    if sub.get("status") == "incomplete_expired" or _ended_in_trial(sub, at):
+    if sub.get("status") == "incomplete_expired" or ended_in_trial(sub, at):
         mrr_minor = 0
     elif not fig.complete:
         stored = ctx.stored_subscription_mrr(sub["id"])
@@ -478,9 +248,9 @@ def _subscription_deleted(event: dict, sub: dict, ctx: MappingContext, config: T
 
 
 def _invoice_payment_failed(event: dict, invoice: dict, ctx: MappingContext, config: TraitsConfig):
-    currency = _currency(invoice.get("currency"))
+    currency = currency_code(invoice.get("currency"))
     error = ctx.invoice_payment_error(invoice) or {}
-    return _call(event, PAYMENT_FAILED, _id_of(invoice.get("customer")), {
+    return _call(event, PAYMENT_FAILED, id_of(invoice.get("customer")), {
         "invoice_id": invoice["id"],
         "amount": to_major(invoice.get("amount_due"), currency),
         "currency": currency,
@@ -492,14 +262,10 @@ def _invoice_payment_failed(event: dict, invoice: dict, ctx: MappingContext, con
 
 
 def _charge_failed(event: dict, charge: dict, ctx: MappingContext, config: TraitsConfig):
-    if "invoice" in charge:  # API versions before 2025-03-31.basil say it themselves
-        belongs = charge["invoice"] is not None
-    else:
-        belongs = ctx.charge_belongs_to_invoice(charge)
-    if belongs:
-        return None  # reported by invoice.payment_failed
-    currency = _currency(charge.get("currency"))
-    return _call(event, PAYMENT_FAILED, _id_of(charge.get("customer")), {
+    if charge_pays_invoice(charge, ctx.charge_belongs_to_invoice):
+        return None  # reported by invoice.payment_failed (core.alert_rule)
+    currency = currency_code(charge.get("currency"))
+    return _call(event, PAYMENT_FAILED, id_of(charge.get("customer")), {
         "charge_id": charge["id"],
         "invoice_id": None,
         "amount": to_major(charge.get("amount"), currency),
@@ -512,22 +278,22 @@ def _charge_failed(event: dict, charge: dict, ctx: MappingContext, config: Trait
 
 
 def _charge_succeeded(event: dict, charge: dict, ctx: MappingContext, config: TraitsConfig):
-    currency = _currency(charge.get("currency"))
+    currency = currency_code(charge.get("currency"))
     amount = to_major(charge.get("amount"), currency)
-    return _call(event, ORDER_COMPLETED, _id_of(charge.get("customer")), {
+    return _call(event, ORDER_COMPLETED, id_of(charge.get("customer")), {
         "order_id": charge["id"], "revenue": amount, "total": amount, "currency": currency,
     }, dedupe_key=f"charge:{charge['id']}:succeeded", needs_attribution=True)
 
 
 def _charge_customer(obj: dict, ctx: MappingContext) -> str | None:
     """Customer of a refund or dispute: its own field, an expanded charge's, else the context's."""
-    customer = _id_of(obj.get("customer"))
+    customer = id_of(obj.get("customer"))
     if customer:
         return customer
     charge = obj.get("charge")
-    if isinstance(charge, dict) and _id_of(charge.get("customer")):
-        return _id_of(charge.get("customer"))
-    charge_id = _id_of(charge)
+    if isinstance(charge, dict) and id_of(charge.get("customer")):
+        return id_of(charge.get("customer"))
+    charge_id = id_of(charge)
     return ctx.customer_of_charge(charge_id) if charge_id else None
 
 
@@ -535,7 +301,7 @@ def _refunded(event: dict, refund: dict, charge_id: str | None, customer: str | 
               fallback_currency: str | None = None):
     if refund.get("status") in _DEAD_REFUND_STATUSES:
         return None
-    currency = _currency(refund.get("currency")) or _currency(fallback_currency)
+    currency = currency_code(refund.get("currency")) or currency_code(fallback_currency)
     return _call(event, ORDER_REFUNDED, customer, {
         "order_id": charge_id, "refund_id": refund["id"], "total": to_major(refund.get("amount"), currency),
         "currency": currency, "reason": refund.get("reason"),
@@ -543,11 +309,11 @@ def _refunded(event: dict, refund: dict, charge_id: str | None, customer: str | 
 
 
 def _refund_created(event: dict, refund: dict, ctx: MappingContext, config: TraitsConfig):
-    return _refunded(event, refund, _id_of(refund.get("charge")), _charge_customer(refund, ctx))
+    return _refunded(event, refund, id_of(refund.get("charge")), _charge_customer(refund, ctx))
 
 
 def _charge_refunded(event: dict, charge: dict, ctx: MappingContext, config: TraitsConfig):
-    customer = _id_of(charge.get("customer"))
+    customer = id_of(charge.get("customer"))
     if not customer:
         return None
     at = int(event.get("created") or 0)
@@ -575,9 +341,9 @@ def _charge_refunded(event: dict, charge: dict, ctx: MappingContext, config: Tra
 
 
 def _dispute_created(event: dict, dispute: dict, ctx: MappingContext, config: TraitsConfig):
-    currency = _currency(dispute.get("currency"))
+    currency = currency_code(dispute.get("currency"))
     return _call(event, DISPUTE_CREATED, _charge_customer(dispute, ctx), {
-        "charge_id": _id_of(dispute.get("charge")), "amount": to_major(dispute.get("amount"), currency),
+        "charge_id": id_of(dispute.get("charge")), "amount": to_major(dispute.get("amount"), currency),
         "currency": currency, "reason": dispute.get("reason"),
     }, dedupe_key=f"dispute:{dispute['id']}")
 
@@ -611,6 +377,6 @@ def map_event(event: dict, ctx: MappingContext, config: TraitsConfig = TraitsCon
     obj = (event.get("data") or {}).get("object")
     if not isinstance(obj, dict) or not obj.get("id"):
         return None
-    if event["type"].startswith("customer.subscription.") and not _id_of(obj.get("customer")):
+    if event["type"].startswith("customer.subscription.") and not id_of(obj.get("customer")):
         return None
     return handler(event, obj, ctx, config)
