@@ -27,7 +27,7 @@ from s2s_pipeline.defs.segment_assets import SEGMENT_POOL
 from s2s_pipeline.defs.stripe_assets import mirror_asset_key, stripe_change_feed
 from s2s_pipeline.defs.traits_assets import TraitRulesResource
 from s2s_pipeline.extract.failed_payments import poll_failed_payments
-from s2s_pipeline.extract.sync import apply_single_event
+from s2s_pipeline.extract.change_feed import apply_single_event
 from s2s_pipeline.segment.context import MirrorContext
 from s2s_pipeline.segment.track_sync import deliver_calls, history_calls, send_track_events
 

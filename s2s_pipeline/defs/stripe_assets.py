@@ -17,7 +17,9 @@ from dagster import (
 
 from s2s_pipeline.defs.partitions import stripe_daily_partitions
 from s2s_pipeline.defs.resources import SegmentResource, StateStoreResource, StripeResource
-from s2s_pipeline.extract.sync import ALL_OBJECT_TYPES, PartialSyncError, backfill, sync_changes
+from s2s_pipeline.extract.backfill import ALL_OBJECT_TYPES, backfill
+from s2s_pipeline.extract.change_feed import sync_changes
+from s2s_pipeline.extract.results import PartialSyncError
 
 STRIPE_POOL = "stripe_api"
 
