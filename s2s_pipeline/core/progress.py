@@ -32,6 +32,7 @@ class _Tally:
     first_seen: float
     first_count: int
     last_line: float
+    last_seen: float
     count: int = 0
     total: int | None = None
     fraction_done: float | None = None
@@ -85,8 +86,8 @@ class ProgressReporter:
         if tally is None:
             # The rate is measured from the first sight of a kind, so a kind
             # that waited for a free worker is not reported as slow.
-            tally = self._tallies[kind] = _Tally(first_seen=now, first_count=count, last_line=now)
-        tally.count, tally.total, tally.fraction_done = count, total, fraction_done
+            tally = self._tallies[kind] = _Tally(first_seen=now, first_count=count, last_line=now, last_seen=now)
+        tally.count, tally.total, tally.fraction_done, tally.last_seen = count, total, fraction_done, now
         if now - tally.last_line >= self._every:
             tally.last_line = now
             self._sink(self._line(kind, tally, now))
@@ -95,9 +96,8 @@ class ProgressReporter:
         """One final line per kind seen, whether or not a line was due."""
         if self._sink is None:
             return
-        now = self._clock()
         for kind, tally in self._tallies.items():
-            self._sink(self._final_line(kind, tally, now))
+            self._sink(self._final_line(kind, tally))
 
     def _line(self, kind: str, tally: _Tally, now: float) -> str:
         if tally.total is not None:
@@ -114,7 +114,8 @@ class ProgressReporter:
             return f"{line}, about {left:,} left"
         return f"{line}, about {left:,} left (~{_duration(left / per_second)})"
 
-    def _final_line(self, kind: str, tally: _Tally, now: float) -> str:
+    def _final_line(self, kind: str, tally: _Tally) -> str:
         if tally.total is not None:
             return f"{kind}: {tally.count:,} of {tally.total:,} {self._verb}, done"
-        return f"{kind}: {tally.count:,} {self._verb} in {_duration(now - tally.first_seen)}, done"
+        # Timed to the kind's last count, not to the end of the whole step.
+        return f"{kind}: {tally.count:,} {self._verb} in {_duration(tally.last_seen - tally.first_seen)}, done"

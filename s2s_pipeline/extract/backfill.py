@@ -5,21 +5,74 @@ Plain Python (no Dagster): the assets in ``s2s_pipeline.defs`` call these.
 
 from __future__ import annotations
 
+import bisect
 import time
 from typing import Callable, Iterable
 
+from s2s_pipeline.core.progress import ProgressReporter, ProgressSink
 from s2s_pipeline.extract.references import resolve_references
 from s2s_pipeline.extract.results import SyncResult, rows_for
 from s2s_pipeline.store.mirror import MirrorStore
-from s2s_pipeline.stripe.client import LIST_SPECS, StripeReader, Window, split_window
+from s2s_pipeline.store.schema import MIRROR_TABLES
+from s2s_pipeline.stripe.client import LIST_SPECS, Page, StripeReader, Window, split_window
 
 #: Every object type the mirror holds, in listing order.
 ALL_OBJECT_TYPES: tuple[str, ...] = tuple(LIST_SPECS)
 
 
+class _ListingProgress:
+    """Objects listed per mirror table, with the share of each type's created range covered so far.
+
+    Stripe lists a window newest first, so the oldest object seen in a window
+    tells how far down it the listing has come; a window not started yet
+    counts as not covered. An unbounded listing (a full sync) has no share,
+    so what is left is "unknown".
+    """
+
+    def __init__(self, jobs: list[tuple[str, Window]], sink: ProgressSink | None,
+                 clock: Callable[[], float]) -> None:
+        self._reporter = ProgressReporter(sink, "listed", clock=clock)
+        self._enabled = sink is not None
+        self._windows: dict[str, list[Window]] = {}
+        for object_type, window in jobs:
+            self._windows.setdefault(object_type, []).append(window)
+        for windows in self._windows.values():
+            windows.sort(key=lambda w: (w.gte is not None, w.gte or 0))
+        self._oldest_seen: dict[tuple[str, int], int] = {}
+
+    def page(self, page: Page) -> None:
+        if self._enabled:
+            self._reporter.advance(MIRROR_TABLES[page.object_type].name, len(page.objects),
+                                   fraction_done=self._covered(page))
+
+    def finish(self) -> None:
+        self._reporter.finish()
+
+    def _covered(self, page: Page) -> float | None:
+        windows = self._windows.get(page.object_type) or []
+        if not windows or any(w.gte is None or w.lt is None for w in windows):
+            return None
+        created = [o["created"] for o in page.objects if isinstance(o.get("created"), int)]
+        if created:
+            oldest = min(created)
+            i = bisect.bisect_right([w.gte for w in windows], oldest) - 1
+            if i >= 0 and oldest < windows[i].lt:
+                key = (page.object_type, i)
+                self._oldest_seen[key] = min(self._oldest_seen.get(key, oldest), oldest)
+        covered = sum(windows[i].lt - oldest for (t, i), oldest in self._oldest_seen.items()
+                      if t == page.object_type)
+        return covered / sum(w.lt - w.gte for w in windows)
+
+
 def list_into_mirror(reader: StripeReader, store: MirrorStore, jobs: list[tuple[str, Window]],
-                     result: SyncResult) -> dict[str, set[str]]:
-    """List every (type, window) job into the mirror; returns ids seen per type."""
+                     result: SyncResult, *, progress: ProgressSink | None = None,
+                     clock: Callable[[], float] = time.monotonic) -> dict[str, set[str]]:
+    """List every (type, window) job into the mirror; returns ids seen per type.
+
+    ``progress`` receives throttled lines: objects listed per type, the rate,
+    and an estimate of what is left.
+    """
+    listing = _ListingProgress(jobs, progress, clock)
     seen: dict[str, set[str]] = {}
     for page in reader.fetch_many(jobs):
         result.listed[page.object_type] = result.listed.get(page.object_type, 0) + len(page.objects)
@@ -27,16 +80,19 @@ def list_into_mirror(reader: StripeReader, store: MirrorStore, jobs: list[tuple[
         # One transaction per page: a crash loses at most the page in flight,
         # and re-running the window is safe (newest-wins upserts).
         result.stats.merge(store.apply(rows_for(page.objects, page.fetched_at, result.malformed)))
+        listing.page(page)
+    listing.finish()
     return seen
 
 
 def backfill(reader: StripeReader, store: MirrorStore, object_types: Iterable[str], gte: int, lt: int,
-             *, clock: Callable[[], float] = time.time) -> SyncResult:
+             *, clock: Callable[[], float] = time.time, progress: ProgressSink | None = None) -> SyncResult:
     """Mirror every object of the given types created in [gte, lt).
 
     The range is split into windows listed concurrently. Re-running a range is
     safe: upserts are newest-wins, and customers mirrored for the range that
-    Stripe no longer lists are flagged deleted.
+    Stripe no longer lists are flagged deleted. ``progress`` (e.g. the run
+    log) receives throttled lines with counts per type, timed on ``clock``.
     """
     started = clock()
     result = SyncResult(mode="backfill")
@@ -46,23 +102,24 @@ def backfill(reader: StripeReader, store: MirrorStore, object_types: Iterable[st
     jobs = [(t, w) for t in object_types for w in split_window(gte, lt, pieces)]
     before = {t: store.live_ids(t, gte, lt) for t in object_types if t == "customer"}
     list_started = int(started)
-    seen = list_into_mirror(reader, store, jobs, result)
+    seen = list_into_mirror(reader, store, jobs, result, progress=progress, clock=clock)
     for object_type, known in before.items():
         gone = known - seen.get(object_type, set())
         result.deleted += store.mark_deleted(object_type, gone, list_started)
-    resolve_references(reader, store, result)
+    resolve_references(reader, store, result, progress=progress, clock=clock)
     result.requests, result.rate_limited = reader.request_count, reader.rate_limited_count
     result.seconds = clock() - started
     return result
 
 
 def full_sync(reader: StripeReader, store: MirrorStore, result: SyncResult, now: int,
-              object_types: Iterable[str] = ALL_OBJECT_TYPES) -> None:
+              object_types: Iterable[str] = ALL_OBJECT_TYPES, *, progress: ProgressSink | None = None,
+              clock: Callable[[], float] = time.monotonic) -> None:
     """List every object Stripe has (all types concurrently) and flag vanished customers."""
     object_types = list(object_types)
     jobs = [(t, Window(None, None)) for t in object_types]
     before = store.live_ids("customer", None, None)
-    seen = list_into_mirror(reader, store, jobs, result)
+    seen = list_into_mirror(reader, store, jobs, result, progress=progress, clock=clock)
     if "customer" in object_types:
         result.deleted += store.mark_deleted("customer", before - seen.get("customer", set()), now)
-    resolve_references(reader, store, result)
+    resolve_references(reader, store, result, progress=progress, clock=clock)

@@ -12,6 +12,7 @@ import logging
 import time
 from typing import Callable, Iterable
 
+from s2s_pipeline.core.progress import ProgressSink
 from s2s_pipeline.extract.backfill import ALL_OBJECT_TYPES, full_sync
 from s2s_pipeline.extract.references import ensure_mirrored, resolve_references
 from s2s_pipeline.extract.results import SyncResult, rows_for
@@ -191,7 +192,8 @@ def apply_single_event(reader: StripeReader, store: MirrorStore, event: dict, *,
 
 def sync_changes(reader: StripeReader, store: MirrorStore, *, overlap_seconds: int = DEFAULT_OVERLAP_SECONDS,
                  clock: Callable[[], float] = time.time,
-                 object_types: Iterable[str] = ALL_OBJECT_TYPES) -> SyncResult:
+                 object_types: Iterable[str] = ALL_OBJECT_TYPES,
+                 progress: ProgressSink | None = None) -> SyncResult:
     """Bring the mirror up to date from Stripe's Events API.
 
     - No cursor yet: a full sync, and the cursor starts at the newest event
@@ -200,6 +202,9 @@ def sync_changes(reader: StripeReader, store: MirrorStore, *, overlap_seconds: i
       are gone, so every object is listed again (and the run says so).
     - Otherwise: events since the cursor (minus an overlap, deduped by id),
       applied only where newer than the mirror.
+
+    ``progress`` (e.g. the run log) receives throttled lines while objects are
+    listed or looked up, with counts per type, timed on ``clock``.
     """
     started = clock()
     now = int(started)
@@ -214,7 +219,7 @@ def sync_changes(reader: StripeReader, store: MirrorStore, *, overlap_seconds: i
         # The cursor starts at the newest event, taken before listing: changes
         # made while we list appear as later events and are applied
         # (newest-wins) next run. Everything up to it is history.
-        full_sync(reader, store, result, now, object_types)
+        full_sync(reader, store, result, now, object_types, progress=progress, clock=clock)
         result.cursor = {"created": stripe_now, "baseline": stripe_now,
                          "baseline_ids": sorted(e["id"] for e in newest),
                          "last_full_sync": now, "updated_at": now}
@@ -225,7 +230,7 @@ def sync_changes(reader: StripeReader, store: MirrorStore, *, overlap_seconds: i
         result.note = (f"event cursor was {age_days:.1f} days old, beyond Stripe's 30-day Events window: "
                        "re-listed every object; events older than 30 days are gone and cannot be sent as track calls")
         log.warning(result.note)
-        full_sync(reader, store, result, now, object_types)
+        full_sync(reader, store, result, now, object_types, progress=progress, clock=clock)
         # The events Stripe still keeps are ledgered as usual (their snapshots
         # are older than the fresh listing, so newest-wins skips them).
         events = reader.list_events(since=stripe_now - EVENTS_RETENTION_SECONDS + _RETENTION_MARGIN_SECONDS)
@@ -235,7 +240,7 @@ def sync_changes(reader: StripeReader, store: MirrorStore, *, overlap_seconds: i
         result = SyncResult(mode="incremental")
         events = reader.list_events(since=max(0, int(cursor["created"]) - overlap_seconds))
         result.cursor = apply_events(store, events, cursor, now, result, reader.retrieve)
-        resolve_references(reader, store, result)
+        resolve_references(reader, store, result, progress=progress, clock=clock)
     result.requests, result.rate_limited = reader.request_count, reader.rate_limited_count
     result.seconds = clock() - started
     return result

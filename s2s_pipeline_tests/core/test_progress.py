@@ -67,14 +67,16 @@ def test_given_a_total_when_reported_then_the_line_reads_n_of_total():
     assert lines == ["identify: 4,000 of 10,000 acknowledged", "identify: 4,000 of 10,000 acknowledged, done"]
 
 
-def test_when_finished_then_every_kind_gets_a_final_line_even_if_no_line_was_due():
+def test_when_finished_then_every_kind_gets_a_final_line_timed_to_its_last_count():
     clock = FakeClock()
-    progress, lines = reporter(clock)
-    progress.advance("stripe_customers", 37)
+    progress, lines = reporter(clock, every_seconds=100)
+    progress.advance("stripe_customers", 30)
     progress.advance("stripe_prices", 3)
     clock.now += 65
+    progress.advance("stripe_customers", 7)
+    clock.now += 30
     progress.finish()
-    assert lines == ["stripe_customers: 37 listed in 1m 05s, done", "stripe_prices: 3 listed in 1m 05s, done"]
+    assert lines == ["stripe_customers: 37 listed in 1m 05s, done", "stripe_prices: 3 listed in 0s, done"]
 
 
 def test_without_a_sink_nothing_is_reported_and_nothing_fails():
