@@ -77,8 +77,11 @@ class ProgressReporter:
         self.update(kind, (tally.count if tally else 0) + n, fraction_done=fraction_done)
 
     def update(self, kind: str, count: int, *, total: int | None = None,
-               fraction_done: float | None = None) -> None:
-        """``count`` of ``kind`` done so far (of ``total``, when known); a line if one is due."""
+               fraction_done: float | None = None, emit: bool = True) -> None:
+        """``count`` of ``kind`` done so far (of ``total``, when known); a line if one is due.
+
+        ``emit=False`` records the count for the final line without a line now.
+        """
         if self._sink is None:
             return
         now = self._clock()
@@ -88,7 +91,7 @@ class ProgressReporter:
             # that waited for a free worker is not reported as slow.
             tally = self._tallies[kind] = _Tally(first_seen=now, first_count=count, last_line=now, last_seen=now)
         tally.count, tally.total, tally.fraction_done, tally.last_seen = count, total, fraction_done, now
-        if now - tally.last_line >= self._every:
+        if emit and now - tally.last_line >= self._every:
             tally.last_line = now
             self._sink(self._line(kind, tally, now))
 

@@ -46,7 +46,7 @@ def resolve_references(reader: StripeReader, store: MirrorStore, result: SyncRes
         elif fetched.parents.get(object_type):
             store.upsert_full(object_type, fetched.parents[object_type])
         if missing:
-            reporter.update(MIRROR_TABLES[object_type].name, len(missing), total=len(missing))
+            reporter.update(MIRROR_TABLES[object_type].name, len(missing), total=len(missing), emit=False)
     reporter.finish()
 
 

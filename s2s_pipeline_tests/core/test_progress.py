@@ -94,3 +94,13 @@ def test_a_slow_rate_keeps_a_decimal_and_long_estimates_read_in_hours():
     progress.advance("stripe_disputes", 50, fraction_done=0.001)
     # 50 in 20 s = 2.5/s; 51 x 999 = 50,949 left, 20,380 s = 5 h 39 m.
     assert lines == ["stripe_disputes: 51 listed, 2.5/s, about 50,949 left (~5h 39m)"]
+
+
+def test_a_count_recorded_without_a_line_shows_only_in_the_final_line():
+    clock = FakeClock()
+    progress, lines = reporter(clock, "acknowledged")
+    progress.update("group", 0, total=5)
+    clock.now += DEFAULT_EVERY_SECONDS
+    progress.update("group", 5, total=5, emit=False)
+    progress.finish()
+    assert lines == ["group: 5 of 5 acknowledged, done"]
