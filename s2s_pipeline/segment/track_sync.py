@@ -17,6 +17,7 @@ from typing import Iterable
 import pandas as pd
 from sqlalchemy import select, update
 
+from s2s_pipeline.core.progress import ProgressSink
 from s2s_pipeline.segment.context import MirrorContext
 from s2s_pipeline.segment.delivery import DeliveryReport, SegmentSettings, deliver, native
 from s2s_pipeline.segment.event_mapping import TrackCall, map_event
@@ -144,7 +145,8 @@ def _already_sent(store: MirrorStore, keys: Iterable[str]) -> set[str]:
 
 
 def deliver_calls(store: MirrorStore, settings: SegmentSettings, calls: list[tuple[str, TrackCall]], *,
-                  profiles, config: TraitsConfig, now: int) -> tuple[DeliveryReport, dict[str, str]]:
+                  profiles, config: TraitsConfig, now: int,
+                  progress: ProgressSink | None = None) -> tuple[DeliveryReport, dict[str, str]]:
     """Send track calls not yet acknowledged (plus delinquency identifies); record what Segment accepted.
 
     Returns the report and, per Stripe event id, "sent" / "skipped: <why>" / "failed: <why>".
@@ -170,7 +172,7 @@ def deliver_calls(store: MirrorStore, settings: SegmentSettings, calls: list[tup
             ms.append(delinquent_identify(call, identity, event_id))
         by_event[event_id] = (call, ms)
         messages += ms
-    report = deliver(messages, settings)
+    report = deliver(messages, settings, progress=progress)
     if report.dry_run:
         return report, {**outcome, **{e: "skipped: dry run" for e in by_event}}
     sent_rows, delinquent_rows = [], []
@@ -207,7 +209,7 @@ def _mark_delinquent_pushed(store: MirrorStore, customers: list[str]) -> None:
 
 def send_track_events(store: MirrorStore, settings: SegmentSettings, *, reader=None, profiles=None,
                       config: TraitsConfig = TraitsConfig(), now: int, event_ids: list[str] | None = None,
-                      limit: int | None = None) -> TrackOutcome:
+                      limit: int | None = None, progress: ProgressSink | None = None) -> TrackOutcome:
     """Handle ledgered Stripe events still pending (or failed before): map, send, record outcomes."""
     ledger = schema.stripe_events
     query = select(ledger.c.id, ledger.c.type, ledger.c.payload).where(
@@ -232,7 +234,8 @@ def send_track_events(store: MirrorStore, settings: SegmentSettings, *, reader=N
             status[row.id] = f"skipped: no track event for {row.type}"
         else:
             result.calls.append((row.id, call))
-    report, delivered = deliver_calls(store, settings, result.calls, profiles=profiles, config=config, now=now)
+    report, delivered = deliver_calls(store, settings, result.calls, profiles=profiles, config=config, now=now,
+                                      progress=progress)
     status.update(delivered)
     result.report = report
     for event_id, call in result.calls:
