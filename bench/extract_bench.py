@@ -28,7 +28,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).res
 
 from s2s_devtools.demo.generator import generate_account, seed_standin  # noqa: E402
 from s2s_devtools.fakes.stripe_standin import StripeStandIn  # noqa: E402
-from s2s_pipeline.extract.sync import ALL_OBJECT_TYPES, backfill  # noqa: E402
+from s2s_pipeline.extract.backfill import ALL_OBJECT_TYPES, backfill  # noqa: E402
 from s2s_pipeline.store.state_store import StateStore  # noqa: E402
 from s2s_pipeline.stripe.client import StripeReader  # noqa: E402
 from s2s_pipeline.stripe.settings import StripeSettings  # noqa: E402

@@ -27,7 +27,7 @@ from s2s_pipeline.defs.segment_assets import SEGMENT_POOL
 from s2s_pipeline.defs.stripe_assets import mirror_asset_key, stripe_change_feed
 from s2s_pipeline.defs.traits_assets import TraitRulesResource
 from s2s_pipeline.extract.failed_payments import poll_failed_payments
-from s2s_pipeline.extract.sync import apply_single_event
+from s2s_pipeline.extract.change_feed import apply_single_event
 from s2s_pipeline.segment.alert_filter import alert_filter
 from s2s_pipeline.segment.context import MirrorContext
 from s2s_pipeline.segment.track_sync import deliver_calls, history_calls, send_track_events
@@ -55,7 +55,8 @@ def segment_track_events(context: AssetExecutionContext, state_store: StateStore
     whichever job sees it first; events from before the first sync are never replayed.
     """
     outcome = send_track_events(state_store.store(), segment.settings(), reader=stripe.reader(),
-                                profiles=segment.profiles(), config=trait_rules.config(), now=int(time.time()))
+                                profiles=segment.profiles(), config=trait_rules.config(), now=int(time.time()),
+                                progress=context.log.info)
     metadata = {k: MetadataValue.json(v) if isinstance(v, dict) else v for k, v in outcome.metadata().items()}
     _fail_on(outcome.report, "track", metadata)
     context.log.info(f"Track calls: {dict(outcome.sent_by_event)}")
@@ -154,7 +155,7 @@ def segment_payment_history(context: AssetExecutionContext, state_store: StateSt
     calls = history_calls(store, int(window.start.timestamp()), int(window.end.timestamp()),
                           MirrorContext(store.mirror, stripe.reader(), config, now), config)
     report, status = deliver_calls(store, segment.settings(), calls, profiles=segment.profiles(), config=config,
-                                   now=now)
+                                   now=now, progress=context.log.info)
     counts: dict[str, int] = {}
     for text in status.values():
         counts[text.partition(":")[0]] = counts.get(text.partition(":")[0], 0) + 1

@@ -27,7 +27,7 @@ def segment_profiles(context: AssetExecutionContext, state_store: StateStoreReso
     """
     settings = segment.settings()
     outcome = sync_profiles(state_store.store(), settings, segment.profiles(), segment.options(),
-                            now=int(time.time()))
+                            now=int(time.time()), progress=context.log.info)
     metadata = {
         "customers": outcome.customers,
         "customers_changed": outcome.customers_changed,

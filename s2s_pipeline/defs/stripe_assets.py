@@ -17,7 +17,9 @@ from dagster import (
 
 from s2s_pipeline.defs.partitions import stripe_daily_partitions
 from s2s_pipeline.defs.resources import SegmentResource, StateStoreResource, StripeResource
-from s2s_pipeline.extract.sync import ALL_OBJECT_TYPES, PartialSyncError, backfill, sync_changes
+from s2s_pipeline.extract.backfill import ALL_OBJECT_TYPES, backfill
+from s2s_pipeline.extract.change_feed import sync_changes
+from s2s_pipeline.extract.results import PartialSyncError
 
 STRIPE_POOL = "stripe_api"
 
@@ -77,7 +79,7 @@ def stripe_mirror_backfill(context: AssetExecutionContext, stripe: StripeResourc
     gte, lt = int(window.start.timestamp()), int(window.end.timestamp())
     object_types = [_TYPE_BY_KEY[key] for key in context.selected_asset_keys]
     context.log.info(f"Backfilling {', '.join(object_types)} created in [{window.start}, {window.end})")
-    result = backfill(stripe.reader(), state_store.store(), object_types, gte, lt)
+    result = backfill(stripe.reader(), state_store.store(), object_types, gte, lt, progress=context.log.info)
     for object_type in object_types:
         yield MaterializeResult(
             asset_key=mirror_asset_key(object_type),
@@ -121,7 +123,7 @@ def stripe_change_feed(context: AssetExecutionContext, stripe: StripeResource, s
     # The first step of the nightly run checks the Segment settings too, so a
     # malformed one fails the run at its start, before any Stripe work.
     segment.validate()
-    result = sync_changes(stripe.reader(), state_store.store())
+    result = sync_changes(stripe.reader(), state_store.store(), progress=context.log.info)
     if result.note:
         context.log.warning(result.note)
     metadata = {k: MetadataValue.json(v) if isinstance(v, dict) else v for k, v in result.metadata().items()}

@@ -11,7 +11,8 @@ that exits without ``flush()``). This module closes each of them:
 - ``flush()`` then ``join()`` before returning, so "not failed" means
   "acknowledged by Segment".
 
-Callers record state only for ``DeliveryReport.delivered``.
+Callers record state only for ``DeliveryReport.delivered``. A long delivery
+can report progress ("identify: 4,000 of 10,000 acknowledged") while it waits.
 """
 
 from __future__ import annotations
@@ -19,14 +20,18 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
+import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 from urllib.parse import urlparse
 
 import numpy as np
 import pandas as pd
 
+from s2s_pipeline.core.progress import ProgressReporter, ProgressSink
 from s2s_pipeline.segment.messages import Message
 
 log = logging.getLogger(__name__)
@@ -34,6 +39,9 @@ log = logging.getLogger(__name__)
 #: Segment rejects single messages over 32 KB; stay under with room for the library's context.
 MAX_MESSAGE_BYTES = 31 * 1024
 DEFAULT_HOST = "https://api.segment.io"
+
+#: How often a delivery with progress looks at what Segment acknowledged (lines are throttled further).
+_PROGRESS_POLL_SECONDS = 1.0
 
 # analytics-python logs whole payloads (write key included) at DEBUG.
 logging.getLogger("segment").setLevel(logging.WARNING)
@@ -107,12 +115,52 @@ def _reason(exc: Exception) -> str:
     return f"{type(exc).__name__}" + (f" (HTTP {status})" if status else "")
 
 
-def deliver(messages: Iterable[Message], settings: SegmentSettings) -> DeliveryReport:
-    """Send messages and wait until Segment acknowledged or refused each one."""
+class _AcknowledgedProgress:
+    """Messages Segment acknowledged so far, per call type, as progress lines.
+
+    Counts only: never a message's ids, traits or properties.
+    """
+
+    def __init__(self, attempted: list[Message], sink: ProgressSink | None, clock: Callable[[], float]) -> None:
+        self._reporter = ProgressReporter(sink, "acknowledged", clock=clock)
+        self._totals = Counter(m.type for m in attempted)
+        self.enabled = sink is not None and bool(attempted)
+        for message_type, total in self._totals.items():
+            self._reporter.update(message_type, 0, total=total)
+
+    def sent_so_far(self, queued: list[Message], finished: int, failed: dict[str, str]) -> None:
+        """``finished`` of the ``queued`` messages are answered (acknowledged or in ``failed``).
+
+        analytics-python uploads from one thread in queue order, so the answered
+        ones are the first ``finished`` queued (a batch re-queued after a
+        rate limit is the exception, and only shifts which type is counted).
+        """
+        done = Counter(m.type for m in queued[:finished])
+        queued_types = {m.message_id: m.type for m in queued}
+        refused = Counter(queued_types[i] for i in failed.copy() if i in queued_types)
+        for message_type, total in self._totals.items():
+            acknowledged = max(0, done[message_type] - refused[message_type])
+            self._reporter.update(message_type, acknowledged, total=total)
+
+    def finish(self, report: DeliveryReport) -> None:
+        delivered = Counter(m.type for m in report.delivered)
+        for message_type, total in self._totals.items():
+            self._reporter.update(message_type, delivered[message_type], total=total, emit=False)
+        self._reporter.finish()
+
+
+def deliver(messages: Iterable[Message], settings: SegmentSettings, *, progress: ProgressSink | None = None,
+            clock: Callable[[], float] = time.monotonic) -> DeliveryReport:
+    """Send messages and wait until Segment acknowledged or refused each one.
+
+    ``progress`` (e.g. the run log) receives throttled lines of how many
+    messages of each type Segment acknowledged so far, timed on ``clock``.
+    """
     report = DeliveryReport(attempted=list(messages), dry_run=bool(settings.dry_run_path))
     if settings.dry_run_path:
         _write_dry_run(report.attempted, Path(settings.dry_run_path))
         return report
+    acknowledged = _AcknowledgedProgress(report.attempted, progress, clock)
     sendable = []
     for message in report.attempted:
         size = len(json.dumps(message.payload(), default=str).encode())
@@ -120,7 +168,8 @@ def deliver(messages: Iterable[Message], settings: SegmentSettings) -> DeliveryR
             report.failed[message.message_id] = f"message is {size} bytes, over Segment's 32 KB limit"
         else:
             sendable.append(message)
-    report.failed.update(_send(sendable, settings, settings.upload_size))
+    report.failed.update(_send(sendable, settings, settings.upload_size,
+                               watch=acknowledged.sent_so_far if acknowledged.enabled else None))
     # Segment refuses a batch as a whole when one message in it is bad (4xx):
     # its good batch-mates are sent again one per request, so one bad message
     # cannot hold back the others run after run.
@@ -131,10 +180,17 @@ def deliver(messages: Iterable[Message], settings: SegmentSettings) -> DeliveryR
         report.failed.update(_send(refused, settings, 1))
     if report.failed:
         log.warning("Segment did not accept %d of %d messages", len(report.failed), len(report.attempted))
+    if acknowledged.enabled:
+        acknowledged.finish(report)
     return report
 
 
-def _send(messages: list[Message], settings: SegmentSettings, upload_size: int) -> dict[str, str]:
+#: Told, while a pass waits for Segment, which queued messages are answered so far.
+_Watch = Callable[[list[Message], int, dict[str, str]], None]
+
+
+def _send(messages: list[Message], settings: SegmentSettings, upload_size: int,
+          watch: _Watch | None = None) -> dict[str, str]:
     """One pass through analytics-python; returns messageId -> reason for what Segment did not accept."""
     failed: dict[str, str] = {}
     if not messages:
@@ -160,15 +216,32 @@ def _send(messages: list[Message], settings: SegmentSettings, upload_size: int) 
         # Bound how long a 429 with Retry-After may hold up the run.
         max_rate_limit_duration=600,
     )
+    queued: list[Message] = []
     try:
         for message in messages:
             ok, _ = _enqueue(client, message)
-            if not ok:
+            if ok:
+                queued.append(message)
+            else:
                 failed[message.message_id] = "analytics-python queue refused the message"
-        client.flush()
+        if watch is None:
+            client.flush()
+        else:
+            _flush_watching(client, queued, failed, watch)
     finally:
         client.join()
     return failed
+
+
+def _flush_watching(client, queued: list[Message], failed: dict[str, str], watch: _Watch) -> None:
+    """``client.flush()``, telling ``watch`` every second or so how many queued messages are answered."""
+    flushing = threading.Thread(target=client.flush, name="segment-flush", daemon=True)
+    flushing.start()
+    while flushing.is_alive():
+        flushing.join(timeout=_PROGRESS_POLL_SECONDS)
+        # The queue counts a message as unfinished from enqueue until its
+        # batch is answered (acknowledged, or refused through on_error).
+        watch(queued, len(queued) - client.queue.unfinished_tasks, failed)
 
 
 def _enqueue(client, message: Message):

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from s2s_pipeline.core.contract import IDENTIFY_TRAITS
+from s2s_pipeline.core.progress import ProgressSink
 from s2s_pipeline.segment.delivery import DeliveryReport, SegmentSettings, deliver, native
 from s2s_pipeline.segment.canonical import canonical_traits
 from s2s_pipeline.segment.diff import diff_group, diff_identify
@@ -68,7 +69,7 @@ def _missing(value) -> bool:
 
 
 def sync_profiles(store: StateStore, settings: SegmentSettings, profiles, options: ProfileSyncOptions,
-                  now: int) -> ProfileSyncOutcome:
+                  now: int, *, progress: ProgressSink | None = None) -> ProfileSyncOutcome:
     traits = store.traits.read()
     if traits.empty:
         return ProfileSyncOutcome(0, 0, DeliveryReport())
@@ -102,7 +103,7 @@ def sync_profiles(store: StateStore, settings: SegmentSettings, profiles, option
             row.stripe_customer_id, row.user_id, row.anonymous_id, str(row.group_id), native(dict(row.traits)),
             utc_datetime(last_change.get(row.stripe_customer_id, now)))
     messages = [m for ms in identify_by_customer.values() for m in ms] + list(group_by_customer.values())
-    report = deliver(messages, settings)
+    report = deliver(messages, settings, progress=progress)
 
     if not report.dry_run:
         store.identities.record_resolved(identities, now)

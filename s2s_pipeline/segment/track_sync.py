@@ -16,6 +16,7 @@ from typing import Iterable
 
 import pandas as pd
 
+from s2s_pipeline.core.progress import ProgressSink
 from s2s_pipeline.segment.context import MirrorContext
 from s2s_pipeline.segment.delivery import DeliveryReport, SegmentSettings, deliver, native
 from s2s_pipeline.segment.event_mapping import TrackCall, map_event
@@ -128,7 +129,8 @@ def delinquent_identify(call: TrackCall, identity: _Identity, stripe_event_id: s
 
 
 def deliver_calls(store: StateStore, settings: SegmentSettings, calls: list[tuple[str, TrackCall]], *,
-                  profiles, config: TraitsConfig, now: int) -> tuple[DeliveryReport, dict[str, str]]:
+                  profiles, config: TraitsConfig, now: int,
+                  progress: ProgressSink | None = None) -> tuple[DeliveryReport, dict[str, str]]:
     """Send track calls not yet acknowledged (plus delinquency identifies); record what Segment accepted.
 
     Returns the report and, per Stripe event id, "sent" / "skipped: <why>" / "failed: <why>".
@@ -154,7 +156,7 @@ def deliver_calls(store: StateStore, settings: SegmentSettings, calls: list[tupl
             ms.append(delinquent_identify(call, identity, event_id))
         by_event[event_id] = (call, ms)
         messages += ms
-    report = deliver(messages, settings)
+    report = deliver(messages, settings, progress=progress)
     if report.dry_run:
         return report, {**outcome, **{e: "skipped: dry run" for e in by_event}}
     sent_rows, delinquent_rows = [], []
@@ -185,7 +187,7 @@ def _mark_delinquent_pushed(store: StateStore, customers: list[str]) -> None:
 
 def send_track_events(store: StateStore, settings: SegmentSettings, *, reader=None, profiles=None,
                       config: TraitsConfig = TraitsConfig(), now: int, event_ids: list[str] | None = None,
-                      limit: int | None = None) -> TrackOutcome:
+                      limit: int | None = None, progress: ProgressSink | None = None) -> TrackOutcome:
     """Handle ledgered Stripe events still pending (or failed before): map, send, record outcomes."""
     rows = store.ledger.awaiting_track(event_ids=event_ids, limit=limit)
     result = TrackOutcome(considered=len(rows))
@@ -202,7 +204,8 @@ def send_track_events(store: StateStore, settings: SegmentSettings, *, reader=No
             status[row.id] = f"skipped: no track event for {row.type}"
         else:
             result.calls.append((row.id, call))
-    report, delivered = deliver_calls(store, settings, result.calls, profiles=profiles, config=config, now=now)
+    report, delivered = deliver_calls(store, settings, result.calls, profiles=profiles, config=config, now=now,
+                                      progress=progress)
     status.update(delivered)
     result.report = report
     for event_id, call in result.calls:

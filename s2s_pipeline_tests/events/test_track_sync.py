@@ -10,7 +10,7 @@ from s2s_devtools.demo.generator import generate_account, seed_standin
 from s2s_devtools.fakes.profiles_standin import ProfilesStandIn
 from s2s_devtools.fakes.segment_sink import SegmentSink
 from s2s_devtools.fakes.stripe_standin import StripeStandIn
-from s2s_pipeline.extract.sync import apply_single_event, sync_changes
+from s2s_pipeline.extract.change_feed import apply_single_event, sync_changes
 from s2s_pipeline.segment.context import MirrorContext
 from s2s_pipeline.segment.delivery import SegmentSettings
 from s2s_pipeline.segment.profiles_api import ProfilesClient
@@ -201,7 +201,7 @@ def test_charge_failed_without_invoice_payments_api_uses_the_mirror(world):
 
 def test_alert_for_a_customer_created_since_the_last_run_uses_its_metadata_user_id(world):
     """The identity of a track call is resolved like the identify's, even before the nightly run."""
-    from s2s_pipeline.extract.sync import ensure_mirrored
+    from s2s_pipeline.extract.references import ensure_mirrored
 
     now = int(time.time())
     new_customer = {"id": "cus_brand_new", "object": "customer", "email": "new@example.com", "currency": "usd",

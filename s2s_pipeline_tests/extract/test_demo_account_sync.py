@@ -5,7 +5,8 @@ from sqlalchemy import select
 
 from s2s_devtools.demo.changes import simulate_changes
 from s2s_devtools.demo.generator import generate_account, seed_standin
-from s2s_pipeline.extract.sync import ALL_OBJECT_TYPES, backfill, sync_changes
+from s2s_pipeline.extract.backfill import ALL_OBJECT_TYPES, backfill
+from s2s_pipeline.extract.change_feed import sync_changes
 from s2s_pipeline.store import schema
 
 NOW = 1_790_000_000

@@ -6,7 +6,8 @@ import time
 import pytest
 from sqlalchemy import select
 
-from s2s_pipeline.extract.sync import EVENTS_CURSOR, backfill, sync_changes
+from s2s_pipeline.extract.backfill import backfill
+from s2s_pipeline.extract.change_feed import EVENTS_CURSOR, sync_changes
 from s2s_pipeline.store import schema
 from s2s_pipeline.stripe.client import API_VERSION
 
@@ -176,7 +177,7 @@ def test_cursor_older_than_30_days_falls_back_to_relisting(standin, make_reader,
 
 
 def test_malformed_object_is_reported_and_the_rest_committed(standin, make_reader, state_store):
-    from s2s_pipeline.extract.sync import PartialSyncError
+    from s2s_pipeline.extract.results import PartialSyncError
 
     bad = charge(2, 1_760_000_100)
     del bad["status"]

@@ -6,9 +6,10 @@ import logging
 import pytest
 
 from s2s_devtools.fakes.segment_sink import SegmentSink
-from s2s_pipeline.segment.delivery import SegmentConfigError, SegmentSettings, deliver
+from s2s_pipeline.core.progress import DEFAULT_EVERY_SECONDS
 from s2s_pipeline.core.times import utc_datetime as utc
-from s2s_pipeline.segment.messages import identify_message
+from s2s_pipeline.segment.delivery import SegmentConfigError, SegmentSettings, _AcknowledgedProgress, deliver
+from s2s_pipeline.segment.messages import group_message, identify_message
 
 WRITE_KEY = "wk_test_secret_123"
 
@@ -99,3 +100,54 @@ def test_logs_never_contain_the_write_key_or_payloads(sink, caplog):
 def test_settings_errors_name_the_setting(kwargs, match):
     with pytest.raises(SegmentConfigError, match=match):
         SegmentSettings(**kwargs)
+
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def groups(n):
+    return [group_message(f"cus_{i}", None, f"cus_{i}", f"acme_{i}", {"name": "Acme"}, utc(1_790_000_000))
+            for i in range(n)]
+
+
+def test_given_progress_when_delivered_then_each_call_type_reports_acknowledged_of_its_total(sink):
+    batch = messages(30) + groups(5)
+    sink.faults.reject_message_ids({batch[7].message_id}, status=400)
+    lines: list[str] = []
+    clock = ManualClock()
+
+    def tick() -> float:
+        clock.now += DEFAULT_EVERY_SECONDS  # every look at the clock makes a line due
+        return clock.now
+
+    report = deliver(batch, settings(sink, upload_size=10), progress=lines.append, clock=tick)
+    assert len(report.delivered) == 34
+    assert lines[-2:] == ["identify: 29 of 30 acknowledged, done", "group: 5 of 5 acknowledged, done"]
+    for line in lines:
+        kind, counts = line.split(": ")
+        assert kind in ("identify", "group") and counts.endswith(("acknowledged", "acknowledged, done")), line
+        done, _, total = counts.partition(" of ")
+        assert int(done) <= int(total.split()[0]), line
+    assert "cus_" not in "".join(lines) and "Acme" not in "".join(lines)
+
+
+def test_while_waiting_then_acknowledged_counts_the_answered_messages_in_queue_order():
+    """analytics-python answers messages in queue order: the first N answered, less those refused."""
+    queued = [m for pair in zip(messages(4), groups(4)) for m in pair]  # identify, group, identify, group, ...
+    lines: list[str] = []
+    clock = ManualClock()
+    watching = _AcknowledgedProgress(queued, lines.append, clock)
+    clock.now += DEFAULT_EVERY_SECONDS
+    # Five answered: identify x3, group x2; one of those identifies refused.
+    watching.sent_so_far(queued, 5, {queued[2].message_id: "APIError (HTTP 500)"})
+    assert lines == ["identify: 2 of 4 acknowledged", "group: 2 of 4 acknowledged"]
+
+
+def test_without_progress_nothing_is_reported_and_delivery_is_unchanged(sink):
+    report = deliver(messages(12), settings(sink, upload_size=5))
+    assert report.failed == {} and len(sink.accepted) == 12

@@ -34,7 +34,7 @@ import pytest
 import stripe
 from sqlalchemy import select
 
-from s2s_pipeline.extract.sync import EVENTS_CURSOR, sync_changes
+from s2s_pipeline.extract.change_feed import EVENTS_CURSOR, sync_changes
 from s2s_pipeline.store import schema
 from s2s_pipeline.store.db import make_engine
 from s2s_pipeline.store.state_store import StateStore

@@ -1,28 +1,29 @@
-"""Keeping the mirror in step with Stripe: backfills, the change feed, reference resolution.
+"""The change feed: Stripe's Events API since the cursor, applied to the mirror and the event ledger.
 
-Plain Python (no Dagster): the assets in ``s2s_pipeline.defs`` call these.
+Each event's object snapshot is applied only where it is newer than the
+mirror's, and every event is ledgered once with the cursor, atomically. A
+cursor too old for the Events API's 30-day window makes it list everything
+again instead (and say so). Plain Python (no Dagster).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from s2s_pipeline.store.mirror import ApplyStats
+from s2s_pipeline.core.progress import ProgressSink
+from s2s_pipeline.extract.backfill import ALL_OBJECT_TYPES, full_sync
+from s2s_pipeline.extract.references import ensure_mirrored, resolve_references
+from s2s_pipeline.extract.results import SyncResult, rows_for
 from s2s_pipeline.store.state_store import StateStore
-from s2s_pipeline.stripe.client import EVENTS_RETENTION_SECONDS, LIST_SPECS, StripeReader, Window, split_window
-from s2s_pipeline.stripe.errors import MalformedStripeObject
-from s2s_pipeline.stripe.normalize import SUPPORTED_OBJECTS, Rows, scrub, to_rows
+from s2s_pipeline.stripe.client import EVENTS_RETENTION_SECONDS, StripeReader
+from s2s_pipeline.stripe.normalize import SUPPORTED_OBJECTS, Rows, scrub
 
 log = logging.getLogger(__name__)
 
 #: Name of the change feed's cursor in the ``sync_cursors`` table.
 EVENTS_CURSOR = "stripe_events"
-
-#: Every object type the mirror holds, in listing order.
-ALL_OBJECT_TYPES: tuple[str, ...] = tuple(LIST_SPECS)
 
 #: Re-read this much before the cursor: Stripe does not guarantee event order,
 #: so an event can become visible after a newer one. The ledger dedupes.
@@ -34,150 +35,6 @@ _RETENTION_MARGIN_SECONDS = 3600
 #: Event types whose object no longer exists afterwards.
 _DELETION_EVENTS = frozenset({"customer.deleted", "product.deleted", "price.deleted", "coupon.deleted",
                               "plan.deleted", "invoice.deleted"})
-
-
-class PartialSyncError(RuntimeError):
-    """Some Stripe objects could not be parsed; everything else was committed.
-
-    The message lists the object ids and what was wrong, so they can be
-    inspected in the Stripe dashboard.
-    """
-
-
-@dataclass
-class SyncResult:
-    """What one sync did, for asset metadata and logs."""
-
-    mode: str
-    stats: ApplyStats = field(default_factory=ApplyStats)
-    listed: dict[str, int] = field(default_factory=dict)
-    deleted: int = 0
-    references_fetched: int = 0
-    events_read: int = 0
-    events_new: int = 0
-    events_duplicate: int = 0
-    events_applied: int = 0
-    malformed: list[str] = field(default_factory=list)
-    cursor: dict | None = None
-    requests: int = 0
-    rate_limited: int = 0
-    seconds: float = 0.0
-    note: str = ""
-
-    def metadata(self) -> dict:
-        out = {
-            "mode": self.mode,
-            "objects_listed": sum(self.listed.values()),
-            "rows_applied": self.stats.total_applied,
-            "stale_snapshots_ignored": sum(self.stats.stale.values()),
-            "marked_deleted": self.deleted,
-            "references_fetched": self.references_fetched,
-            "stripe_requests": self.requests,
-            "stripe_429s": self.rate_limited,
-            "seconds": round(self.seconds, 3),
-        }
-        if self.listed:
-            out["listed_by_type"] = dict(self.listed)
-        if self.events_read or self.mode == "incremental":
-            out.update(events_read=self.events_read, events_new=self.events_new,
-                       events_duplicate=self.events_duplicate, events_applied=self.events_applied)
-        if self.cursor is not None:
-            out["cursor_created"] = self.cursor.get("created")
-        if self.malformed:
-            out["malformed_objects"] = len(self.malformed)
-        if self.note:
-            out["note"] = self.note
-        return out
-
-    def raise_if_malformed(self) -> None:
-        if self.malformed:
-            shown = "; ".join(self.malformed[:20])
-            more = f" (+{len(self.malformed) - 20} more)" if len(self.malformed) > 20 else ""
-            raise PartialSyncError(
-                f"{len(self.malformed)} Stripe object(s) could not be parsed and were not mirrored "
-                f"(everything else was committed): {shown}{more}"
-            )
-
-
-def _rows_for(objects: Iterable[dict], version_ts: int, malformed: list[str]) -> Rows:
-    rows = Rows()
-    for obj in objects:
-        try:
-            rows.extend(to_rows(obj, version_ts))
-        except MalformedStripeObject as exc:
-            malformed.append(str(exc))
-    return rows
-
-
-def _list_into_mirror(reader: StripeReader, store: StateStore, jobs: list[tuple[str, Window]],
-                      result: SyncResult) -> dict[str, set[str]]:
-    """List every (type, window) job into the mirror; returns ids seen per type."""
-    seen: dict[str, set[str]] = {}
-    for page in reader.fetch_many(jobs):
-        result.listed[page.object_type] = result.listed.get(page.object_type, 0) + len(page.objects)
-        seen.setdefault(page.object_type, set()).update(o.get("id") for o in page.objects)
-        # One transaction per page: a crash loses at most the page in flight,
-        # and re-running the window is safe (newest-wins upserts).
-        result.stats.merge(store.mirror.apply(_rows_for(page.objects, page.fetched_at, result.malformed)))
-    return seen
-
-
-def resolve_references(reader: StripeReader, store: StateStore, result: SyncResult) -> None:
-    """Fetch by id the prices, products and coupons mirrored rows point at but the mirror lacks."""
-    # Subscriptions first (their coupons), prices before products.
-    for object_type in ("subscription", "price", "coupon", "product"):
-        missing = store.mirror.missing_references()[object_type]
-        fetched = Rows()
-        for object_id in missing:
-            obj, version = reader.retrieve(object_type, object_id)
-            if obj is None:
-                log.warning("Stripe %s %s is referenced but does not exist", object_type, object_id)
-                continue
-            fetched.extend(_rows_for([obj], version, result.malformed))
-            result.references_fetched += 1
-        if object_type == "subscription":
-            if fetched.parents:
-                store.mirror.apply(fetched)
-        elif fetched.parents.get(object_type):
-            store.mirror.upsert_full(object_type, fetched.parents[object_type])
-
-
-def backfill(reader: StripeReader, store: StateStore, object_types: Iterable[str], gte: int, lt: int,
-             *, clock: Callable[[], float] = time.time) -> SyncResult:
-    """Mirror every object of the given types created in [gte, lt).
-
-    The range is split into windows listed concurrently. Re-running a range is
-    safe: upserts are newest-wins, and customers mirrored for the range that
-    Stripe no longer lists are flagged deleted.
-    """
-    started = clock()
-    result = SyncResult(mode="backfill")
-    object_types = list(object_types)
-    days = max(1, (lt - gte + 86399) // 86400)
-    pieces = min(days, 2 * reader.settings.concurrency)
-    jobs = [(t, w) for t in object_types for w in split_window(gte, lt, pieces)]
-    before = {t: store.mirror.live_ids(t, gte, lt) for t in object_types if t == "customer"}
-    list_started = int(started)
-    seen = _list_into_mirror(reader, store, jobs, result)
-    for object_type, known in before.items():
-        gone = known - seen.get(object_type, set())
-        result.deleted += store.mirror.mark_deleted(object_type, gone, list_started)
-    resolve_references(reader, store, result)
-    result.requests, result.rate_limited = reader.request_count, reader.rate_limited_count
-    result.seconds = clock() - started
-    return result
-
-
-def full_sync(reader: StripeReader, store: StateStore, result: SyncResult, now: int,
-              object_types: Iterable[str] = ALL_OBJECT_TYPES) -> None:
-    """List every object Stripe has (all types concurrently) and flag vanished customers."""
-    object_types = list(object_types)
-    jobs = [(t, Window(None, None)) for t in object_types]
-    before = store.mirror.live_ids("customer", None, None)
-    seen = _list_into_mirror(reader, store, jobs, result)
-    if "customer" in object_types:
-        result.deleted += store.mirror.mark_deleted("customer", before - seen.get("customer", set()), now)
-    resolve_references(reader, store, result)
 
 
 def _is_history(event: dict, cursor: dict) -> bool:
@@ -269,7 +126,7 @@ def _pick_snapshots(store: StateStore, parsed: list[tuple[dict, Rows]], result: 
             if obj is None:
                 log.warning("Stripe %s %s changed but can no longer be retrieved", *key)
                 continue
-            chosen.extend(_rows_for([obj], version, result.malformed))
+            chosen.extend(rows_for([obj], version, result.malformed))
             result.references_fetched += 1
     return chosen
 
@@ -297,7 +154,7 @@ def apply_events(store: StateStore, events: list[dict], cursor: dict, now: int, 
         detail = None
         if snapshot is not None:
             malformed: list[str] = []
-            rows = _rows_for([snapshot], int(event["created"]), malformed)
+            rows = rows_for([snapshot], int(event["created"]), malformed)
             if malformed:
                 detail = f"not mirrored: {malformed[0]}"
                 result.malformed.append(f"event {event['id']}: {malformed[0]}")
@@ -313,17 +170,6 @@ def apply_events(store: StateStore, events: list[dict], cursor: dict, now: int, 
     result.events_read = len(events)
     result.events_new = len(fresh)
     return new_cursor
-
-
-def ensure_mirrored(reader: StripeReader, store: StateStore, object_type: str, object_id: str | None) -> bool:
-    """Fetch an object the mirror does not have yet (e.g. the customer of a brand-new failed payment)."""
-    if not object_id or store.mirror.versions(object_type, [object_id]):
-        return False
-    obj, version = reader.retrieve(object_type, object_id)
-    if obj is None:
-        return False
-    store.mirror.apply(to_rows(obj, version))
-    return True
 
 
 def apply_single_event(reader: StripeReader, store: StateStore, event: dict, *,
@@ -342,7 +188,8 @@ def apply_single_event(reader: StripeReader, store: StateStore, event: dict, *,
 
 def sync_changes(reader: StripeReader, store: StateStore, *, overlap_seconds: int = DEFAULT_OVERLAP_SECONDS,
                  clock: Callable[[], float] = time.time,
-                 object_types: Iterable[str] = ALL_OBJECT_TYPES) -> SyncResult:
+                 object_types: Iterable[str] = ALL_OBJECT_TYPES,
+                 progress: ProgressSink | None = None) -> SyncResult:
     """Bring the mirror up to date from Stripe's Events API.
 
     - No cursor yet: a full sync, and the cursor starts at the newest event
@@ -351,6 +198,9 @@ def sync_changes(reader: StripeReader, store: StateStore, *, overlap_seconds: in
       are gone, so every object is listed again (and the run says so).
     - Otherwise: events since the cursor (minus an overlap, deduped by id),
       applied only where newer than the mirror.
+
+    ``progress`` (e.g. the run log) receives throttled lines while objects are
+    listed or looked up, with counts per type, timed on ``clock``.
     """
     started = clock()
     now = int(started)
@@ -365,7 +215,7 @@ def sync_changes(reader: StripeReader, store: StateStore, *, overlap_seconds: in
         # The cursor starts at the newest event, taken before listing: changes
         # made while we list appear as later events and are applied
         # (newest-wins) next run. Everything up to it is history.
-        full_sync(reader, store, result, now, object_types)
+        full_sync(reader, store, result, now, object_types, progress=progress, clock=clock)
         result.cursor = {"created": stripe_now, "baseline": stripe_now,
                          "baseline_ids": sorted(e["id"] for e in newest),
                          "last_full_sync": now, "updated_at": now}
@@ -376,7 +226,7 @@ def sync_changes(reader: StripeReader, store: StateStore, *, overlap_seconds: in
         result.note = (f"event cursor was {age_days:.1f} days old, beyond Stripe's 30-day Events window: "
                        "re-listed every object; events older than 30 days are gone and cannot be sent as track calls")
         log.warning(result.note)
-        full_sync(reader, store, result, now, object_types)
+        full_sync(reader, store, result, now, object_types, progress=progress, clock=clock)
         # The events Stripe still keeps are ledgered as usual (their snapshots
         # are older than the fresh listing, so newest-wins skips them).
         events = reader.list_events(since=stripe_now - EVENTS_RETENTION_SECONDS + _RETENTION_MARGIN_SECONDS)
@@ -386,7 +236,7 @@ def sync_changes(reader: StripeReader, store: StateStore, *, overlap_seconds: in
         result = SyncResult(mode="incremental")
         events = reader.list_events(since=max(0, int(cursor["created"]) - overlap_seconds))
         result.cursor = apply_events(store, events, cursor, now, result, reader.retrieve)
-        resolve_references(reader, store, result)
+        resolve_references(reader, store, result, progress=progress, clock=clock)
     result.requests, result.rate_limited = reader.request_count, reader.rate_limited_count
     result.seconds = clock() - started
     return result
