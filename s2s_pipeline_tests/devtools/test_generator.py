@@ -16,7 +16,7 @@ import pytest
 import stripe
 
 from s2s_devtools.demo.generator import SCRIPTED_COUNT, DemoAccount, generate_account, price_amount, seed_standin
-from s2s_devtools.fakes.stripe_standin import StripeStandIn
+from s2s_devtools.fakes.stripe import StripeStandIn
 
 NOW = 1_790_000_000  # 2026-09-21
 DAY = 86400

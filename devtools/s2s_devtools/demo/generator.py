@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from s2s_devtools.fakes.stripe_standin import API_VERSION, random_alnum, sortable_event_id
+from s2s_devtools.fakes.stripe import API_VERSION, random_alnum, sortable_event_id
 
 DAY = 86400
 HOUR = 3600
