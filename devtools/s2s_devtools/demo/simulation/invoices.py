@@ -286,12 +286,7 @@ class Invoices(SimulationPart):
                 inv["payments"] = dict(inv["payments"], data=[self.snap(inpay)])
                 self.emit("charge.succeeded", charge, when)
                 self.emit("invoice.paid", inv, when + 1)
-                if sub["status"] == "past_due":
-                    sub["status"] = "active"
-                    self.emit("customer.subscription.updated", sub, when + 2, {"status": "past_due"})
-                if cust["delinquent"]:
-                    cust["delinquent"] = False
-                    self.emit("customer.updated", cust, when + 3, {"delinquent": True})
+                self._set_standing(ctx, when, failing=False)
                 self.changes.drop_once_discounts(ctx, when + 4)
                 self.refunds.after_success(ctx, charge, when)
                 return "paid"
@@ -300,18 +295,25 @@ class Invoices(SimulationPart):
             inv["payments"] = dict(inv["payments"], data=[self.snap(inpay)])
             self.emit("charge.failed", charge, when)
             self.emit("invoice.payment_failed", inv, when + 1)
-            if sub["status"] == "active":
-                sub["status"] = "past_due"
-                self.emit("customer.subscription.updated", sub, when + 2, {"status": "active"})
-            if not cust["delinquent"]:
-                cust["delinquent"] = True
-                self.emit("customer.updated", cust, when + 3, {"delinquent": False})
+            self._set_standing(ctx, when, failing=True)
             if last:
                 # retries exhausted: the default setting cancels the subscription
                 # and leaves the invoice open (past due)
                 self.changes.cancel(ctx, when + 60, when + 60, "payment_failed", api=False)
                 return "exhausted"
         return "pending"  # pragma: no cover - loop always returns
+
+    def _set_standing(self, ctx: CustomerRun, when: int, *, failing: bool) -> None:
+        """After a payment attempt at ``when``: a failure makes an active subscription ``past_due`` and the
+        customer delinquent; a success puts both back in good standing."""
+        sub, cust = ctx.sub, ctx.cust
+        before, after = ("active", "past_due") if failing else ("past_due", "active")
+        if sub["status"] == before:
+            sub["status"] = after
+            self.emit("customer.subscription.updated", sub, when + 2, {"status": before})
+        if cust["delinquent"] != failing:
+            cust["delinquent"] = failing
+            self.emit("customer.updated", cust, when + 3, {"delinquent": not failing})
 
     @staticmethod
     def _mark_paid(inv: dict, when: int) -> None:
