@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import collections
-import random
 import threading
+
+from s2s_devtools.fakes.faults import PlannedFaults
 
 
 def error_body(status: int) -> dict:
@@ -38,35 +39,18 @@ def error_body(status: int) -> dict:
     return {"error": {"type": "invalid_request_error", "code": "injected_fault", "message": f"Injected fault ({status})."}}
 
 
-class FaultPlan:
-    """Failures to inject into upcoming requests, the way a busy Stripe fails.
+class FaultPlan(PlannedFaults):
+    """Failures to inject into upcoming requests, the way a busy Stripe fails (429 unless told otherwise).
 
     Checked per request, in order: path-specific faults, then ``fail_next``,
     then the random failure rate. Thread-safe.
     """
 
+    default_status = 429
+
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._next: collections.deque[int] = collections.deque()
+        super().__init__()
         self._paths: list[list] = []  # [substring, remaining, status]
-        self._p = 0.0
-        self._p_status = 429
-        self._rng = random.Random(1)
-        self.injected = 0  # how many responses were faults
-
-    def fail_next(self, count: int, status: int = 429) -> None:
-        """The next ``count`` requests (any path) fail with ``status``."""
-        with self._lock:
-            self._next.extend([status] * count)
-
-    def fail_probability(self, p: float, status: int = 429, seed: int = 1) -> None:
-        """Each request fails with probability ``p`` (seeded, so runs repeat); ``p=0`` clears."""
-        if not 0.0 <= p <= 1.0:
-            raise ValueError("p must be within 0..1")
-        with self._lock:
-            self._p = p
-            self._p_status = status
-            self._rng = random.Random(seed)
 
     def fail_paths(self, substring: str, count: int, status: int = 429) -> None:
         """The next ``count`` requests whose path contains ``substring`` fail with ``status``."""
@@ -75,10 +59,9 @@ class FaultPlan:
 
     def clear(self) -> None:
         """Remove every planned fault."""
+        super().clear()
         with self._lock:
-            self._next.clear()
             self._paths.clear()
-            self._p = 0.0
 
     def check(self, path: str) -> int | None:
         """Consume and return the status this request must fail with, if any."""
@@ -88,13 +71,8 @@ class FaultPlan:
                     plan[1] -= 1
                     self.injected += 1
                     return plan[2]
-            if self._next:
-                self.injected += 1
-                return self._next.popleft()
-            if self._p > 0 and self._rng.random() < self._p:
-                self.injected += 1
-                return self._p_status
-        return None
+            taken = self._take()
+        return None if taken is None else taken[0]
 
 
 class SlidingWindowLimit:
