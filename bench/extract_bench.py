@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1] / "devtools")]
 
 from s2s_devtools.demo.generator import generate_account, seed_standin  # noqa: E402
-from s2s_devtools.fakes.stripe_standin import StripeStandIn  # noqa: E402
+from s2s_devtools.fakes.stripe import StripeStandIn  # noqa: E402
 from s2s_pipeline.extract.backfill import ALL_OBJECT_TYPES, backfill  # noqa: E402
 from s2s_pipeline.store.state_store import StateStore  # noqa: E402
 from s2s_pipeline.stripe.client import StripeReader  # noqa: E402

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from s2s_pipeline.definitions import defs
 from s2s_pipeline.defs.resources import SegmentResource, StateStoreResource, StripeResource
 from s2s_pipeline.defs.stripe_assets import stripe_change_feed, stripe_mirror_backfill
-from s2s_devtools.fakes.stripe_standin import StripeStandIn
+from s2s_devtools.fakes.stripe import StripeStandIn
 from s2s_pipeline.store import schema
 from s2s_pipeline.store.db import make_engine
 

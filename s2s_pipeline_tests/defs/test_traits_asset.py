@@ -14,7 +14,7 @@ from s2s_pipeline.defs.traits_assets import (
     spend_tier_valid,
 )
 from s2s_devtools.demo.generator import generate_account, seed_standin
-from s2s_devtools.fakes.stripe_standin import StripeStandIn
+from s2s_devtools.fakes.stripe import StripeStandIn
 from s2s_pipeline.store.db import make_engine
 from s2s_pipeline.store.traits_table import TraitsTable
 

@@ -16,7 +16,7 @@ from email.utils import parsedate_to_datetime
 import pytest
 import stripe
 
-from s2s_devtools.fakes.stripe_standin import StripeStandIn, parse_query
+from s2s_devtools.fakes.stripe import StripeStandIn, parse_query
 
 NOW = 1_790_000_000
 DAY = 86400

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from s2s_devtools.demo.generator import generate_account, seed_standin
 from s2s_devtools.fakes.profiles_standin import ProfilesStandIn
 from s2s_devtools.fakes.segment_sink import SegmentSink
-from s2s_devtools.fakes.stripe_standin import StripeStandIn
+from s2s_devtools.fakes.stripe import StripeStandIn
 from s2s_pipeline.extract.change_feed import apply_single_event, sync_changes
 from s2s_pipeline.segment.context import MirrorContext
 from s2s_pipeline.segment.delivery import SegmentSettings

@@ -2,7 +2,7 @@
 
 import pytest
 
-from s2s_devtools.fakes.stripe_standin import StripeStandIn
+from s2s_devtools.fakes.stripe import StripeStandIn
 from s2s_pipeline.stripe.client import StripeReader
 from s2s_pipeline.stripe.settings import StripeSettings
 

@@ -53,7 +53,7 @@ from dagster import (
 from sqlalchemy import create_engine, func, select, text
 
 from s2s_devtools.fakes.segment_sink import SegmentSink
-from s2s_devtools.fakes.stripe_standin import StripeStandIn
+from s2s_devtools.fakes.stripe import StripeStandIn
 from s2s_pipeline.store import schema
 from s2s_pipeline.store.db import make_engine
 

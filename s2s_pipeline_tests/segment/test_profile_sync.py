@@ -10,7 +10,7 @@ import pytest
 from s2s_devtools.demo.generator import generate_account, seed_standin
 from s2s_devtools.fakes.profiles_standin import ProfilesStandIn
 from s2s_devtools.fakes.segment_sink import SegmentSink
-from s2s_devtools.fakes.stripe_standin import StripeStandIn
+from s2s_devtools.fakes.stripe import StripeStandIn
 from s2s_pipeline.extract.change_feed import sync_changes
 from s2s_pipeline.segment.delivery import SegmentSettings
 from s2s_pipeline.segment.profile_sync import ProfileSyncOptions, sync_profiles

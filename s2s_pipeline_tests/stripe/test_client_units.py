@@ -81,7 +81,7 @@ def test_reader_retries_429_with_full_jitter_backoff_paced_counted_and_logged(ca
     import logging
     import random
 
-    from s2s_devtools.fakes.stripe_standin import StripeStandIn
+    from s2s_devtools.fakes.stripe import StripeStandIn
     from s2s_pipeline.stripe.client import StripeReader
 
     slept = []

@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     from s2s_devtools.demo.changes import simulate_changes
     from s2s_devtools.demo.generator import generate_account, seed_standin
     from s2s_devtools.fakes.segment_sink import SegmentSink
-    from s2s_devtools.fakes.stripe_standin import StripeStandIn
+    from s2s_devtools.fakes.stripe import StripeStandIn
     from s2s_pipeline.store.state_store import StateStore
 
     started = time.perf_counter()

@@ -38,7 +38,8 @@ from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from s2s_devtools.fakes.segment_sink import HTTPError, HTTPFaults, LoopbackServer, basic_auth_credentials, utc_now_iso
+from s2s_devtools.fakes.faults import HTTPFaults
+from s2s_devtools.fakes.segment_sink import HTTPError, LoopbackServer, basic_auth_credentials, utc_now_iso
 
 ID_TYPES = ("user_id", "anonymous_id", "email")  # also the order external_ids are listed in
 TRAITS_DEFAULT_LIMIT = 10

@@ -44,9 +44,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import collections
 import json
-import random
 import threading
 import time
 import zlib
@@ -55,6 +53,7 @@ from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from s2s_devtools.fakes.faults import HTTPFaults
 from s2s_devtools.fakes.loopback import LoopbackServer
 
 MAX_REQUEST_BYTES = 500 * 1024  # a /v1/batch body, decompressed
@@ -90,77 +89,6 @@ def utc_now_iso() -> str:
 
 
 # ---------------------------------------------------------------- faults
-
-
-class HTTPFaults:
-    """Failures to inject into upcoming requests. Thread-safe.
-
-    Checked per request: ``fail_next`` first (in the order planned), then the
-    random failure rate. ``delay`` slows every response down (server side).
-    """
-
-    default_status = 503
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._next: collections.deque[tuple[int, int | None]] = collections.deque()
-        self._p = 0.0
-        self._p_status = self.default_status
-        self._rng = random.Random(1)
-        self._delay = 0.0
-        self.injected = 0  # how many responses were injected faults
-
-    def fail_next(self, count: int, status: int | None = None, retry_after: int | None = None) -> None:
-        """The next ``count`` requests fail with ``status``; a ``Retry-After`` header
-        (seconds) is sent when ``retry_after`` is given."""
-        if status is None:
-            status = self.default_status
-        with self._lock:
-            self._next.extend([(status, retry_after)] * count)
-
-    def fail_probability(self, p: float, status: int | None = None, seed: int = 1) -> None:
-        """Each request fails with probability ``p`` (seeded, so runs repeat); ``p=0`` clears."""
-        if not 0.0 <= p <= 1.0:
-            raise ValueError("p must be within 0..1")
-        with self._lock:
-            self._p = p
-            self._p_status = self.default_status if status is None else status
-            self._rng = random.Random(seed)
-
-    def delay(self, seconds: float) -> None:
-        """Hold every response for ``seconds`` before answering; 0 clears."""
-        if seconds < 0:
-            raise ValueError("seconds must be >= 0")
-        with self._lock:
-            self._delay = float(seconds)
-
-    @property
-    def pending(self) -> int:
-        """How many ``fail_next`` failures are still to come."""
-        with self._lock:
-            return len(self._next)
-
-    def clear(self) -> None:
-        """Remove every planned fault and the delay."""
-        with self._lock:
-            self._next.clear()
-            self._p = 0.0
-            self._delay = 0.0
-
-    def current_delay(self) -> float:
-        with self._lock:
-            return self._delay
-
-    def check(self) -> tuple[int, int | None] | None:
-        """Consume and return ``(status, retry_after)`` for this request, if it must fail."""
-        with self._lock:
-            if self._next:
-                self.injected += 1
-                return self._next.popleft()
-            if self._p > 0 and self._rng.random() < self._p:
-                self.injected += 1
-                return (self._p_status, None)
-        return None
 
 
 class SinkFaults(HTTPFaults):

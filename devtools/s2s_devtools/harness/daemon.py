@@ -419,7 +419,7 @@ def daemon_harness(*, customers: int = 20, seed: int = 7,
 
     from s2s_devtools.demo.generator import generate_account, seed_standin
     from s2s_devtools.fakes.segment_sink import SegmentSink
-    from s2s_devtools.fakes.stripe_standin import StripeStandIn
+    from s2s_devtools.fakes.stripe import StripeStandIn
 
     t0 = time.monotonic()
     account = generate_account(customers=customers, seed=seed)
@@ -504,7 +504,7 @@ def _candidates(standin: Any, account: Any, exclude: Collection[str]) -> list[tu
 
 
 def _rid(rng: random.Random, prefix: str, lead: str = "1", n: int = 24) -> str:
-    from s2s_devtools.fakes.stripe_standin import random_alnum
+    from s2s_devtools.fakes.stripe import random_alnum
 
     return f"{prefix}_{lead}{random_alnum(rng, n - 1)}"
 
