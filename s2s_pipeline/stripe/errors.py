@@ -23,7 +23,7 @@ class ExpansionRefused(RuntimeError):
         self.request_id = request_id
         super().__init__(
             f"Stripe refused the expand parameter {self.paths} while reading {what} "
-            f"(HTTP 400, Request-Id {request_id or 'not sent'}): {reason}. The mirror needs these expansions "
+            f"(HTTP 400, Request-Id {request_id or 'not sent'}): {reason.rstrip('.')}. The mirror needs these expansions "
             "(price tiers for tiered MRR, subscription discounts' coupons) and real Stripe accepts them. A "
             "stand-in at STRIPE_API_BASE that cannot expand needs expand_unsupported=True on the stripe "
             "resource (then tiered prices count no MRR and discounts no coupon)."
