@@ -29,8 +29,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).res
 from s2s_devtools.demo.generator import generate_account, seed_standin  # noqa: E402
 from s2s_devtools.fakes.stripe import StripeStandIn  # noqa: E402
 from s2s_pipeline.extract.backfill import ALL_OBJECT_TYPES, backfill  # noqa: E402
-from s2s_pipeline.store.db import make_engine  # noqa: E402
-from s2s_pipeline.store.mirror import MirrorStore  # noqa: E402
+from s2s_pipeline.store.state_store import StateStore  # noqa: E402
 from s2s_pipeline.stripe.client import StripeReader  # noqa: E402
 from s2s_pipeline.stripe.settings import StripeSettings  # noqa: E402
 
@@ -59,7 +58,7 @@ def main() -> None:
     if os.environ.get("STRIPE_API_BASE"):
         # Another Stripe stand-in, already seeded: extract all of it.
         with tempfile.TemporaryDirectory() as tmp:
-            store = MirrorStore(make_engine(f"sqlite:///{tmp}/bench.db"))
+            store = StateStore.from_url(f"sqlite:///{tmp}/bench.db")
             settings = StripeSettings(api_key=os.environ.get("STRIPE_API_KEY", "sk_test_bench"),
                                       api_base=os.environ["STRIPE_API_BASE"], rate_limit=args.rate_limit,
                                       concurrency=args.concurrency)
@@ -77,7 +76,7 @@ def main() -> None:
     try:
         base_url, oldest = ready.get(timeout=600)
         with tempfile.TemporaryDirectory() as tmp:
-            store = MirrorStore(make_engine(f"sqlite:///{tmp}/bench.db"))
+            store = StateStore.from_url(f"sqlite:///{tmp}/bench.db")
             settings = StripeSettings(api_key="sk_test_bench", api_base=base_url, rate_limit=args.rate_limit,
                                       concurrency=args.concurrency)
             reader = StripeReader(settings)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from s2s_pipeline.traits.frames import TABLE_COLUMNS, TRAIT_COLUMNS, MirrorFrames
+from s2s_pipeline.traits.frames import TABLE_COLUMNS, TRAIT_INPUT_COLUMNS, MirrorFrames
 
 #: "now" of the synthetic account: 2026-11-01T00:00:00Z.
 NOW = 1_793_491_200
@@ -73,13 +73,13 @@ def _nullable(values: np.ndarray, missing: np.ndarray) -> pd.arrays.IntegerArray
 
 
 def _frame(table: str, data: dict, all_columns: bool) -> pd.DataFrame:
-    """A frame with the columns the loader reads by default (``TRAIT_COLUMNS``), or every schema column.
+    """A frame with the columns the loader reads by default (``TRAIT_INPUT_COLUMNS``), or every schema column.
 
     Requested columns that are not generated are all-missing.
     """
     n = len(next(iter(data.values())))
     cols = {}
-    wanted = TABLE_COLUMNS[table] if all_columns or not TRAIT_COLUMNS[table] else TRAIT_COLUMNS[table]
+    wanted = TABLE_COLUMNS[table] if all_columns or not TRAIT_INPUT_COLUMNS[table] else TRAIT_INPUT_COLUMNS[table]
     for col in wanted:
         if col in data:
             value = data[col]
@@ -99,7 +99,7 @@ def synth_mirror(customers: int, seed: int = 0, charges_per_customer: float = 10
     """Synthetic MirrorFrames for ``customers`` customers, and the ``now`` to compute traits at.
 
     By default each table has the columns ``load_mirror_frames`` reads by default
-    (``traits.frames.TRAIT_COLUMNS``; refunds and disputes, which the traits do
+    (``traits.frames.TRAIT_INPUT_COLUMNS``; refunds and disputes, which the traits do
     not read, keep all their columns); ``all_columns=True`` gives every schema column.
     """
     rng = np.random.default_rng(seed)

@@ -26,9 +26,10 @@ from sqlalchemy import create_engine, text  # noqa: E402
 
 from bench.synth_mirror import synth_mirror  # noqa: E402
 from s2s_pipeline.store import schema  # noqa: E402
-from s2s_pipeline.store.db import make_engine, normalize_url  # noqa: E402
-from s2s_pipeline.store.frames import load_mirror_frames  # noqa: E402
-from s2s_pipeline.store.traits_table import _postgres_copy, write_traits  # noqa: E402
+from s2s_pipeline.store.db import normalize_url  # noqa: E402
+from s2s_pipeline.store.state_store import StateStore  # noqa: E402
+from s2s_pipeline.store.traits_table import postgres_copy  # noqa: E402
+from s2s_pipeline.traits.loading import load_mirror_frames  # noqa: E402
 from s2s_pipeline.traits.config import TraitsConfig  # noqa: E402
 from s2s_pipeline.traits.customer_traits import compute_customer_traits  # noqa: E402
 
@@ -59,7 +60,7 @@ def _storable(frame: pd.DataFrame, table) -> pd.DataFrame:
 
 
 def fill(engine, frames) -> None:
-    method = _postgres_copy if engine.dialect.name == "postgresql" else None
+    method = postgres_copy if engine.dialect.name == "postgresql" else None
     with engine.begin() as conn:
         for name, table in TABLES.items():
             frame = _storable(getattr(frames, name), table)
@@ -67,16 +68,16 @@ def fill(engine, frames) -> None:
 
 
 def measure(url: str, frames, now: int, label: str) -> dict:
-    engine = make_engine(url)
-    fill(engine, frames)
+    store = StateStore.from_url(url)
+    fill(store.engine, frames)
     t0 = time.perf_counter()
-    loaded = load_mirror_frames(engine)
+    loaded = load_mirror_frames(store.mirror)
     t1 = time.perf_counter()
     table = compute_customer_traits(loaded, TraitsConfig(), now)
     t2 = time.perf_counter()
-    write_traits(engine, table)
+    store.traits.write(table)
     t3 = time.perf_counter()
-    engine.dispose()
+    store.dispose()
     return {"benchmark": "traits_asset", "store": label, "customers": len(table),
             "charges": len(frames.charges), "subscriptions": len(frames.subscriptions),
             "seconds": round(t3 - t0, 3), "seconds_read_mirror": round(t1 - t0, 3),

@@ -77,10 +77,14 @@ def state_url(request, tmp_path):
 
 
 @pytest.fixture
-def mirror(state_url):
-    from s2s_pipeline.store.db import make_engine
-    from s2s_pipeline.store.mirror import MirrorStore
+def state_store(state_url):
+    from s2s_pipeline.store.state_store import StateStore
 
-    engine = make_engine(state_url)
-    yield MirrorStore(engine)
-    engine.dispose()
+    store = StateStore.from_url(state_url)
+    yield store
+    store.dispose()
+
+
+@pytest.fixture
+def mirror(state_store):
+    return state_store.mirror

@@ -54,7 +54,7 @@ def segment_track_events(context: AssetExecutionContext, state_store: StateStore
     Order Completed/Refunded, Dispute Created; docs/events.md). Each Stripe fact is sent once,
     whichever job sees it first; events from before the first sync are never replayed.
     """
-    outcome = send_track_events(state_store.mirror(), segment.settings(), reader=stripe.reader(),
+    outcome = send_track_events(state_store.store(), segment.settings(), reader=stripe.reader(),
                                 profiles=segment.profiles(), config=trait_rules.config(), now=int(time.time()),
                                 progress=context.log.info)
     metadata = {k: MetadataValue.json(v) if isinstance(v, dict) else v for k, v in outcome.metadata().items()}
@@ -76,7 +76,7 @@ def failed_payment_alerts(context: AssetExecutionContext, state_store: StateStor
     if event is None:
         raise Failure(description=f"Stripe event {event_id} does not exist or is older than Stripe's 30-day "
                                   "event window; the nightly job reports what the mirror knows")
-    store = state_store.mirror()
+    store = state_store.store()
     apply_single_event(reader, store, event)  # also mirrors a customer created since the last sync
     outcome = send_track_events(store, segment.settings(), reader=reader, profiles=segment.profiles(),
                                 config=trait_rules.config(), now=int(time.time()), event_ids=[event_id])
@@ -122,7 +122,7 @@ def failed_payment_sensor(context: SensorEvaluationContext, stripe: StripeResour
                           state_store: StateStoreResource) -> SensorResult:
     cursor = json.loads(context.cursor) if context.cursor else None
     reader, now = stripe.reader(), int(time.time())
-    alerts_on = alert_filter(MirrorContext(state_store.mirror(), reader, TraitsConfig(), now))
+    alerts_on = alert_filter(MirrorContext(state_store.store().mirror, reader, TraitsConfig(), now))
     poll = poll_failed_payments(reader, cursor, now=now, max_pages=SENSOR_MAX_PAGES, alerts_on=alerts_on)
     ids = [e["id"] for e in poll.events]
     return SensorResult(
@@ -149,11 +149,11 @@ def segment_payment_history(context: AssetExecutionContext, state_store: StateSt
     not sent again. Never runs on its own: launch it over a date range.
     """
     window = context.partition_time_window
-    store = state_store.mirror()
+    store = state_store.store()
     config = trait_rules.config()
     now = int(time.time())
     calls = history_calls(store, int(window.start.timestamp()), int(window.end.timestamp()),
-                          MirrorContext(store, stripe.reader(), config, now), config)
+                          MirrorContext(store.mirror, stripe.reader(), config, now), config)
     report, status = deliver_calls(store, segment.settings(), calls, profiles=segment.profiles(), config=config,
                                    now=now, progress=context.log.info)
     counts: dict[str, int] = {}

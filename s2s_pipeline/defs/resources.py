@@ -16,8 +16,8 @@ from pydantic import Field, PrivateAttr
 from s2s_pipeline.segment.delivery import DEFAULT_HOST, SegmentConfigError, SegmentSettings
 from s2s_pipeline.segment.profile_sync import ProfileSyncOptions
 from s2s_pipeline.segment.profiles_api import ProfilesClient
-from s2s_pipeline.store.db import StateStoreConfigError, make_engine
-from s2s_pipeline.store.mirror import MirrorStore
+from s2s_pipeline.store.db import StateStoreConfigError
+from s2s_pipeline.store.state_store import StateStore
 from s2s_pipeline.stripe.client import StripeReader
 from s2s_pipeline.stripe.errors import StripeConfigError
 from s2s_pipeline.stripe.settings import DEFAULT_RATE_LIMIT, StripeSettings
@@ -77,20 +77,21 @@ class StateStoreResource(ConfigurableResource):
     )
     purge_deleted_customer_pii: bool = Field(
         default=True, description="Blank email, name, metadata and raw payload of customers deleted in Stripe.")
-    _store: Optional[MirrorStore] = PrivateAttr(default=None)
+    _store: Optional[StateStore] = PrivateAttr(default=None)
 
     def apply_retention(self, now: int) -> dict[str, int]:
         days = self.raw_payload_retention_days
-        return self.mirror().purge(raw_before=None if days is None else now - int(days) * 86400,
+        return self.store().purge(raw_before=None if days is None else now - int(days) * 86400,
                                    deleted_customer_pii=self.purge_deleted_customer_pii)
 
     def url(self) -> Optional[str]:
         return self.database_url or os.environ.get("S2S_DATABASE_URL") or None
 
-    def mirror(self) -> MirrorStore:
+    def store(self) -> StateStore:
+        """The state store (opened, and its schema migrated, on first use)."""
         if self._store is None:
             try:
-                self._store = MirrorStore(make_engine(self.url()))
+                self._store = StateStore.from_url(self.url())
             except StateStoreConfigError as exc:
                 raise Failure(description=str(exc)) from exc
         return self._store

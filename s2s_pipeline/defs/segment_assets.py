@@ -26,7 +26,7 @@ def segment_profiles(context: AssetExecutionContext, state_store: StateStoreReso
     is committed.
     """
     settings = segment.settings()
-    outcome = sync_profiles(state_store.mirror(), settings, segment.profiles(), segment.options(),
+    outcome = sync_profiles(state_store.store(), settings, segment.profiles(), segment.options(),
                             now=int(time.time()), progress=context.log.info)
     metadata = {
         "customers": outcome.customers,

@@ -79,7 +79,7 @@ def stripe_mirror_backfill(context: AssetExecutionContext, stripe: StripeResourc
     gte, lt = int(window.start.timestamp()), int(window.end.timestamp())
     object_types = [_TYPE_BY_KEY[key] for key in context.selected_asset_keys]
     context.log.info(f"Backfilling {', '.join(object_types)} created in [{window.start}, {window.end})")
-    result = backfill(stripe.reader(), state_store.mirror(), object_types, gte, lt, progress=context.log.info)
+    result = backfill(stripe.reader(), state_store.store(), object_types, gte, lt, progress=context.log.info)
     for object_type in object_types:
         yield MaterializeResult(
             asset_key=mirror_asset_key(object_type),
@@ -123,11 +123,11 @@ def stripe_change_feed(context: AssetExecutionContext, stripe: StripeResource, s
     # The first step of the nightly run checks the Segment settings too, so a
     # malformed one fails the run at its start, before any Stripe work.
     segment.validate()
-    result = sync_changes(stripe.reader(), state_store.mirror(), progress=context.log.info)
+    result = sync_changes(stripe.reader(), state_store.store(), progress=context.log.info)
     if result.note:
         context.log.warning(result.note)
     metadata = {k: MetadataValue.json(v) if isinstance(v, dict) else v for k, v in result.metadata().items()}
-    metadata["mirror_rows"] = MetadataValue.json(state_store.mirror().counts())
+    metadata["mirror_rows"] = MetadataValue.json(state_store.store().counts())
     metadata["retention"] = MetadataValue.json(state_store.apply_retention(int(time.time())))
     _fail_on_malformed(result)
     return MaterializeResult(metadata=metadata)

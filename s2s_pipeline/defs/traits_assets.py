@@ -19,11 +19,10 @@ from pydantic import Field
 
 from s2s_pipeline.defs.resources import StateStoreResource
 from s2s_pipeline.defs.stripe_assets import MIRROR_SPECS, stripe_change_feed
-from s2s_pipeline.store.frames import load_mirror_frames
-from s2s_pipeline.store.traits_table import read_traits, write_traits
 from s2s_pipeline.core.contract import TIER_NAMES
 from s2s_pipeline.traits.config import TraitsConfig, default_tier_thresholds
 from s2s_pipeline.traits.customer_traits import compute_customer_traits
+from s2s_pipeline.traits.loading import load_mirror_frames
 from s2s_pipeline.traits.summary import summary_metadata
 
 
@@ -78,13 +77,13 @@ def customer_traits(context: AssetExecutionContext, state_store: StateStoreResou
     customer's currency, times as ISO-8601 UTC.
     """
     rules = trait_rules.config()
-    engine = state_store.mirror().engine
+    store = state_store.store()
     t0 = time.perf_counter()
-    frames = load_mirror_frames(engine)
+    frames = load_mirror_frames(store.mirror)
     t1 = time.perf_counter()
     table = compute_customer_traits(frames, rules, int(time.time()))
     t2 = time.perf_counter()
-    write_traits(engine, table)
+    store.traits.write(table)
     t3 = time.perf_counter()
     summary = summary_metadata(table)
     context.log.info(f"Computed traits for {summary['customers']} customers "
@@ -110,7 +109,7 @@ def customer_traits(context: AssetExecutionContext, state_store: StateStoreResou
 
 
 def _stored(state_store: StateStoreResource) -> pd.DataFrame:
-    return read_traits(state_store.mirror().engine)
+    return state_store.store().traits.read()
 
 
 def _sample(ids: pd.Series) -> dict:
@@ -122,7 +121,7 @@ def _sample(ids: pd.Series) -> dict:
 def one_row_per_customer(state_store: StateStoreResource) -> AssetCheckResult:
     traits = _stored(state_store)
     duplicated = traits["stripe_customer_id"][traits["stripe_customer_id"].duplicated()]
-    expected = state_store.mirror().live_count("customer")
+    expected = state_store.store().mirror.live_count("customer")
     return AssetCheckResult(
         passed=duplicated.empty and len(traits) == expected,
         metadata={"rows": len(traits), "customers_in_mirror": expected, "duplicates": len(duplicated),

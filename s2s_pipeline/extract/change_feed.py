@@ -16,7 +16,7 @@ from s2s_pipeline.core.progress import ProgressSink
 from s2s_pipeline.extract.backfill import ALL_OBJECT_TYPES, full_sync
 from s2s_pipeline.extract.references import ensure_mirrored, resolve_references
 from s2s_pipeline.extract.results import SyncResult, rows_for
-from s2s_pipeline.store.mirror import MirrorStore
+from s2s_pipeline.store.state_store import StateStore
 from s2s_pipeline.stripe.client import EVENTS_RETENTION_SECONDS, StripeReader
 from s2s_pipeline.stripe.normalize import SUPPORTED_OBJECTS, Rows, scrub
 
@@ -90,7 +90,7 @@ def _collapsed_discounts(event: dict) -> bool:
     return any(isinstance(d, str) for ds in lists for d in ds)
 
 
-def _pick_snapshots(store: MirrorStore, parsed: list[tuple[dict, Rows]], result: SyncResult,
+def _pick_snapshots(store: StateStore, parsed: list[tuple[dict, Rows]], result: SyncResult,
                     refetch: Refetch) -> Rows:
     """Choose, per object, the snapshot the mirror should hold after these events.
 
@@ -107,7 +107,7 @@ def _pick_snapshots(store: MirrorStore, parsed: list[tuple[dict, Rows]], result:
     stored: dict[tuple[str, str], int] = {}
     for table_type in {t for t, _ in groups}:
         ids = [i for t, i in groups if t == table_type]
-        stored.update({(table_type, i): v for i, v in store.versions(table_type, ids).items()})
+        stored.update({(table_type, i): v for i, v in store.mirror.versions(table_type, ids).items()})
     chosen = Rows()
     for key, group in groups.items():
         newest = max(int(e["created"]) for e, _ in group)
@@ -131,14 +131,14 @@ def _pick_snapshots(store: MirrorStore, parsed: list[tuple[dict, Rows]], result:
     return chosen
 
 
-def apply_events(store: MirrorStore, events: list[dict], cursor: dict, now: int, result: SyncResult,
+def apply_events(store: StateStore, events: list[dict], cursor: dict, now: int, result: SyncResult,
                  refetch: Refetch, *, advance_cursor: bool = True) -> dict:
     """Apply new events' snapshots newest-wins and ledger them, with the cursor, atomically.
 
     ``advance_cursor=False`` handles events out of band (the failed-payment
     alert job) without moving the change feed's position.
     """
-    known = store.known_event_ids(e["id"] for e in events)
+    known = store.ledger.known_ids(e["id"] for e in events)
     fresh: list[dict] = []
     seen_ids: set[str] = set()
     for event in events:
@@ -166,22 +166,18 @@ def apply_events(store: MirrorStore, events: list[dict], cursor: dict, now: int,
     rows = _pick_snapshots(store, parsed, result, refetch)
     newest = max([int(e["created"]) for e in events] + [int(cursor.get("created", 0))])
     new_cursor = {**cursor, "created": newest, "updated_at": now}
-    with store.engine.begin() as conn:
-        result.stats.merge(store.apply(rows, conn))
-        store.record_events(ledger, conn)
-        if advance_cursor:
-            store.set_cursor(EVENTS_CURSOR, new_cursor, conn)
+    result.stats.merge(store.commit_events(rows, ledger, (EVENTS_CURSOR, new_cursor) if advance_cursor else None))
     result.events_read = len(events)
     result.events_new = len(fresh)
     return new_cursor
 
 
-def apply_single_event(reader: StripeReader, store: MirrorStore, event: dict, *,
+def apply_single_event(reader: StripeReader, store: StateStore, event: dict, *,
                        clock: Callable[[], float] = time.time) -> SyncResult:
     """Mirror and ledger one event fetched out of band (the change feed will find it known)."""
     now = int(clock())
     result = SyncResult(mode="single_event")
-    cursor = store.get_cursor(EVENTS_CURSOR) or {}
+    cursor = store.cursors.get(EVENTS_CURSOR) or {}
     apply_events(store, [event], cursor, now, result, reader.retrieve, advance_cursor=False)
     # A customer created since the last sync: mirror it too, so calls about it
     # use the identity its identify calls will use.
@@ -190,7 +186,7 @@ def apply_single_event(reader: StripeReader, store: MirrorStore, event: dict, *,
     return result
 
 
-def sync_changes(reader: StripeReader, store: MirrorStore, *, overlap_seconds: int = DEFAULT_OVERLAP_SECONDS,
+def sync_changes(reader: StripeReader, store: StateStore, *, overlap_seconds: int = DEFAULT_OVERLAP_SECONDS,
                  clock: Callable[[], float] = time.time,
                  object_types: Iterable[str] = ALL_OBJECT_TYPES,
                  progress: ProgressSink | None = None) -> SyncResult:
@@ -208,7 +204,7 @@ def sync_changes(reader: StripeReader, store: MirrorStore, *, overlap_seconds: i
     """
     started = clock()
     now = int(started)
-    cursor = store.get_cursor(EVENTS_CURSOR)
+    cursor = store.cursors.get(EVENTS_CURSOR)
     # Stripe's "now" on the events' own clock: the newest event (Stripe's Date
     # header when there is none). Cursor ages are measured on it, so a server
     # whose clock differs from ours (or a simulated one) is read correctly.
@@ -223,7 +219,7 @@ def sync_changes(reader: StripeReader, store: MirrorStore, *, overlap_seconds: i
         result.cursor = {"created": stripe_now, "baseline": stripe_now,
                          "baseline_ids": sorted(e["id"] for e in newest),
                          "last_full_sync": now, "updated_at": now}
-        store.set_cursor(EVENTS_CURSOR, result.cursor)
+        store.cursors.set(EVENTS_CURSOR, result.cursor)
     elif stripe_now - int(cursor["created"]) > EVENTS_RETENTION_SECONDS - _RETENTION_MARGIN_SECONDS:
         result = SyncResult(mode="resync_cursor_expired")
         age_days = (stripe_now - int(cursor["created"])) / 86400

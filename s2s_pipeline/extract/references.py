@@ -13,7 +13,7 @@ from typing import Callable
 
 from s2s_pipeline.core.progress import ProgressReporter, ProgressSink
 from s2s_pipeline.extract.results import SyncResult, rows_for
-from s2s_pipeline.store.mirror import MirrorStore
+from s2s_pipeline.store.state_store import StateStore
 from s2s_pipeline.store.schema import MIRROR_TABLES
 from s2s_pipeline.stripe.client import StripeReader
 from s2s_pipeline.stripe.normalize import Rows, to_rows
@@ -21,7 +21,7 @@ from s2s_pipeline.stripe.normalize import Rows, to_rows
 log = logging.getLogger(__name__)
 
 
-def resolve_references(reader: StripeReader, store: MirrorStore, result: SyncResult, *,
+def resolve_references(reader: StripeReader, store: StateStore, result: SyncResult, *,
                        progress: ProgressSink | None = None, clock: Callable[[], float] = time.monotonic) -> None:
     """Fetch by id the prices, products and coupons mirrored rows point at but the mirror lacks.
 
@@ -30,7 +30,7 @@ def resolve_references(reader: StripeReader, store: MirrorStore, result: SyncRes
     reporter = ProgressReporter(progress, "looked up by id", clock=clock)
     # Subscriptions first (their coupons), prices before products.
     for object_type in ("subscription", "price", "coupon", "product"):
-        missing = store.missing_references()[object_type]
+        missing = store.mirror.missing_references()[object_type]
         fetched = Rows()
         for done, object_id in enumerate(missing):
             reporter.update(MIRROR_TABLES[object_type].name, done, total=len(missing))
@@ -42,20 +42,20 @@ def resolve_references(reader: StripeReader, store: MirrorStore, result: SyncRes
             result.references_fetched += 1
         if object_type == "subscription":
             if fetched.parents:
-                store.apply(fetched)
+                store.mirror.apply(fetched)
         elif fetched.parents.get(object_type):
-            store.upsert_full(object_type, fetched.parents[object_type])
+            store.mirror.upsert_full(object_type, fetched.parents[object_type])
         if missing:
             reporter.update(MIRROR_TABLES[object_type].name, len(missing), total=len(missing), emit=False)
     reporter.finish()
 
 
-def ensure_mirrored(reader: StripeReader, store: MirrorStore, object_type: str, object_id: str | None) -> bool:
+def ensure_mirrored(reader: StripeReader, store: StateStore, object_type: str, object_id: str | None) -> bool:
     """Fetch an object the mirror does not have yet (e.g. the customer of a brand-new failed payment)."""
-    if not object_id or store.versions(object_type, [object_id]):
+    if not object_id or store.mirror.versions(object_type, [object_id]):
         return False
     obj, version = reader.retrieve(object_type, object_id)
     if obj is None:
         return False
-    store.apply(to_rows(obj, version))
+    store.mirror.apply(to_rows(obj, version))
     return True

@@ -6,11 +6,9 @@ import logging
 from functools import lru_cache
 
 import stripe
-from sqlalchemy import select
 
 from s2s_pipeline.segment.event_mrr import subscription_figures
-from s2s_pipeline.store import schema
-from s2s_pipeline.store.mirror import MirrorStore
+from s2s_pipeline.store.mirror_reads import MirrorReads
 from s2s_pipeline.stripe.client import StripeReader
 from s2s_pipeline.traits.config import TraitsConfig
 
@@ -24,50 +22,40 @@ def _id(value) -> str | None:
 class MirrorContext:
     """``events.MappingContext`` over the mirror (and, when given, the Stripe API)."""
 
-    def __init__(self, store: MirrorStore, reader: StripeReader | None, config: TraitsConfig, now: int) -> None:
-        self.store = store
+    def __init__(self, mirror: MirrorReads, reader: StripeReader | None, config: TraitsConfig, now: int) -> None:
+        self.mirror = mirror
         self.reader = reader
         self.config = config
         self.now = now
-        self._row = lru_cache(maxsize=4096)(self._row_uncached)
-
-    def _row_uncached(self, table_name: str, key: str) -> dict | None:
-        table = schema.metadata.tables[table_name]
-        with self.store.engine.connect() as conn:
-            row = conn.execute(select(table).where(table.c.id == key)).mappings().first()
-        return dict(row) if row else None
+        self._row = lru_cache(maxsize=4096)(mirror.object_row)
 
     # -- mirror ---------------------------------------------------------------------------
 
     def price(self, price_id: str) -> dict | None:
-        return self._row(schema.prices.name, price_id)
+        return self._row("price", price_id)
 
     def product_name(self, product_id: str) -> str | None:
-        row = self._row(schema.products.name, product_id)
+        row = self._row("product", product_id)
         return row["name"] if row else None
 
     def coupon(self, coupon_id: str) -> dict | None:
-        return self._row(schema.coupons.name, coupon_id)
+        return self._row("coupon", coupon_id)
 
     def discount(self, discount_id: str) -> dict | None:
-        return self._row(schema.discounts.name, discount_id)
+        return self._row("discount", discount_id)
 
     def stored_subscription_mrr(self, subscription_id: str):
-        row = self._row(schema.subscriptions.name, subscription_id)
+        row = self._row("subscription", subscription_id)
         if not row or not row.get("raw"):
             return None
         figures = subscription_figures(row["raw"], self, self.config, self.now)
         return figures.mrr_minor, figures.currency, figures.plan
 
     def refunds_of_charge(self, charge_id: str) -> list[dict]:
-        r = schema.refunds
-        with self.store.engine.connect() as conn:
-            rows = conn.execute(select(r.c.id, r.c.amount, r.c.currency, r.c.reason, r.c.created, r.c.status)
-                                .where(r.c.charge == charge_id)).mappings().all()
-        return [dict(row) for row in rows]
+        return self.mirror.refunds_of_charge(charge_id)
 
     def customer_of_charge(self, charge_id: str) -> str | None:
-        row = self._row(schema.charges.name, charge_id)
+        row = self._row("charge", charge_id)
         return row["customer"] if row else None
 
     # -- Stripe API (invoice payments are not mirrored) -----------------------------------
@@ -112,7 +100,7 @@ class MirrorContext:
             charge_id = charge_ref.get("id") if isinstance(charge_ref, dict) else charge_ref
             if not charge_id:
                 continue
-            charge = self._row(schema.charges.name, charge_id) or self._api(f"/v1/charges/{charge_id}")
+            charge = self._row("charge", charge_id) or self._api(f"/v1/charges/{charge_id}")
             if charge and charge.get("failure_code"):
                 return {"code": charge["failure_code"], "message": charge.get("failure_message")}
         return None
@@ -141,12 +129,6 @@ class MirrorContext:
         customer = customer.get("id") if isinstance(customer, dict) else customer
         if not customer:
             return False
-        inv = schema.invoices
-        query = select(inv.c.id).where(
-            inv.c.customer == customer, inv.c.currency == charge.get("currency"),
-            inv.c.status.in_(("open", "uncollectible")),
-            (inv.c.amount_remaining == charge.get("amount")) | (inv.c.amount_due == charge.get("amount")),
-            inv.c.created <= int(charge.get("created") or self.now) + 60,
-        ).limit(1)
-        with self.store.engine.connect() as conn:
-            return conn.execute(query).first() is not None
+        # A minute of slack: the invoice and its first attempt are often stamped apart.
+        return self.mirror.has_unpaid_invoice_for(customer, charge.get("currency"), charge.get("amount"),
+                                                  created_by=int(charge.get("created") or self.now) + 60)

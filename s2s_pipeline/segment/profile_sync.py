@@ -17,15 +17,7 @@ from s2s_pipeline.segment.diff import diff_group, diff_identify
 from s2s_pipeline.segment.identity import resolve_identities
 from s2s_pipeline.core.times import utc_datetime
 from s2s_pipeline.segment.messages import Message, group_message, identify_message, split_by_routing
-from s2s_pipeline.store.mirror import MirrorStore
-from s2s_pipeline.store.segment_state import (
-    customer_last_change,
-    read_identity_map,
-    read_pushed,
-    record_identities,
-    record_pushed,
-)
-from s2s_pipeline.store.traits_table import read_traits
+from s2s_pipeline.store.state_store import StateStore
 
 
 @dataclass(frozen=True)
@@ -76,10 +68,9 @@ def _missing(value) -> bool:
     return value is None or (isinstance(value, float) and value != value) or value is pd.NA
 
 
-def sync_profiles(store: MirrorStore, settings: SegmentSettings, profiles, options: ProfileSyncOptions,
+def sync_profiles(store: StateStore, settings: SegmentSettings, profiles, options: ProfileSyncOptions,
                   now: int, *, progress: ProgressSink | None = None) -> ProfileSyncOutcome:
-    engine = store.engine
-    traits = read_traits(engine)
+    traits = store.traits.read()
     if traits.empty:
         return ProfileSyncOutcome(0, 0, DeliveryReport())
     lookups = {"count": 0}
@@ -90,7 +81,7 @@ def sync_profiles(store: MirrorStore, settings: SegmentSettings, profiles, optio
 
     identities = resolve_identities(
         traits[["stripe_customer_id", "email", "user_id"]],
-        read_identity_map(engine),
+        store.identities.read_all(),
         lookup=lookup if profiles is not None else None,
         now=now,
         recheck_after_seconds=options.recheck_after_seconds,
@@ -98,12 +89,12 @@ def sync_profiles(store: MirrorStore, settings: SegmentSettings, profiles, optio
     )
     current = traits.drop(columns=["user_id"]).merge(
         identities[["stripe_customer_id", "user_id", "anonymous_id"]], on="stripe_customer_id", how="left")
-    pushed = read_pushed(engine)
+    pushed = store.pushed_traits.read_all()
     # A row written only by a delivered group call has no acknowledged identify yet.
     identified = pushed[pushed["identify_pushed_at"].notna()] if not pushed.empty else pushed
     changes = diff_identify(current, identified, allow_list=options.allow_list)
     groups = diff_group(current, pushed)
-    last_change = customer_last_change(engine)
+    last_change = store.mirror.customer_last_change()
 
     identify_by_customer = _identify_messages(changes, options.routing, last_change, now)
     group_by_customer: dict[str, Message] = {}
@@ -115,7 +106,7 @@ def sync_profiles(store: MirrorStore, settings: SegmentSettings, profiles, optio
     report = deliver(messages, settings, progress=progress)
 
     if not report.dry_run:
-        record_identities(store, identities, now)
+        store.identities.record_resolved(identities, now)
         _record_delivered(store, report, current, identify_by_customer, group_by_customer, options, now)
 
     sources = identities["source"].value_counts().to_dict()
@@ -127,7 +118,7 @@ def sync_profiles(store: MirrorStore, settings: SegmentSettings, profiles, optio
     )
 
 
-def _record_delivered(store: MirrorStore, report: DeliveryReport, current: pd.DataFrame,
+def _record_delivered(store: StateStore, report: DeliveryReport, current: pd.DataFrame,
                       identify_by_customer: dict[str, list[Message]], group_by_customer: dict[str, Message],
                       options: ProfileSyncOptions, now: int) -> None:
     """Pushed state for customers whose every identify (or group) message Segment acknowledged."""
@@ -149,7 +140,7 @@ def _record_delivered(store: MirrorStore, report: DeliveryReport, current: pd.Da
             row.update({f"trait_{t}": native(values[t]) if t in compared else None
                         for t in IDENTIFY_TRAITS if t != "stripe_customer_id"})
             rows.append(row)
-    record_pushed(store, rows)
+    store.pushed_traits.record(rows)
     group_rows = []
     for cid, message in group_by_customer.items():
         if message.message_id in failed:
@@ -158,4 +149,4 @@ def _record_delivered(store: MirrorStore, report: DeliveryReport, current: pd.Da
                            "group_name": message.traits.get("name"), "group_plan": message.traits.get("plan"),
                            "group_mrr": message.traits.get("mrr"), "group_message_id": message.message_id,
                            "group_pushed_at": now})
-    record_pushed(store, group_rows)
+    store.pushed_traits.record(group_rows)

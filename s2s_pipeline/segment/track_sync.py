@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 import pandas as pd
-from sqlalchemy import select, update
 
 from s2s_pipeline.core.progress import ProgressSink
 from s2s_pipeline.segment.context import MirrorContext
@@ -24,10 +23,8 @@ from s2s_pipeline.segment.event_mapping import TrackCall, map_event
 from s2s_pipeline.core.contract import PAYMENT_FAILED
 from s2s_pipeline.core.times import utc_datetime
 from s2s_pipeline.segment.messages import Message, content_hash, identify_message, message_id
-from s2s_pipeline.store import schema
-from s2s_pipeline.store.mirror import MirrorStore
 from s2s_pipeline.segment.identity import resolve_identities
-from s2s_pipeline.store.segment_state import record_identities, record_pushed
+from s2s_pipeline.store.state_store import StateStore
 from s2s_pipeline.traits.config import TraitsConfig
 
 log = logging.getLogger(__name__)
@@ -60,7 +57,7 @@ class _Identity:
     email: str | None
 
 
-def _identities(store: MirrorStore, customer_ids: Iterable[str], config: TraitsConfig, *, profiles=None,
+def _identities(store: StateStore, customer_ids: Iterable[str], config: TraitsConfig, *, profiles=None,
                 now: int) -> dict[str, _Identity]:
     """The identity each customer's calls use, resolved exactly as for identify calls.
 
@@ -71,13 +68,10 @@ def _identities(store: MirrorStore, customer_ids: Iterable[str], config: TraitsC
     ids = sorted(set(customer_ids))
     if not ids:
         return {}
-    m = schema.identity_map
-    with store.engine.connect() as conn:
-        stored = pd.read_sql(select(m).where(m.c.stripe_customer_id.in_(ids)), conn)
-        rows = conn.execute(select(schema.customers.c.id, schema.customers.c.email, schema.customers.c.metadata)
-                            .where(schema.customers.c.id.in_(ids))).all()
-    emails = {r.id: r.email for r in rows}
-    metadata = {r.id: r.metadata or {} for r in rows}
+    stored = store.identities.read_for(ids)
+    contacts = store.mirror.customer_contacts(ids)
+    emails = {cid: c["email"] for cid, c in contacts.items()}
+    metadata = {cid: c["metadata"] or {} for cid, c in contacts.items()}
 
     def metadata_user_id(cid: str) -> str | None:
         meta = metadata.get(cid, {})
@@ -87,7 +81,7 @@ def _identities(store: MirrorStore, customer_ids: Iterable[str], config: TraitsC
                           "user_id": [metadata_user_id(cid) for cid in ids]})
     resolved = resolve_identities(frame, stored, now=now,
                                   lookup=profiles.user_id_for_email if profiles is not None else None)
-    record_identities(store, resolved, now)
+    store.identities.record_resolved(resolved, now)
     return {rec.stripe_customer_id: _Identity(native(rec.user_id), native(rec.anonymous_id),
                                               emails.get(rec.stripe_customer_id))
             for rec in resolved.itertuples(index=False)}
@@ -134,17 +128,7 @@ def delinquent_identify(call: TrackCall, identity: _Identity, stripe_event_id: s
     return msg
 
 
-def _already_sent(store: MirrorStore, keys: Iterable[str]) -> set[str]:
-    keys = list(set(keys))
-    found: set[str] = set()
-    with store.engine.connect() as conn:
-        for i in range(0, len(keys), 500):
-            found |= set(conn.execute(select(schema.track_sent.c.dedupe_key)
-                                      .where(schema.track_sent.c.dedupe_key.in_(keys[i:i + 500]))).scalars())
-    return found
-
-
-def deliver_calls(store: MirrorStore, settings: SegmentSettings, calls: list[tuple[str, TrackCall]], *,
+def deliver_calls(store: StateStore, settings: SegmentSettings, calls: list[tuple[str, TrackCall]], *,
                   profiles, config: TraitsConfig, now: int,
                   progress: ProgressSink | None = None) -> tuple[DeliveryReport, dict[str, str]]:
     """Send track calls not yet acknowledged (plus delinquency identifies); record what Segment accepted.
@@ -152,7 +136,7 @@ def deliver_calls(store: MirrorStore, settings: SegmentSettings, calls: list[tup
     Returns the report and, per Stripe event id, "sent" / "skipped: <why>" / "failed: <why>".
     """
     outcome: dict[str, str] = {}
-    sent = _already_sent(store, (c.dedupe_key for _, c in calls))
+    sent = store.track_state.already_sent(c.dedupe_key for _, c in calls)
     identities = _identities(store, (c.stripe_customer_id for _, c in calls), config, profiles=profiles, now=now)
     messages: list[Message] = []
     by_event: dict[str, tuple[TrackCall, list[Message]]] = {}
@@ -187,41 +171,27 @@ def deliver_calls(store: MirrorStore, settings: SegmentSettings, calls: list[tup
                           "sent_at": now})
         if extra and extra[0].message_id not in report.failed:
             delinquent_rows.append(call.stripe_customer_id)
-    if sent_rows:
-        stmt = store._insert(schema.track_sent).on_conflict_do_nothing(index_elements=["dedupe_key"])
-        with store.engine.begin() as conn:
-            conn.execute(stmt, sent_rows)
+    store.track_state.record_sent(sent_rows)
     _mark_delinquent_pushed(store, delinquent_rows)
     return report, outcome
 
 
-def _mark_delinquent_pushed(store: MirrorStore, customers: list[str]) -> None:
+def _mark_delinquent_pushed(store: StateStore, customers: list[str]) -> None:
     """Segment now has payment_delinquent = true for customers already identified, so the
     nightly diff sends false (only) once the invoice is paid."""
     if not customers:
         return
-    with store.engine.connect() as conn:
-        known = set(conn.execute(select(schema.pushed_traits.c.stripe_customer_id).where(
-            schema.pushed_traits.c.stripe_customer_id.in_(customers),
-            schema.pushed_traits.c.identify_pushed_at.is_not(None))).scalars())
-    record_pushed(store, [{"stripe_customer_id": c, "trait_payment_delinquent": True} for c in sorted(known)])
+    known = store.pushed_traits.identified_among(customers)
+    store.pushed_traits.record([{"stripe_customer_id": c, "trait_payment_delinquent": True} for c in sorted(known)])
 
 
-def send_track_events(store: MirrorStore, settings: SegmentSettings, *, reader=None, profiles=None,
+def send_track_events(store: StateStore, settings: SegmentSettings, *, reader=None, profiles=None,
                       config: TraitsConfig = TraitsConfig(), now: int, event_ids: list[str] | None = None,
                       limit: int | None = None, progress: ProgressSink | None = None) -> TrackOutcome:
     """Handle ledgered Stripe events still pending (or failed before): map, send, record outcomes."""
-    ledger = schema.stripe_events
-    query = select(ledger.c.id, ledger.c.type, ledger.c.payload).where(
-        ledger.c.track_status.in_(("pending", "failed"))).order_by(ledger.c.created, ledger.c.id)
-    if event_ids is not None:
-        query = query.where(ledger.c.id.in_(event_ids))
-    if limit is not None:
-        query = query.limit(limit)
-    with store.engine.connect() as conn:
-        rows = conn.execute(query).all()
+    rows = store.ledger.awaiting_track(event_ids=event_ids, limit=limit)
     result = TrackOutcome(considered=len(rows))
-    ctx = MirrorContext(store, reader, config, now)
+    ctx = MirrorContext(store.mirror, reader, config, now)
     status: dict[str, str] = {}
     for row in rows:
         try:
@@ -242,16 +212,16 @@ def send_track_events(store: MirrorStore, settings: SegmentSettings, *, reader=N
         if status.get(event_id) == "sent":
             result.sent_by_event[call.event] += 1
     if not report.dry_run:
-        with store.engine.begin() as conn:
-            for event_id, text in status.items():
-                kind, _, detail = text.partition(": ")
-                conn.execute(update(ledger).where(ledger.c.id == event_id)
-                             .values(track_status=kind, track_detail=detail or None))
+        outcomes = {}
+        for event_id, text in status.items():
+            kind, _, detail = text.partition(": ")
+            outcomes[event_id] = (kind, detail or None)
+        store.ledger.record_track_outcomes(outcomes)
     result.statuses = Counter(text.partition(":")[0] for text in status.values())
     return result
 
 
-def history_calls(store: MirrorStore, gte: int, lt: int, ctx: MirrorContext,
+def history_calls(store: StateStore, gte: int, lt: int, ctx: MirrorContext,
                   config: TraitsConfig) -> list[tuple[str, TrackCall]]:
     """Track calls for payments in [gte, lt) built from the mirror (charges, refunds, disputes).
 
@@ -259,22 +229,18 @@ def history_calls(store: MirrorStore, gte: int, lt: int, ctx: MirrorContext,
     (and so the messageIds) are the ones the live path uses.
     """
     out: list[tuple[str, TrackCall]] = []
-    specs = ((schema.charges, lambda r: "charge.succeeded" if r["status"] == "succeeded"
+    specs = (("charge", lambda r: "charge.succeeded" if r["status"] == "succeeded"
               else "charge.failed" if r["status"] == "failed" else None),
-             (schema.refunds, lambda r: "refund.created"),
-             (schema.disputes, lambda r: "charge.dispute.created"))
-    for table, event_type in specs:
-        with store.engine.connect() as conn:
-            rows = conn.execute(select(table).where(table.c.created >= gte, table.c.created < lt)
-                                .order_by(table.c.created, table.c.id)).mappings().all()
-        for row in rows:
+             ("refund", lambda r: "refund.created"),
+             ("dispute", lambda r: "charge.dispute.created"))
+    for object_type, event_type in specs:
+        for row in store.mirror.rows_created_between(object_type, gte, lt):
             kind = event_type(row)
             if kind is None:
                 continue
             # The raw snapshot when retention kept it, else the typed columns (all the mapping reads).
             obj = row["raw"] or {k: v for k, v in row.items() if k not in ("raw", "version_ts", "deleted")} | {
-                "object": {"stripe_charges": "charge", "stripe_refunds": "refund",
-                           "stripe_disputes": "dispute"}[table.name]}
+                "object": object_type}
             event = {"id": f"history:{row['id']}", "object": "event", "type": kind, "created": row["created"],
                      "data": {"object": obj}}
             call = map_event(event, ctx, config)

@@ -1,4 +1,4 @@
-"""Reading the Stripe mirror into pandas frames for the trait computation."""
+"""Reading mirror tables into pandas frames, fast (the trait computation reads the whole mirror)."""
 
 from __future__ import annotations
 
@@ -8,29 +8,7 @@ from typing import Mapping
 import pandas as pd
 from sqlalchemy import JSON, Boolean, Engine, false, select
 
-from s2s_pipeline.store import schema
-from s2s_pipeline.traits.frames import (
-    TABLE_COLUMNS,
-    TRAIT_COLUMNS,
-    MirrorFrames,
-    apply_fast_dtypes,
-    empty_frame,
-)
-
-#: MirrorFrames field -> mirror table.
-TABLES = {
-    "customers": schema.customers,
-    "subscriptions": schema.subscriptions,
-    "subscription_items": schema.subscription_items,
-    "prices": schema.prices,
-    "products": schema.products,
-    "coupons": schema.coupons,
-    "discounts": schema.discounts,
-    "invoices": schema.invoices,
-    "charges": schema.charges,
-    "refunds": schema.refunds,
-    "disputes": schema.disputes,
-}
+from s2s_pipeline.store.schema import MIRROR_FRAME_COLUMNS, MIRROR_FRAME_TABLES
 
 
 def _read(conn, stmt, columns) -> pd.DataFrame:
@@ -57,39 +35,30 @@ def _read(conn, stmt, columns) -> pd.DataFrame:
     return frame
 
 
-def load_mirror_frames(engine: Engine, columns: Mapping[str, tuple[str, ...]] | None = None,
-                       fast_dtypes: bool = True) -> MirrorFrames:
-    """The mirror tables as a MirrorFrames.
+def read_frames(engine: Engine, columns: Mapping[str, tuple[str, ...]]) -> dict[str, pd.DataFrame]:
+    """The wanted columns of the mirror tables, one DataFrame per frame name (``schema.MIRROR_FRAME_TABLES``).
 
-    - ``columns``: per MirrorFrames field, the columns to read (default
-      ``TRAIT_COLUMNS``: what ``compute_customer_traits`` needs; ``TABLE_COLUMNS``
-      reads everything but ``raw``). A table with no columns is returned empty
-      (with its schema columns) without a query.
+    - ``columns``: per frame name, the columns to read; a frame with no
+      columns wanted is not read (and not in the result). A column the table
+      lacks raises KeyError.
     - Customers flagged ``deleted`` are not read; other tables keep their rows
       (a deleted invoice or a canceled subscription still tells something).
       Customers come ordered by id, so the trait table's row order is stable.
-    - One ``pd.read_sql`` per table with an explicit column list, all in one
-      transaction (a consistent snapshot on PostgreSQL); dtypes are set
-      afterwards with ``traits.frames.apply_fast_dtypes`` (references as
-      categoricals aligned with the referenced ids, which is what makes the
-      trait computation fast) unless ``fast_dtypes`` is False.
+    - One query per table with an explicit column list, all in one
+      transaction (a consistent snapshot on PostgreSQL). Values come as the
+      database holds them (dtypes are the caller's business).
     """
-    wanted = TRAIT_COLUMNS if columns is None else columns
-    tables: dict[str, pd.DataFrame] = {}
+    frames: dict[str, pd.DataFrame] = {}
     with engine.connect() as conn:
-        for name, table in TABLES.items():
-            cols = tuple(wanted.get(name, ()))
-            unknown = [c for c in cols if c not in TABLE_COLUMNS[name]]
+        for name, table in MIRROR_FRAME_TABLES.items():
+            cols = tuple(columns.get(name, ()))
+            unknown = [c for c in cols if c not in MIRROR_FRAME_COLUMNS[name]]
             if unknown:
                 raise KeyError(f"{name} has no columns {unknown}")
             if not cols:
-                tables[name] = empty_frame(name)
                 continue
             stmt = select(*(table.c[c] for c in cols))
             if name == "customers":
                 stmt = stmt.where(table.c.deleted == false()).order_by(table.c.id)
-            frame = _read(conn, stmt, [table.c[c] for c in cols])
-            tables[name] = frame if len(frame) else empty_frame(name, cols)
-    if fast_dtypes:
-        apply_fast_dtypes(tables)
-    return MirrorFrames(**tables)
+            frames[name] = _read(conn, stmt, [table.c[c] for c in cols])
+    return frames

@@ -1,22 +1,37 @@
-"""Writing the Stripe mirror: newest-wins upserts, deletions, cursors, the event ledger."""
+"""Writing the Stripe mirror: newest-wins upserts, deletions, references still to fetch, retention."""
 
 from __future__ import annotations
 
-import json
-import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Iterable, Protocol
 
 from sqlalchemy import Connection, Engine, and_, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from s2s_pipeline.store import schema
-from s2s_pipeline.stripe.normalize import Rows
+from s2s_pipeline.store.mirror_reads import MirrorReads
+from s2s_pipeline.store.statements import chunks, group_by_shape, insert_for, insert_ignoring_existing
 
 # Parents before children, catalogue before what references it.
 _APPLY_ORDER = ("product", "price", "coupon", "customer", "subscription", "invoice", "charge", "refund", "dispute")
-_CHUNK = 500
+
+
+class MirrorRows(Protocol):
+    """A batch of mirror rows, as the extract layer builds them from Stripe objects
+    (``stripe.normalize.Rows`` is one): what ``MirrorStore.apply`` writes.
+
+    Row dicts are keyed by the mirror tables' column names (``store.schema``).
+    """
+
+    #: Object type -> rows of versioned objects (customers, subscriptions, invoices ...).
+    parents: dict[str, list[dict]]
+    #: Subscription id -> its items / discounts (replace the stored ones when the subscription is applied).
+    items: dict[str, list[dict]]
+    discounts: dict[str, list[dict]]
+    #: Customer id -> its customer-level discounts (replaced with the customer).
+    customer_discounts: dict[str, list[dict]]
+    #: Object type -> objects seen embedded in others (stored only when the mirror lacks them).
+    embedded: dict[str, list[dict]]
 
 
 @dataclass
@@ -35,30 +50,25 @@ class ApplyStats:
         return sum(self.applied.values())
 
 
-def _chunks(seq: Sequence, size: int = _CHUNK) -> Iterable[Sequence]:
-    for i in range(0, len(seq), size):
-        yield seq[i : i + size]
+class MirrorStore(MirrorReads):
+    """The SQL mirror of one Stripe account (tables in ``store.schema``).
 
-
-class MirrorStore:
-    """The SQL mirror of one Stripe account (tables in ``store.schema``)."""
+    Writes and the sync's own bookkeeping (versions, live ids, missing
+    references) are here; the questions other layers ask are in ``MirrorReads``.
+    """
 
     def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+        super().__init__(engine)
         self._dialect = engine.dialect.name
 
     # -- upserts ---------------------------------------------------------------
 
     def _insert(self, table):
-        if self._dialect == "postgresql":
-            return postgresql.insert(table)
-        if self._dialect == "sqlite":
-            return sqlite.insert(table)
-        raise NotImplementedError(f"state store dialect {self._dialect!r} is not supported (use SQLite or PostgreSQL)")
+        return insert_for(self._dialect, table)
 
     def _versions(self, conn: Connection, table, ids: list[str]) -> dict[str, int]:
         out: dict[str, int] = {}
-        for chunk in _chunks(ids):
+        for chunk in chunks(ids):
             for row_id, version in conn.execute(select(table.c.id, table.c.version_ts).where(table.c.id.in_(chunk))):
                 out[row_id] = version
         return out
@@ -81,10 +91,7 @@ class MirrorStore:
         stats.stale[object_type] += len(rows) - len(fresh)
         # Deleted stubs carry only bookkeeping columns; group by shape so each
         # statement updates exactly the columns its rows have.
-        by_shape: dict[tuple, list[dict]] = {}
-        for row in fresh:
-            by_shape.setdefault(tuple(sorted(row)), []).append(row)
-        for keys, group in by_shape.items():
+        for keys, group in group_by_shape(fresh).items():
             stmt = self._insert(table)
             set_ = {k: stmt.excluded[k] for k in keys if k != "id"}
             if "tiers" in set_:
@@ -98,7 +105,7 @@ class MirrorStore:
                 # concurrent writer with a newer snapshot is never overwritten.
                 where=table.c.version_ts <= stmt.excluded.version_ts,
             )
-            for chunk in _chunks(group):
+            for chunk in chunks(group):
                 conn.execute(stmt, list(chunk))
         stats.applied[object_type] += len(fresh)
         return {r["id"] for r in fresh}
@@ -111,28 +118,23 @@ class MirrorStore:
         """
         table = schema.MIRROR_TABLES[object_type]
         unique = list({r["id"]: r for r in rows}.values())
-        by_shape: dict[tuple, list[dict]] = {}
-        for row in unique:
-            by_shape.setdefault(tuple(sorted(row)), []).append(row)
-        for group in by_shape.values():
-            stmt = self._insert(table).on_conflict_do_nothing(index_elements=[table.c.id])
-            for chunk in _chunks(group):
-                conn.execute(stmt, list(chunk))
+        for group in group_by_shape(unique).values():
+            insert_ignoring_existing(conn, self._dialect, table, group, "id")
 
     def _replace_children(self, conn: Connection, table, parent_ids: set[str], children: dict[str, list[dict]]) -> None:
         ids = sorted(parent_ids)
-        for chunk in _chunks(ids):
+        for chunk in chunks(ids):
             conn.execute(table.delete().where(table.c.subscription.in_(chunk)))
         # Child ids are unique across parents in Stripe; keep the last seen.
         rows = {row["id"]: row for pid in ids for row in children.get(pid, [])}
-        for chunk in _chunks(list(rows.values())):
+        for chunk in chunks(list(rows.values())):
             conn.execute(table.insert(), list(chunk))
 
     def _replace_customer_discounts(self, conn: Connection, customers: set[str],
                                     discounts: dict[str, list[dict]]) -> None:
         d = schema.discounts
         ids = sorted(customers)
-        for chunk in _chunks(ids):
+        for chunk in chunks(ids):
             conn.execute(d.delete().where(d.c.customer.in_(chunk), d.c.subscription.is_(None)))
         fresh = [row for cid in ids for row in discounts.get(cid, [])]
         if fresh:
@@ -140,7 +142,7 @@ class MirrorStore:
             conn.execute(d.delete().where(d.c.id.in_([r["id"] for r in fresh])))
             conn.execute(d.insert(), fresh)
 
-    def apply(self, rows: Rows, conn: Connection | None = None) -> ApplyStats:
+    def apply(self, rows: MirrorRows, conn: Connection | None = None) -> ApplyStats:
         """Write rows newest-wins in one transaction."""
         if conn is None:
             with self.engine.begin() as own:
@@ -172,7 +174,7 @@ class MirrorStore:
                 return self.mark_deleted(object_type, ids, version_ts, own)
         table = schema.MIRROR_TABLES[object_type]
         count = 0
-        for chunk in _chunks(ids):
+        for chunk in chunks(ids):
             result = conn.execute(
                 update(table)
                 .where(and_(table.c.id.in_(chunk), table.c.version_ts <= version_ts, table.c.deleted.is_(False)))
@@ -239,88 +241,31 @@ class MirrorStore:
                     index_elements=[table.c.id], set_={k: stmt.excluded[k] for k in row if k != "id"}
                 ), row)
 
-    # -- cursors ---------------------------------------------------------------
-
-    def get_cursor(self, name: str) -> dict | None:
-        with self.engine.connect() as conn:
-            value = conn.execute(select(schema.sync_cursors.c.value).where(schema.sync_cursors.c.name == name)).scalar()
-        if value is None:
-            return None
-        return json.loads(value) if isinstance(value, str) else value
-
-    def set_cursor(self, name: str, value: dict, conn: Connection | None = None) -> None:
-        if conn is None:
-            with self.engine.begin() as own:
-                return self.set_cursor(name, value, own)
-        table = schema.sync_cursors
-        stmt = self._insert(table).values(name=name, value=value, updated_at=int(time.time()))
-        conn.execute(stmt.on_conflict_do_update(
-            index_elements=[table.c.name], set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at}
-        ))
-
-    # -- event ledger ----------------------------------------------------------
-
-    def known_event_ids(self, ids: Iterable[str], conn: Connection | None = None) -> set[str]:
-        ids = list(ids)
-        if conn is None:
-            with self.engine.connect() as own:
-                return self.known_event_ids(ids, own)
-        out: set[str] = set()
-        for chunk in _chunks(ids):
-            out |= set(conn.execute(
-                select(schema.stripe_events.c.id).where(schema.stripe_events.c.id.in_(chunk))
-            ).scalars())
-        return out
-
-    def record_events(self, ledger_rows: list[dict], conn: Connection) -> None:
-        """Insert ledger rows; an event id already recorded is left as it is."""
-        if not ledger_rows:
-            return
-        stmt = self._insert(schema.stripe_events).on_conflict_do_nothing(index_elements=[schema.stripe_events.c.id])
-        for chunk in _chunks(ledger_rows):
-            conn.execute(stmt, list(chunk))
-
     # -- retention -------------------------------------------------------------
 
-    def purge(self, *, raw_before: int | None, deleted_customer_pii: bool) -> dict[str, int]:
-        """Apply the retention settings; returns rows changed per kind.
+    def drop_raw_payloads(self, before: int, conn: Connection) -> int:
+        """Blank ``raw`` of snapshots older than ``before`` (Unix seconds); typed columns stay."""
+        cleared = 0
+        for table in schema.MIRROR_TABLES.values():
+            cleared += conn.execute(update(table).where(table.c.version_ts < before, table.c.raw.is_not(None))
+                                    .values(raw=None)).rowcount or 0
+        return cleared
 
-        - ``raw_before``: drop raw Stripe payloads (mirror ``raw``, ledger
-          ``payload``) of snapshots older than this Unix time. Typed columns
-          stay, so traits and the history backfill keep working; ledger rows
-          still waiting to be sent keep their payload.
-        - ``deleted_customer_pii``: blank email, name, metadata and raw of
-          customers deleted in Stripe (they are no longer sent anywhere).
-        """
-        out: dict[str, int] = {}
-        with self.engine.begin() as conn:
-            if raw_before is not None:
-                cleared = 0
-                for table in schema.MIRROR_TABLES.values():
-                    cleared += conn.execute(update(table).where(table.c.version_ts < raw_before,
-                                                                table.c.raw.is_not(None))
-                                            .values(raw=None)).rowcount or 0
-                out["raw_payloads_dropped"] = cleared
-                ledger = schema.stripe_events
-                out["event_payloads_dropped"] = conn.execute(
-                    update(ledger).where(ledger.c.created < raw_before, ledger.c.payload.is_not(None),
-                                         ledger.c.track_status.not_in(("pending", "failed")))
-                    .values(payload=None)).rowcount or 0
-            if deleted_customer_pii:
-                c = schema.customers
-                out["deleted_customers_scrubbed"] = conn.execute(
-                    update(c).where(c.c.deleted.is_(True), (c.c.email.is_not(None)) | (c.c.name.is_not(None))
-                                    | (c.c.raw.is_not(None)))
-                    .values(email=None, name=None, metadata=None, raw=None)).rowcount or 0
-        return out
+    def scrub_deleted_customers(self, conn: Connection) -> int:
+        """Blank email, name, metadata and raw of customers deleted in Stripe (they are sent nowhere)."""
+        c = schema.customers
+        return conn.execute(
+            update(c).where(c.c.deleted.is_(True), (c.c.email.is_not(None)) | (c.c.name.is_not(None))
+                            | (c.c.raw.is_not(None)))
+            .values(email=None, name=None, metadata=None, raw=None)).rowcount or 0
 
     # -- inspection ------------------------------------------------------------
 
     def counts(self) -> dict[str, int]:
-        """Rows per mirror table (deleted included) plus the ledger, for metadata and the demo."""
+        """Rows per mirror table (deleted included), for metadata and the demo."""
         out = {}
         with self.engine.connect() as conn:
             for name, table in {**schema.MIRROR_TABLES, "subscription_item": schema.subscription_items,
-                                "discount": schema.discounts, "event": schema.stripe_events}.items():
+                                "discount": schema.discounts}.items():
                 out[name] = conn.execute(select(func.count()).select_from(table)).scalar_one()
         return out

@@ -271,6 +271,27 @@ MIRROR_TABLES: dict[str, Table] = {
     "dispute": disputes,
 }
 
+#: The mirror tables as the trait computation reads them: frame name (plural) -> table.
+MIRROR_FRAME_TABLES: dict[str, Table] = {
+    "customers": customers,
+    "subscriptions": subscriptions,
+    "subscription_items": subscription_items,
+    "prices": prices,
+    "products": products,
+    "coupons": coupons,
+    "discounts": discounts,
+    "invoices": invoices,
+    "charges": charges,
+    "refunds": refunds,
+    "disputes": disputes,
+}
+
+#: Every column of each mirror frame, in schema order: the table's columns but ``raw``
+#: (the whole Stripe snapshot, which the computation never reads).
+MIRROR_FRAME_COLUMNS: dict[str, tuple[str, ...]] = {
+    name: tuple(c.name for c in table.columns if c.name != "raw") for name, table in MIRROR_FRAME_TABLES.items()
+}
+
 # -- Segment side --------------------------------------------------------------
 
 #: Columns of the pushed B2B group traits (``group_<trait>`` for each contract group trait).

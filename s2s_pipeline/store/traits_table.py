@@ -18,8 +18,9 @@ TABLE = "customer_traits"
 _STAGING = "customer_traits_staging"
 
 
-def _postgres_copy(table, conn, keys, data_iter) -> int:
-    """pandas ``to_sql`` method: COPY FROM STDIN, about 10x faster than INSERTs on Postgres."""
+def postgres_copy(table, conn, keys, data_iter) -> int:
+    """pandas ``to_sql`` method: COPY FROM STDIN, about 10x faster than INSERTs on Postgres
+    (public for bulk loads such as the benchmarks' synthetic mirrors)."""
     dbapi_conn = conn.connection
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -43,22 +44,29 @@ def _storable(traits: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def write_traits(engine: Engine, traits: pd.DataFrame) -> None:
-    """Replace ``customer_traits`` with ``traits`` in one transaction."""
-    frame = _storable(traits)
-    method = _postgres_copy if engine.dialect.name == "postgresql" else None
-    with engine.begin() as conn:
-        conn.execute(text(f"DROP TABLE IF EXISTS {_STAGING}"))
-        frame.to_sql(_STAGING, conn, index=False, chunksize=20_000, method=method)
-        conn.execute(text(f"DROP TABLE IF EXISTS {TABLE}"))
-        conn.execute(text(f"ALTER TABLE {_STAGING} RENAME TO {TABLE}"))
-        if engine.dialect.name in ("postgresql", "sqlite"):
-            conn.execute(text(f"CREATE UNIQUE INDEX IF NOT EXISTS ux_{TABLE}_customer ON {TABLE} (stripe_customer_id)"))
+class TraitsTable:
+    """The ``customer_traits`` table: the last computed traits, one row per Stripe customer."""
 
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
 
-def read_traits(engine: Engine) -> pd.DataFrame:
-    """The last computed trait table (empty if never computed)."""
-    if not inspect(engine).has_table(TABLE):
-        return pd.DataFrame()
-    with engine.connect() as conn:
-        return pd.read_sql(text(f"SELECT * FROM {TABLE}"), conn)
+    def write(self, traits: pd.DataFrame) -> None:
+        """Replace ``customer_traits`` with ``traits`` in one transaction."""
+        engine = self.engine
+        frame = _storable(traits)
+        method = postgres_copy if engine.dialect.name == "postgresql" else None
+        with engine.begin() as conn:
+            conn.execute(text(f"DROP TABLE IF EXISTS {_STAGING}"))
+            frame.to_sql(_STAGING, conn, index=False, chunksize=20_000, method=method)
+            conn.execute(text(f"DROP TABLE IF EXISTS {TABLE}"))
+            conn.execute(text(f"ALTER TABLE {_STAGING} RENAME TO {TABLE}"))
+            if engine.dialect.name in ("postgresql", "sqlite"):
+                conn.execute(text(f"CREATE UNIQUE INDEX IF NOT EXISTS ux_{TABLE}_customer ON {TABLE} "
+                                  "(stripe_customer_id)"))
+
+    def read(self) -> pd.DataFrame:
+        """The last computed trait table (empty if never computed)."""
+        if not inspect(self.engine).has_table(TABLE):
+            return pd.DataFrame()
+        with self.engine.connect() as conn:
+            return pd.read_sql(text(f"SELECT * FROM {TABLE}"), conn)

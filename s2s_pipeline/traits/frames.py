@@ -29,39 +29,13 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-#: Every column of each mirror table (``store.schema`` without ``raw``), in schema order.
-TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
-    "customers": ("id", "email", "name", "currency", "created", "delinquent", "metadata",
-                  "default_payment_method", "livemode", "version_ts", "deleted"),
-    "subscriptions": ("id", "customer", "status", "currency", "created", "start_date", "cancel_at_period_end",
-                      "cancel_at", "canceled_at", "ended_at", "trial_start", "trial_end",
-                      "pause_collection_behavior", "latest_invoice", "collection_method",
-                      "default_payment_method", "metadata", "livemode", "version_ts", "deleted"),
-    "subscription_items": ("id", "subscription", "customer", "price", "quantity", "current_period_start",
-                           "current_period_end", "created"),
-    "prices": ("id", "product", "currency", "nickname", "active", "type", "billing_scheme", "unit_amount",
-               "unit_amount_decimal", "tiers_mode", "tiers", "recurring_interval", "recurring_interval_count",
-               "recurring_usage_type", "recurring_meter", "transform_divide_by", "transform_round",
-               "tax_behavior", "created", "livemode", "version_ts", "deleted"),
-    "products": ("id", "name", "active", "created", "metadata", "livemode", "version_ts", "deleted"),
-    "coupons": ("id", "name", "percent_off", "amount_off", "currency", "duration", "duration_in_months", "valid",
-                "created", "livemode", "version_ts", "deleted"),
-    "discounts": ("id", "customer", "subscription", "subscription_item", "coupon", "start", "end"),
-    "invoices": ("id", "customer", "subscription", "status", "currency", "amount_due", "amount_paid",
-                 "amount_remaining", "total", "total_excluding_tax", "subtotal", "attempt_count", "attempted",
-                 "billing_reason", "collection_method", "next_payment_attempt", "period_start", "period_end",
-                 "paid_at", "created", "livemode", "version_ts", "deleted"),
-    "charges": ("id", "customer", "status", "currency", "amount", "amount_captured", "amount_refunded", "captured",
-                "paid", "refunded", "disputed", "failure_code", "failure_message", "payment_intent",
-                "payment_method_type", "card_brand", "created", "livemode", "version_ts", "deleted"),
-    "refunds": ("id", "charge", "payment_intent", "status", "currency", "amount", "reason", "created", "livemode",
-                "version_ts", "deleted"),
-    "disputes": ("id", "charge", "payment_intent", "status", "currency", "amount", "reason", "created", "livemode",
-                 "version_ts", "deleted"),
-}
+from s2s_pipeline.store.schema import MIRROR_FRAME_COLUMNS
 
-#: The columns ``compute_customer_traits`` reads (what the loader fetches by default).
-TRAIT_COLUMNS: dict[str, tuple[str, ...]] = {
+#: Every column of each mirror table (``store.schema`` without ``raw``), in schema order.
+TABLE_COLUMNS: dict[str, tuple[str, ...]] = MIRROR_FRAME_COLUMNS
+
+#: The mirror columns ``compute_customer_traits`` reads, per table (what the loader fetches by default).
+TRAIT_INPUT_COLUMNS: dict[str, tuple[str, ...]] = {
     "customers": ("id", "email", "name", "currency", "metadata", "deleted"),
     "subscriptions": ("id", "customer", "status", "currency", "created", "cancel_at_period_end", "cancel_at",
                       "ended_at", "trial_end", "pause_collection_behavior", "deleted"),

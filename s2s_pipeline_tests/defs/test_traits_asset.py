@@ -16,7 +16,7 @@ from s2s_pipeline.defs.traits_assets import (
 from s2s_devtools.demo.generator import generate_account, seed_standin
 from s2s_devtools.fakes.stripe import StripeStandIn
 from s2s_pipeline.store.db import make_engine
-from s2s_pipeline.store.traits_table import read_traits
+from s2s_pipeline.store.traits_table import TraitsTable
 
 CHECKS = [one_row_per_customer, non_negative_money, refund_rate_within_bounds, spend_tier_valid]
 
@@ -54,7 +54,7 @@ def test_traits_materialize_with_metadata_and_checks(state_url, account):
     assert checks == {"one_row_per_customer": True, "non_negative_money": True,
                       "refund_rate_within_bounds": True, "spend_tier_valid": True}
     engine = make_engine(state_url)
-    stored = read_traits(engine)
+    stored = TraitsTable(engine).read()
     engine.dispose()
     assert sorted(stored["stripe_customer_id"]) == sorted(c["id"] for c in customers)
 

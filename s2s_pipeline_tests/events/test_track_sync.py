@@ -17,7 +17,7 @@ from s2s_pipeline.segment.profiles_api import ProfilesClient
 from s2s_pipeline.segment.track_sync import deliver_calls, history_calls, send_track_events
 from s2s_pipeline.store import schema
 from s2s_pipeline.store.db import make_engine
-from s2s_pipeline.store.mirror import MirrorStore
+from s2s_pipeline.store.state_store import StateStore
 from s2s_pipeline.stripe.client import StripeReader
 from s2s_pipeline.stripe.settings import StripeSettings
 from s2s_pipeline.traits.config import TraitsConfig
@@ -59,7 +59,7 @@ def world(account, state_url):
     with StripeStandIn() as standin, SegmentSink(write_key=WRITE_KEY) as sink:
         seed_standin(standin, account, copy=True)
         standin.now = None
-        store = MirrorStore(make_engine(state_url))
+        store = StateStore(make_engine(state_url))
         w = World(standin, sink, store, account)
         w.nightly()  # first run: full sync, baseline; nothing from before is sent
         yield w
@@ -156,7 +156,7 @@ def test_order_completed_carries_campaign_and_profile_anonymous_id(world):
 
 
 def test_history_backfill_uses_the_live_message_ids_and_never_repeats(world):
-    ctx = MirrorContext(world.store, world.reader, TraitsConfig(), int(time.time()))
+    ctx = MirrorContext(world.store.mirror, world.reader, TraitsConfig(), int(time.time()))
     calls = history_calls(world.store, NOW - 400 * 86400, NOW + 86400, ctx, TraitsConfig())
     assert {c.event for _, c in calls} >= {"Order Completed", "Order Refunded"}
     report, status = deliver_calls(world.store, world.settings, calls, profiles=None, config=TraitsConfig(),
@@ -174,7 +174,7 @@ def test_history_backfill_uses_the_live_message_ids_and_never_repeats(world):
 
 
 def test_history_works_from_typed_columns_after_raw_payloads_expired(world):
-    ctx = MirrorContext(world.store, world.reader, TraitsConfig(), int(time.time()))
+    ctx = MirrorContext(world.store.mirror, world.reader, TraitsConfig(), int(time.time()))
     window = (NOW - 400 * 86400, NOW + 86400)
     before = {(c.event, c.message_id) for _, c in history_calls(world.store, *window, ctx, TraitsConfig())}
     world.store.purge(raw_before=NOW + 10 * 86400, deleted_customer_pii=False)
@@ -184,7 +184,7 @@ def test_history_works_from_typed_columns_after_raw_payloads_expired(world):
 
 def test_charge_failed_without_invoice_payments_api_uses_the_mirror(world):
     """A Stripe-compatible server without /v1/invoice_payments: open invoices in the mirror decide."""
-    ctx = MirrorContext(world.store, None, TraitsConfig(), int(time.time()))  # no API at all
+    ctx = MirrorContext(world.store.mirror, None, TraitsConfig(), int(time.time()))  # no API at all
     invoices = world.account.of_type("invoice")
     unpaid = {i["customer"] for i in invoices if i["status"] in ("open", "uncollectible")}
     invoice = next(i for i in invoices if i["status"] == "paid" and i["customer"] not in unpaid)

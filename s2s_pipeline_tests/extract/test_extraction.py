@@ -26,164 +26,164 @@ def customer(cid: str, created: int, email: str) -> dict:
             "metadata": {}, "livemode": False, "delinquent": False}
 
 
-def table_rows(mirror, table):
-    with mirror.engine.connect() as conn:
+def table_rows(state_store, table):
+    with state_store.engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(select(table))]
 
 
-def test_windows_and_paging_fetch_each_object_exactly_once(standin, make_reader, mirror):
+def test_windows_and_paging_fetch_each_object_exactly_once(standin, make_reader, state_store):
     start = 1_760_000_000
     # 1,537 charges over 10 days, several created in the same second (ties must not be lost or doubled).
     standin.load(charge(i, start + (i * 1601) % (10 * DAY) // 7 * 7) for i in range(1537))
     reader = make_reader(concurrency=4)
-    result = backfill(reader, mirror, ["charge"], start, start + 10 * DAY)
+    result = backfill(reader, state_store, ["charge"], start, start + 10 * DAY)
     assert result.listed["charge"] == 1537  # every object received once: no duplicate pages
-    assert len(table_rows(mirror, schema.charges)) == 1537
+    assert len(table_rows(state_store, schema.charges)) == 1537
     list_requests = [r for r in standin.requests if r["path"] == "/v1/charges"]
     assert all(r["query"].get("limit") in ("100", 100) for r in list_requests)
     assert len(list_requests) >= 8  # split into created windows, each paged with starting_after
     assert any("starting_after" in r["query"] for r in list_requests)
 
 
-def test_requests_use_the_pinned_api_version(standin, make_reader, mirror):
+def test_requests_use_the_pinned_api_version(standin, make_reader, state_store):
     standin.load([customer("cus_1", 1_760_000_000, "a@example.com")])
-    backfill(make_reader(), mirror, ["customer"], 1_759_999_000, 1_760_001_000)
+    backfill(make_reader(), state_store, ["customer"], 1_759_999_000, 1_760_001_000)
     assert {r["headers"].get("Stripe-Version") for r in standin.requests} == {API_VERSION}
 
 
-def test_429_storm_is_survived_with_nothing_missing(standin, make_reader, mirror):
+def test_429_storm_is_survived_with_nothing_missing(standin, make_reader, state_store):
     start = 1_760_000_000
     standin.load(charge(i, start + i * 300) for i in range(400))
     standin.faults.fail_probability(0.5, status=429, seed=3)
     reader = make_reader(concurrency=4, max_rate_limit_retries=30)
-    result = backfill(reader, mirror, ["charge"], start, start + 2 * DAY)
-    assert len(table_rows(mirror, schema.charges)) == 400
+    result = backfill(reader, state_store, ["charge"], start, start + 2 * DAY)
+    assert len(table_rows(state_store, schema.charges)) == 400
     assert result.rate_limited > 5
     assert len(reader.slept) >= result.rate_limited  # every 429 waited before retrying
     assert all(0 <= s <= 30 for s in reader.slept)
 
 
-def test_persistent_429_gives_up_with_stripe_error_and_keeps_committed_pages(standin, make_reader, mirror):
+def test_persistent_429_gives_up_with_stripe_error_and_keeps_committed_pages(standin, make_reader, state_store):
     import stripe
 
     standin.load(charge(i, 1_760_000_000 + i) for i in range(150))
     standin.faults.fail_next(1000, status=429)
     with pytest.raises(stripe.RateLimitError):
-        backfill(make_reader(max_rate_limit_retries=2, concurrency=1), mirror, ["charge"],
+        backfill(make_reader(max_rate_limit_retries=2, concurrency=1), state_store, ["charge"],
                  1_759_000_000, 1_761_000_000)
-    assert table_rows(mirror, schema.charges) == []
+    assert table_rows(state_store, schema.charges) == []
 
 
-def test_rerunning_a_window_is_safe_and_flags_vanished_customers(standin, make_reader, mirror):
+def test_rerunning_a_window_is_safe_and_flags_vanished_customers(standin, make_reader, state_store):
     start = 1_760_000_000
     standin.load([customer("cus_a", start + 10, "a@example.com"), customer("cus_b", start + 20, "b@example.com")])
-    backfill(make_reader(), mirror, ["customer"], start, start + DAY)
+    backfill(make_reader(), state_store, ["customer"], start, start + DAY)
     standin.delete("customer", "cus_b")
-    result = backfill(make_reader(), mirror, ["customer"], start, start + DAY)
-    flags = {r["id"]: r["deleted"] for r in table_rows(mirror, schema.customers)}
+    result = backfill(make_reader(), state_store, ["customer"], start, start + DAY)
+    flags = {r["id"]: r["deleted"] for r in table_rows(state_store, schema.customers)}
     assert flags == {"cus_a": False, "cus_b": True}
     assert result.deleted == 1
 
 
-def _initial_sync(standin, make_reader, mirror, now):
+def _initial_sync(standin, make_reader, state_store, now):
     standin.load([customer("cus_1", now - 5 * DAY, "old@example.com")])
     standin.emit("customer.created", customer("cus_1", now - 5 * DAY, "old@example.com"), created=now - 5 * DAY)
-    return sync_changes(make_reader(), mirror, clock=lambda: now)
+    return sync_changes(make_reader(), state_store, clock=lambda: now)
 
 
-def test_first_run_full_syncs_and_starts_cursor_at_newest_event(standin, make_reader, mirror):
+def test_first_run_full_syncs_and_starts_cursor_at_newest_event(standin, make_reader, state_store):
     now = int(time.time())
-    result = _initial_sync(standin, make_reader, mirror, now)
+    result = _initial_sync(standin, make_reader, state_store, now)
     assert result.mode == "initial_full_sync"
     assert result.cursor["created"] == now - 5 * DAY == result.cursor["baseline"]
-    assert [r["email"] for r in table_rows(mirror, schema.customers)] == ["old@example.com"]
-    assert mirror.get_cursor(EVENTS_CURSOR)["created"] == now - 5 * DAY
+    assert [r["email"] for r in table_rows(state_store, schema.customers)] == ["old@example.com"]
+    assert state_store.cursors.get(EVENTS_CURSOR)["created"] == now - 5 * DAY
 
 
-def test_cursor_age_is_measured_on_the_events_clock(standin, make_reader, mirror):
+def test_cursor_age_is_measured_on_the_events_clock(standin, make_reader, state_store):
     """A server whose clock (events and Date header) runs a year behind ours is read incrementally."""
     simulated = int(time.time()) - 365 * DAY
     standin.now = simulated + 120
     standin.load([customer("cus_1", simulated - DAY, "a@example.com")])
     standin.emit("customer.created", customer("cus_1", simulated - DAY, "a@example.com"), created=simulated)
-    assert sync_changes(make_reader(), mirror).mode == "initial_full_sync"
+    assert sync_changes(make_reader(), state_store).mode == "initial_full_sync"
     standin.now = simulated + 300
     standin.emit("customer.updated", customer("cus_1", simulated - DAY, "b@example.com"), created=simulated + 200)
-    result = sync_changes(make_reader(), mirror)
+    result = sync_changes(make_reader(), state_store)
     assert result.mode == "incremental"  # not "resync_cursor_expired" by our clock
-    assert table_rows(mirror, schema.customers)[0]["email"] == "b@example.com"
+    assert table_rows(state_store, schema.customers)[0]["email"] == "b@example.com"
 
 
-def test_change_feed_applies_newest_and_ignores_older_snapshot_arriving_later(standin, make_reader, mirror):
+def test_change_feed_applies_newest_and_ignores_older_snapshot_arriving_later(standin, make_reader, state_store):
     now = int(time.time())
-    _initial_sync(standin, make_reader, mirror, now)
+    _initial_sync(standin, make_reader, state_store, now)
     newer = customer("cus_1", now - 5 * DAY, "new@example.com")
     older = customer("cus_1", now - 5 * DAY, "stale@example.com")
     # Event times come after the initial listing (its snapshots are versioned at listing time).
     standin.emit("customer.updated", newer, created=now + 100, previous_attributes={"email": "old@example.com"})
-    result = sync_changes(make_reader(), mirror, clock=lambda: now + 150)
+    result = sync_changes(make_reader(), state_store, clock=lambda: now + 150)
     assert result.mode == "incremental" and result.events_applied >= 1
     # An older snapshot is delivered late (Stripe does not guarantee order).
     standin.emit("customer.updated", older, created=now + 50, previous_attributes={"email": "old@example.com"})
     standin.load([newer])  # the object itself stays at its newest state
-    result = sync_changes(make_reader(), mirror, clock=lambda: now + 200)
+    result = sync_changes(make_reader(), state_store, clock=lambda: now + 200)
     assert result.stats.stale["customer"] == 1
-    assert table_rows(mirror, schema.customers)[0]["email"] == "new@example.com"
+    assert table_rows(state_store, schema.customers)[0]["email"] == "new@example.com"
 
 
-def test_replayed_events_are_deduped_by_id(standin, make_reader, mirror):
+def test_replayed_events_are_deduped_by_id(standin, make_reader, state_store):
     now = int(time.time())
-    _initial_sync(standin, make_reader, mirror, now)
+    _initial_sync(standin, make_reader, state_store, now)
     standin.emit("customer.updated", customer("cus_1", now - 5 * DAY, "x@example.com"), created=now + 50)
-    first = sync_changes(make_reader(), mirror, clock=lambda: now + 60)
-    second = sync_changes(make_reader(), mirror, clock=lambda: now + 61)
+    first = sync_changes(make_reader(), state_store, clock=lambda: now + 60)
+    second = sync_changes(make_reader(), state_store, clock=lambda: now + 61)
     assert first.events_new >= 1 and second.events_new == 0 and second.events_duplicate >= 1
-    ledger = table_rows(mirror, schema.stripe_events)
+    ledger = table_rows(state_store, schema.stripe_events)
     assert len(ledger) == len({e["id"] for e in ledger})
 
 
-def test_deleted_customer_is_marked(standin, make_reader, mirror):
+def test_deleted_customer_is_marked(standin, make_reader, state_store):
     now = int(time.time())
-    _initial_sync(standin, make_reader, mirror, now)
+    _initial_sync(standin, make_reader, state_store, now)
     gone = customer("cus_1", now - 5 * DAY, "old@example.com")
     standin.emit("customer.deleted", copy.deepcopy(gone), created=now + 30)
-    sync_changes(make_reader(), mirror, clock=lambda: now + 60)
-    (row,) = table_rows(mirror, schema.customers)
+    sync_changes(make_reader(), state_store, clock=lambda: now + 60)
+    (row,) = table_rows(state_store, schema.customers)
     assert row["deleted"] is True
 
 
-def test_events_before_first_sync_are_history_not_pending(standin, make_reader, mirror):
+def test_events_before_first_sync_are_history_not_pending(standin, make_reader, state_store):
     now = int(time.time())
     standin.load([customer("cus_1", now - 5 * DAY, "a@example.com")])
     standin.emit("customer.created", customer("cus_1", now - 5 * DAY, "a@example.com"), created=now - 300)
     standin.emit("customer.updated", customer("cus_1", now - 5 * DAY, "a@example.com"), created=now - 60)
-    sync_changes(make_reader(), mirror, clock=lambda: now)  # cursor at now-60, overlap re-reads now-300
+    sync_changes(make_reader(), state_store, clock=lambda: now)  # cursor at now-60, overlap re-reads now-300
     standin.emit("customer.updated", customer("cus_1", now - 5 * DAY, "b@example.com"), created=now + 5)
-    sync_changes(make_reader(), mirror, clock=lambda: now + 10)
-    status = {r["created"]: r["track_status"] for r in table_rows(mirror, schema.stripe_events)}
+    sync_changes(make_reader(), state_store, clock=lambda: now + 10)
+    status = {r["created"]: r["track_status"] for r in table_rows(state_store, schema.stripe_events)}
     assert status == {now - 300: "historical", now - 60: "historical", now + 5: "pending"}
 
 
-def test_cursor_older_than_30_days_falls_back_to_relisting(standin, make_reader, mirror):
+def test_cursor_older_than_30_days_falls_back_to_relisting(standin, make_reader, state_store):
     now = int(time.time())
-    _initial_sync(standin, make_reader, mirror, now)
-    mirror.set_cursor(EVENTS_CURSOR, {"created": now - 40 * DAY, "baseline": now - 60 * DAY})
+    _initial_sync(standin, make_reader, state_store, now)
+    state_store.cursors.set(EVENTS_CURSOR, {"created": now - 40 * DAY, "baseline": now - 60 * DAY})
     standin.load([customer("cus_2", now - DAY, "two@example.com")])  # created while we were away, no event kept
-    result = sync_changes(make_reader(), mirror, clock=lambda: now)
+    result = sync_changes(make_reader(), state_store, clock=lambda: now)
     assert result.mode == "resync_cursor_expired"
     assert "30-day" in result.note
-    assert {r["id"] for r in table_rows(mirror, schema.customers)} == {"cus_1", "cus_2"}
-    assert mirror.get_cursor(EVENTS_CURSOR)["created"] >= now - 5 * DAY
+    assert {r["id"] for r in table_rows(state_store, schema.customers)} == {"cus_1", "cus_2"}
+    assert state_store.cursors.get(EVENTS_CURSOR)["created"] >= now - 5 * DAY
 
 
-def test_malformed_object_is_reported_and_the_rest_committed(standin, make_reader, mirror):
+def test_malformed_object_is_reported_and_the_rest_committed(standin, make_reader, state_store):
     from s2s_pipeline.extract.results import PartialSyncError
 
     bad = charge(2, 1_760_000_100)
     del bad["status"]
     standin.load([charge(1, 1_760_000_000), bad])
-    result = backfill(make_reader(), mirror, ["charge"], 1_759_000_000, 1_761_000_000)
-    assert [r["id"] for r in table_rows(mirror, schema.charges)] == ["ch_00001"]
+    result = backfill(make_reader(), state_store, ["charge"], 1_759_000_000, 1_761_000_000)
+    assert [r["id"] for r in table_rows(state_store, schema.charges)] == ["ch_00001"]
     with pytest.raises(PartialSyncError, match="ch_00002.*'status'"):
         result.raise_if_malformed()
 
@@ -193,39 +193,39 @@ def invoice(status: str, created: int) -> dict:
             "amount_due": 500, "amount_paid": 500 if status == "paid" else 0, "created": created}
 
 
-def test_events_in_the_same_second_are_resolved_by_refetching(standin, make_reader, mirror):
+def test_events_in_the_same_second_are_resolved_by_refetching(standin, make_reader, state_store):
     """Stripe emits invoice.created/finalized/paid in one second; event order cannot tell the final state."""
     now = int(time.time())
-    _initial_sync(standin, make_reader, mirror, now)
+    _initial_sync(standin, make_reader, state_store, now)
     standin.emit("invoice.paid", invoice("paid", now), created=now + 100)
     standin.emit("invoice.created", invoice("draft", now), created=now + 100)
     standin.load([invoice("paid", now)])  # what Stripe holds now
     for _ in range(3):  # whatever the ids, the result is the same
-        result = sync_changes(make_reader(), mirror, clock=lambda: now + 150)
-    (row,) = table_rows(mirror, schema.invoices)
+        result = sync_changes(make_reader(), state_store, clock=lambda: now + 150)
+    (row,) = table_rows(state_store, schema.invoices)
     assert row["status"] == "paid"
     retrieves = [r for r in standin.requests if r["path"] == "/v1/invoices/in_1"]
     assert len(retrieves) == 1 and result.events_new == 0
 
 
-def test_event_tying_with_the_stored_version_is_refetched(standin, make_reader, mirror):
+def test_event_tying_with_the_stored_version_is_refetched(standin, make_reader, state_store):
     now = int(time.time())
-    _initial_sync(standin, make_reader, mirror, now)
-    stored_version = mirror.versions("customer", ["cus_1"])["cus_1"]
+    _initial_sync(standin, make_reader, state_store, now)
+    stored_version = state_store.mirror.versions("customer", ["cus_1"])["cus_1"]
     stale = customer("cus_1", now - 5 * DAY, "stale@example.com")
     standin.emit("customer.updated", stale, created=stored_version)
     standin.load([customer("cus_1", now - 5 * DAY, "current@example.com")])
-    sync_changes(make_reader(), mirror, clock=lambda: stored_version + 60)
-    assert table_rows(mirror, schema.customers)[0]["email"] == "current@example.com"
+    sync_changes(make_reader(), state_store, clock=lambda: stored_version + 60)
+    assert table_rows(state_store, schema.customers)[0]["email"] == "current@example.com"
 
 
-def test_listed_snapshots_are_versioned_on_stripes_clock(standin, make_reader, mirror):
+def test_listed_snapshots_are_versioned_on_stripes_clock(standin, make_reader, state_store):
     """The response's Date header (Stripe's clock), not the local clock, versions a listing."""
     standin.load([customer("cus_1", 1_760_000_000, "a@example.com")])
     reader = make_reader()
     reader._clock = lambda: 5_000_000_000.0  # a local clock far ahead of Stripe's
-    backfill(reader, mirror, ["customer"], 1_759_000_000, 1_761_000_000)
-    version = mirror.versions("customer", ["cus_1"])["cus_1"]
+    backfill(reader, state_store, ["customer"], 1_759_000_000, 1_761_000_000)
+    version = state_store.mirror.versions("customer", ["cus_1"])["cus_1"]
     assert abs(version - time.time()) < 120
 
 
@@ -249,24 +249,24 @@ def _per_unit_price() -> dict:
             "unit_amount": 500, "recurring": {"interval": "month", "interval_count": 1}, "created": 1_760_000_000}
 
 
-def test_server_without_expand_still_mirrors_everything(standin, make_reader, mirror):
+def test_server_without_expand_still_mirrors_everything(standin, make_reader, state_store):
     """A stand-in that cannot expand, configured as such (expand_unsupported), is listed without expand."""
     standin.load([_per_unit_price(), customer("cus_1", 1_760_000_000, "a@example.com")])
     reader = _refusing(make_reader(expand_unsupported=True), "expand")
-    result = backfill(reader, mirror, ["price", "customer"], 1_759_000_000, 1_761_000_000)
+    result = backfill(reader, state_store, ["price", "customer"], 1_759_000_000, 1_761_000_000)
     assert result.listed == {"price": 1, "customer": 1}
-    assert [r["unit_amount"] for r in table_rows(mirror, schema.prices)] == [500]
+    assert [r["unit_amount"] for r in table_rows(state_store, schema.prices)] == [500]
 
 
-def test_refused_expand_fails_the_backfill_naming_the_parameter(standin, make_reader, mirror):
+def test_refused_expand_fails_the_backfill_naming_the_parameter(standin, make_reader, state_store):
     """Not configured as a stand-in: a refused expansion is an error, not a silent listing without tiers."""
     from s2s_pipeline.stripe.errors import ExpansionRefused
 
     standin.load([_per_unit_price()])
     with pytest.raises(ExpansionRefused, match=r"expand parameter \['data.tiers'\] while reading prices"):
-        backfill(_refusing(make_reader(), "expand"), mirror, ["price"], 1_759_000_000, 1_761_000_000)
+        backfill(_refusing(make_reader(), "expand"), state_store, ["price"], 1_759_000_000, 1_761_000_000)
     assert not [r for r in standin.requests if r["path"] == "/v1/prices"]  # never listed without expand
-    assert table_rows(mirror, schema.prices) == []
+    assert table_rows(state_store, schema.prices) == []
 
 
 def _subscription_with_coupon(quantity: int, expanded: bool) -> dict:
@@ -282,16 +282,16 @@ def _subscription_with_coupon(quantity: int, expanded: bool) -> dict:
                                           "recurring": {"interval": "month", "interval_count": 1}}}]}}
 
 
-def test_subscription_event_with_collapsed_discounts_keeps_its_coupon(standin, make_reader, mirror):
+def test_subscription_event_with_collapsed_discounts_keeps_its_coupon(standin, make_reader, state_store):
     """Event payloads name discounts by id; the subscription is re-fetched instead of losing its coupon."""
     now = int(time.time())
     standin.load([customer("cus_1", now - DAY, "a@example.com"), _subscription_with_coupon(1, True)])
     standin.emit("customer.created", customer("cus_1", now - DAY, "a@example.com"), created=now - DAY)
-    sync_changes(make_reader(), mirror, clock=lambda: now)
+    sync_changes(make_reader(), state_store, clock=lambda: now)
     standin.emit("customer.subscription.updated", _subscription_with_coupon(2, True), created=now + 100,
                  previous_attributes={"items": _subscription_with_coupon(1, True)["items"]})
-    result = sync_changes(make_reader(), mirror, clock=lambda: now + 200)
+    result = sync_changes(make_reader(), state_store, clock=lambda: now + 200)
     assert result.references_fetched >= 1
-    (item,) = table_rows(mirror, schema.subscription_items)
-    (discount,) = table_rows(mirror, schema.discounts)
+    (item,) = table_rows(state_store, schema.subscription_items)
+    (discount,) = table_rows(state_store, schema.discounts)
     assert item["quantity"] == 2 and discount["coupon"] == "co_20"

@@ -33,13 +33,13 @@ def customer(i: int) -> dict:
 
 
 def test_given_a_ten_day_backfill_when_listed_then_progress_lines_count_rate_and_estimate_what_is_left(
-        standin, make_reader, mirror):
+        standin, make_reader, state_store):
     # 1,000 charges spread evenly over 10 days: 10 pages of 100, listed newest first per window.
     standin.load(charge(i, START + i * 864) for i in range(1000))
     lines: list[str] = []
     # Each page reads the clock once: a line is due about every third page.
     clock = TickingClock(START, step=DEFAULT_EVERY_SECONDS / 2.5)
-    result = backfill(make_reader(concurrency=1), mirror, ["charge"], START, START + 10 * DAY,
+    result = backfill(make_reader(concurrency=1), state_store, ["charge"], START, START + 10 * DAY,
                       clock=clock, progress=lines.append)
 
     assert result.listed["charge"] == 1000
@@ -58,10 +58,10 @@ def test_given_a_ten_day_backfill_when_listed_then_progress_lines_count_rate_and
     assert counts == sorted(counts) and counts[0] < 1000
 
 
-def test_given_a_first_sync_when_listed_then_lines_carry_counts_and_types_only(standin, make_reader, mirror):
+def test_given_a_first_sync_when_listed_then_lines_carry_counts_and_types_only(standin, make_reader, state_store):
     standin.load(customer(i) for i in range(450))
     lines: list[str] = []
-    sync_changes(make_reader(concurrency=4), mirror, clock=TickingClock(START, step=4), progress=lines.append)
+    sync_changes(make_reader(concurrency=4), state_store, clock=TickingClock(START, step=4), progress=lines.append)
 
     customer_lines = [line for line in lines if line.startswith("stripe_customers: ")]
     assert customer_lines[-1].startswith("stripe_customers: 450 listed in ")
@@ -72,14 +72,14 @@ def test_given_a_first_sync_when_listed_then_lines_carry_counts_and_types_only(s
     assert "@" not in text and "Zelda" not in text and "cus_" not in text
 
 
-def test_without_progress_a_backfill_reports_nothing_and_lists_everything(standin, make_reader, mirror):
+def test_without_progress_a_backfill_reports_nothing_and_lists_everything(standin, make_reader, state_store):
     standin.load(charge(i, START + i * 864) for i in range(250))
-    result = backfill(make_reader(), mirror, ["charge"], START, START + 10 * DAY)
+    result = backfill(make_reader(), state_store, ["charge"], START, START + 10 * DAY)
     assert result.listed["charge"] == 250
 
 
 def test_given_references_missing_from_the_window_when_looked_up_then_progress_counts_them(
-        standin, make_reader, mirror):
+        standin, make_reader, state_store):
     product = {"id": "prod_1", "object": "product", "name": "Pro", "active": True, "created": 5}
     price = {"id": "price_m", "object": "price", "currency": "usd", "unit_amount": 10000, "billing_scheme": "per_unit",
              "recurring": {"interval": "month", "interval_count": 1}, "product": "prod_1", "created": 5}
@@ -90,7 +90,7 @@ def test_given_references_missing_from_the_window_when_looked_up_then_progress_c
     standin.load([product, price, subscription])
     lines: list[str] = []
     # The product was created before the window: only a lookup by id finds it.
-    result = backfill(make_reader(), mirror, ["subscription"], 50, 1000, clock=TickingClock(START, 1),
+    result = backfill(make_reader(), state_store, ["subscription"], 50, 1000, clock=TickingClock(START, 1),
                       progress=lines.append)
     assert result.references_fetched == 1
     assert "stripe_products: 1 of 1 looked up by id, done" in lines

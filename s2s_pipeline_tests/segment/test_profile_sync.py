@@ -16,13 +16,12 @@ from s2s_pipeline.segment.delivery import SegmentSettings
 from s2s_pipeline.segment.profile_sync import ProfileSyncOptions, sync_profiles
 from s2s_pipeline.segment.profiles_api import ProfilesClient
 from s2s_pipeline.store.db import make_engine
-from s2s_pipeline.store.frames import load_mirror_frames
-from s2s_pipeline.store.mirror import MirrorStore
-from s2s_pipeline.store.traits_table import write_traits
+from s2s_pipeline.store.state_store import StateStore
 from s2s_pipeline.stripe.client import StripeReader
 from s2s_pipeline.stripe.settings import StripeSettings
 from s2s_pipeline.traits.config import TraitsConfig
 from s2s_pipeline.traits.customer_traits import compute_customer_traits
+from s2s_pipeline.traits.loading import load_mirror_frames
 
 WRITE_KEY = "wk_profile_sync_secret"
 NOW = int(time.time())
@@ -34,7 +33,7 @@ def account():
 
 
 def compute_traits(store):
-    write_traits(store.engine, compute_customer_traits(load_mirror_frames(store.engine), TraitsConfig(), NOW))
+    store.traits.write(compute_customer_traits(load_mirror_frames(store.mirror), TraitsConfig(), NOW))
 
 
 def refresh(standin, store):
@@ -49,7 +48,7 @@ def world(account, state_url):
     with StripeStandIn() as standin, SegmentSink(write_key=WRITE_KEY) as sink:
         seed_standin(standin, account, copy=True)
         standin.now = None  # wall clock: events emitted by a test are visible and newer than the listing
-        store = MirrorStore(make_engine(state_url))
+        store = StateStore(make_engine(state_url))
         refresh(standin, store)
         yield standin, sink, store
         store.engine.dispose()
@@ -115,7 +114,7 @@ def _fault_free_ids(account, tmp_path):
     with StripeStandIn() as standin, SegmentSink(write_key=WRITE_KEY) as sink:
         seed_standin(standin, account, copy=True)
         standin.now = None
-        store = MirrorStore(make_engine(f"sqlite:///{tmp_path / 'clean.db'}"))
+        store = StateStore(make_engine(f"sqlite:///{tmp_path / 'clean.db'}"))
         refresh(standin, store)
         sync_profiles(store, settings(sink), None, ProfileSyncOptions(), NOW)
         store.engine.dispose()
@@ -135,7 +134,7 @@ def test_rejected_batch_is_resent_by_next_run_and_totals_match_a_clean_run(world
 
 
 def _deliver_in_child(url, host):
-    store = MirrorStore(make_engine(url))
+    store = StateStore(make_engine(url))
     sync_profiles(store, SegmentSettings(write_key=WRITE_KEY, host=host, upload_size=5), None,
                   ProfileSyncOptions(), NOW)
 

@@ -103,22 +103,23 @@ def test_missing_references(mirror):
     assert refs == {"price": ["price_1"], "product": ["prod_9"], "coupon": ["co_1"], "subscription": []}
 
 
-def test_cursor_roundtrip(mirror):
-    assert mirror.get_cursor("stripe_events") is None
-    mirror.set_cursor("stripe_events", {"created": 5})
-    mirror.set_cursor("stripe_events", {"created": 7, "baseline": 5})
-    assert mirror.get_cursor("stripe_events") == {"created": 7, "baseline": 5}
+def test_cursor_roundtrip(state_store):
+    cursors = state_store.cursors
+    assert cursors.get("stripe_events") is None
+    cursors.set("stripe_events", {"created": 5})
+    cursors.set("stripe_events", {"created": 7, "baseline": 5})
+    assert cursors.get("stripe_events") == {"created": 7, "baseline": 5}
 
 
-def test_ledger_records_each_event_once(mirror):
+def test_ledger_records_each_event_once(mirror, state_store):
     row = {"id": "evt_1", "type": "customer.created", "created": 1, "received_at": 2, "applied": True,
            "track_status": "pending"}
     with mirror.engine.begin() as conn:
-        mirror.record_events([row], conn)
-        mirror.record_events([{**row, "track_status": "sent"}], conn)
+        state_store.ledger.record([row], conn)
+        state_store.ledger.record([{**row, "track_status": "sent"}], conn)
     (stored,) = rows_of(schema.stripe_events, mirror)
     assert stored["track_status"] == "pending"
-    assert mirror.known_event_ids(["evt_1", "evt_2"]) == {"evt_1"}
+    assert state_store.ledger.known_ids(["evt_1", "evt_2"]) == {"evt_1"}
 
 
 def test_migration_adds_missing_columns(state_url):
@@ -131,15 +132,15 @@ def test_migration_adds_missing_columns(state_url):
     engine.dispose()
 
 
-def test_retention_drops_old_raw_payloads_but_keeps_pending_events_and_typed_columns(mirror):
+def test_retention_drops_old_raw_payloads_but_keeps_pending_events_and_typed_columns(mirror, state_store):
     mirror.apply(to_rows(customer("cus_old"), 100))
     mirror.apply(to_rows(customer("cus_new"), 1000))
     base = {"type": "customer.updated", "received_at": 1, "applied": True, "payload": {"id": "x"}}
     with mirror.engine.begin() as conn:
-        mirror.record_events([{**base, "id": "evt_sent", "created": 100, "track_status": "sent"},
+        state_store.ledger.record([{**base, "id": "evt_sent", "created": 100, "track_status": "sent"},
                               {**base, "id": "evt_pending", "created": 100, "track_status": "pending"},
                               {**base, "id": "evt_recent", "created": 1000, "track_status": "sent"}], conn)
-    counts = mirror.purge(raw_before=500, deleted_customer_pii=False)
+    counts = state_store.purge(raw_before=500, deleted_customer_pii=False)
     assert counts == {"raw_payloads_dropped": 1, "event_payloads_dropped": 1}
     raws = {r["id"]: (r["raw"], r["email"]) for r in rows_of(schema.customers, mirror)}
     assert raws["cus_old"] == (None, "a@example.com") and raws["cus_new"][0] is not None
@@ -147,11 +148,11 @@ def test_retention_drops_old_raw_payloads_but_keeps_pending_events_and_typed_col
     assert payloads == {"evt_sent": None, "evt_pending": {"id": "x"}, "evt_recent": {"id": "x"}}
 
 
-def test_deleted_customers_lose_their_personal_data(mirror):
+def test_deleted_customers_lose_their_personal_data(mirror, state_store):
     mirror.apply(to_rows(customer("cus_1", metadata={"segment_user_id": "u1"}), 100))
     mirror.apply(to_rows(customer("cus_2"), 100))
     mirror.mark_deleted("customer", ["cus_1"], 200)
-    assert mirror.purge(raw_before=None, deleted_customer_pii=True) == {"deleted_customers_scrubbed": 1}
+    assert state_store.purge(raw_before=None, deleted_customer_pii=True) == {"deleted_customers_scrubbed": 1}
     rows = {r["id"]: r for r in rows_of(schema.customers, mirror)}
     assert (rows["cus_1"]["email"], rows["cus_1"]["name"], rows["cus_1"]["metadata"], rows["cus_1"]["raw"]) == (
         None, None, None, None)

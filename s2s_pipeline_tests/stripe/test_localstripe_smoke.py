@@ -39,7 +39,7 @@ from sqlalchemy import select
 from s2s_pipeline.extract.change_feed import EVENTS_CURSOR, sync_changes
 from s2s_pipeline.store import schema
 from s2s_pipeline.store.db import make_engine
-from s2s_pipeline.store.mirror import MirrorStore
+from s2s_pipeline.store.state_store import StateStore
 from s2s_pipeline.stripe.client import StripeReader
 from s2s_pipeline.stripe.errors import ExpansionRefused
 from s2s_pipeline.stripe.settings import StripeSettings
@@ -80,12 +80,12 @@ def _reader(url: str, *, expand_unsupported: bool = True) -> StripeReader:
 def test_refused_expand_fails_the_sync_naming_it(ls, tmp_path):
     url, client = ls
     _seed(client)
-    store = MirrorStore(make_engine(f"sqlite:///{tmp_path / 'state.db'}"))
+    store = StateStore(make_engine(f"sqlite:///{tmp_path / 'state.db'}"))
     with pytest.raises(ExpansionRefused, match=r"expand parameter \['data.discounts', 'data.items.data.discounts'\]"):
         sync_changes(_reader(url, expand_unsupported=False), store, object_types=["subscription"])
 
 
-def _rows(store: MirrorStore, table) -> dict[str, dict]:
+def _rows(store: StateStore, table) -> dict[str, dict]:
     with store.engine.connect() as conn:
         return {r.id: dict(r._mapping) for r in conn.execute(select(table))}
 
@@ -138,13 +138,13 @@ def _seed(client: stripe.StripeClient) -> dict:
 def test_sync_changes_mirrors_localstripe(ls, tmp_path):
     url, client = ls
     seeded = _seed(client)
-    store = MirrorStore(make_engine(f"sqlite:///{tmp_path / 'state.db'}"))
+    store = StateStore(make_engine(f"sqlite:///{tmp_path / 'state.db'}"))
 
     # -- first run: no cursor, so every object is listed -------------------------
     result = sync_changes(_reader(url), store, object_types=OBJECT_TYPES)
     assert result.mode == "initial_full_sync"
     assert result.malformed == []
-    assert store.get_cursor(EVENTS_CURSOR) is not None
+    assert store.cursors.get(EVENTS_CURSOR) is not None
 
     customers = _rows(store, schema.customers)
     people, ids = seeded["people"], seeded["customers"]
@@ -252,7 +252,7 @@ def test_sync_changes_mirrors_localstripe(ls, tmp_path):
             "invoice.created", "plan.created", "product.created"} <= types
     # Events about objects the mirror does not hold are ledgered, not applied.
     assert all(not e.applied for e in ledger.values() if e.object_type == "payment_intent")
-    assert store.get_cursor(EVENTS_CURSOR)["created"] >= ledger[dave_events[0].id].created
+    assert store.cursors.get(EVENTS_CURSOR)["created"] >= ledger[dave_events[0].id].created
     # Objects seeded before the first run keep their state although this run
     # re-read every seed event (they are inside the overlap window): snapshots
     # tying with the listing's version (or with each other) are re-fetched, not

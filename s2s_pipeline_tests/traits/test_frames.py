@@ -8,19 +8,21 @@ from sqlalchemy import insert
 
 from s2s_pipeline.store import schema
 from s2s_pipeline.store.db import make_engine
-from s2s_pipeline.store.frames import TABLES, load_mirror_frames
+from s2s_pipeline.store.mirror import MirrorStore
+from s2s_pipeline.store.schema import MIRROR_FRAME_TABLES as TABLES
 from s2s_pipeline.traits.config import TraitsConfig
 from s2s_pipeline.traits.customer_traits import compute_customer_traits
 from s2s_pipeline.traits.frames import (
     REFERENCES,
     TABLE_COLUMNS,
-    TRAIT_COLUMNS,
+    TRAIT_INPUT_COLUMNS,
     Lookup,
     MirrorFrames,
     empty_frames,
     reference_categorical,
     with_fast_dtypes,
 )
+from s2s_pipeline.traits.loading import load_mirror_frames
 from s2s_pipeline_tests.traits.test_mrr import worked_example
 from s2s_pipeline_tests.traits.builders import DAY, NOW
 
@@ -28,7 +30,7 @@ from s2s_pipeline_tests.traits.builders import DAY, NOW
 def test_table_columns_match_the_schema():
     for name, table in TABLES.items():
         assert TABLE_COLUMNS[name] == tuple(c.name for c in table.columns if c.name != "raw"), name
-        assert set(TRAIT_COLUMNS[name]) <= set(TABLE_COLUMNS[name]), name
+        assert set(TRAIT_INPUT_COLUMNS[name]) <= set(TABLE_COLUMNS[name]), name
     for (name, col), target in REFERENCES.items():
         assert col in TABLE_COLUMNS[name] and target in TABLE_COLUMNS
     assert set(TABLES.values()) <= set(schema.metadata.tables.values())
@@ -85,9 +87,9 @@ def test_load_mirror_frames_round_trip(state_url):
     frames = mirror.frames()
     engine = _store(state_url, frames)
     try:
-        loaded = load_mirror_frames(engine)
+        loaded = load_mirror_frames(MirrorStore(engine))
         assert "cus_deleted" not in set(loaded.customers["id"])
-        assert tuple(loaded.charges.columns) == TRAIT_COLUMNS["charges"]
+        assert tuple(loaded.charges.columns) == TRAIT_INPUT_COLUMNS["charges"]
         assert isinstance(loaded.charges["customer"].dtype, pd.CategoricalDtype)
         assert len(loaded.refunds) == 0 and tuple(loaded.refunds.columns) == TABLE_COLUMNS["refunds"]
         config = TraitsConfig()
@@ -98,11 +100,11 @@ def test_load_mirror_frames_round_trip(state_url):
         pd.testing.assert_frame_equal(got, expected)
         assert got.set_index("stripe_customer_id").loc["cus_meta", "user_id"] == "u_1"
 
-        everything = load_mirror_frames(engine, columns=TABLE_COLUMNS, fast_dtypes=False)
+        everything = load_mirror_frames(MirrorStore(engine), columns=TABLE_COLUMNS, fast_dtypes=False)
         assert tuple(everything.charges.columns) == TABLE_COLUMNS["charges"]
         assert len(everything.charges) == len(frames.charges)
         with pytest.raises(KeyError):
-            load_mirror_frames(engine, columns={"charges": ("id", "no_such_column")})
+            load_mirror_frames(MirrorStore(engine), columns={"charges": ("id", "no_such_column")})
     finally:
         engine.dispose()
 
@@ -110,7 +112,7 @@ def test_load_mirror_frames_round_trip(state_url):
 def test_load_empty_store(state_url):
     engine = make_engine(state_url)
     try:
-        loaded = load_mirror_frames(engine)
+        loaded = load_mirror_frames(MirrorStore(engine))
         table = compute_customer_traits(loaded, TraitsConfig(), NOW)
         assert len(table) == 0
     finally:

@@ -104,8 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     from s2s_devtools.demo.generator import generate_account, seed_standin
     from s2s_devtools.fakes.segment_sink import SegmentSink
     from s2s_devtools.fakes.stripe import StripeStandIn
-    from s2s_pipeline.store.db import make_engine
-    from s2s_pipeline.store.mirror import MirrorStore
+    from s2s_pipeline.store.state_store import StateStore
 
     started = time.perf_counter()
     account = generate_account(customers=args.customers, seed=args.seed)
@@ -141,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  - {line}")
         run("\nRun 3: nightly_trait_refresh (incremental: only the new events, only the changed traits)")
 
-    counts = MirrorStore(make_engine(os.environ["S2S_DATABASE_URL"])).counts()
+    counts = StateStore.from_url(os.environ["S2S_DATABASE_URL"]).counts()
     print("\nMirror rows: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
     print(f"\nDone in {time.perf_counter() - started:.1f}s. Browse the runs and asset metadata with `make dev` "
           "(Dagster UI on http://127.0.0.1:3000).")

@@ -1,0 +1,89 @@
+"""Reading the Stripe mirror: what the trait computation, the event mapping and delivery ask of it."""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+import pandas as pd
+from sqlalchemy import Engine, func, select, union_all
+
+from s2s_pipeline.store import schema
+from s2s_pipeline.store.frames import read_frames
+from s2s_pipeline.store.statements import chunks
+
+#: Object type -> table, for single-row look-ups (the versioned tables plus the children of subscriptions).
+_TABLE_OF = {**schema.MIRROR_TABLES, "subscription_item": schema.subscription_items, "discount": schema.discounts}
+
+
+class MirrorReads:
+    """Read-only questions about the mirror, answered with one query each."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def read_frames(self, columns: Mapping[str, tuple[str, ...]]) -> dict[str, pd.DataFrame]:
+        """Per mirror frame name with columns wanted, its rows as a DataFrame (see ``store.frames``)."""
+        return read_frames(self.engine, columns)
+
+    def object_row(self, object_type: str, object_id: str) -> dict | None:
+        """The mirrored row of one object (``price``, ``discount``, ``charge`` ...), ``raw`` included."""
+        table = _TABLE_OF[object_type]
+        with self.engine.connect() as conn:
+            row = conn.execute(select(table).where(table.c.id == object_id)).mappings().first()
+        return dict(row) if row else None
+
+    def refunds_of_charge(self, charge_id: str) -> list[dict]:
+        """The mirrored refunds of a charge: id, amount, currency, reason, created, status."""
+        r = schema.refunds
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(r.c.id, r.c.amount, r.c.currency, r.c.reason, r.c.created, r.c.status)
+                                .where(r.c.charge == charge_id)).mappings().all()
+        return [dict(row) for row in rows]
+
+    def has_unpaid_invoice_for(self, customer: str, currency: str | None, amount, created_by: int) -> bool:
+        """Whether the customer has an open or uncollectible invoice in ``currency`` created no later than
+        ``created_by`` whose amount still due (or amount due) equals ``amount``."""
+        inv = schema.invoices
+        query = select(inv.c.id).where(
+            inv.c.customer == customer, inv.c.currency == currency,
+            inv.c.status.in_(("open", "uncollectible")),
+            (inv.c.amount_remaining == amount) | (inv.c.amount_due == amount),
+            inv.c.created <= created_by,
+        ).limit(1)
+        with self.engine.connect() as conn:
+            return conn.execute(query).first() is not None
+
+    def customer_contacts(self, customer_ids: Iterable[str]) -> dict[str, dict]:
+        """Per mirrored customer: its ``email`` and ``metadata`` (what its Segment identity is resolved from)."""
+        ids = list(customer_ids)
+        c = schema.customers
+        out: dict[str, dict] = {}
+        with self.engine.connect() as conn:
+            for chunk in chunks(ids):
+                for row in conn.execute(select(c.c.id, c.c.email, c.c.metadata).where(c.c.id.in_(chunk))):
+                    out[row.id] = {"email": row.email, "metadata": row.metadata}
+        return out
+
+    def rows_created_between(self, object_type: str, gte: int, lt: int) -> list[dict]:
+        """Every mirrored object of a type created in [gte, lt), oldest first (ties by id), ``raw`` included."""
+        table = schema.MIRROR_TABLES[object_type]
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(table).where(table.c.created >= gte, table.c.created < lt)
+                                .order_by(table.c.created, table.c.id)).mappings().all()
+        return [dict(row) for row in rows]
+
+    def customer_last_change(self) -> pd.Series:
+        """Per customer, the Stripe-clock time of the newest mirrored change about it.
+
+        Used as the ``timestamp`` of identify calls: the time the traits became
+        true in Stripe, not the time this job happened to run.
+        """
+        parts = [select(schema.customers.c.id.label("customer"), schema.customers.c.version_ts)]
+        for table in (schema.subscriptions, schema.invoices, schema.charges):
+            parts.append(select(table.c.customer, table.c.version_ts).where(table.c.customer.is_not(None)))
+        unioned = union_all(*parts).subquery()
+        query = select(unioned.c.customer, func.max(unioned.c.version_ts).label("last_change")).group_by(
+            unioned.c.customer)
+        with self.engine.connect() as conn:
+            frame = pd.read_sql(query, conn)
+        return frame.set_index("customer")["last_change"]

@@ -1,0 +1,82 @@
+"""The whole state store as one object: one engine, one repository per concept.
+
+``StateStore.from_url(url)`` opens (and migrates) the store; callers reach
+each concept by name: ``mirror`` (the Stripe mirror), ``ledger`` (Stripe
+events and their track outcomes), ``cursors``, ``identities`` (Segment
+identity map), ``pushed_traits`` (what Segment acknowledged), ``track_state``
+(track calls sent) and ``traits`` (the computed trait table). Work that must
+be atomic across concepts has a method here.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+
+from s2s_pipeline.store.cursors import SyncCursors
+from s2s_pipeline.store.db import make_engine
+from s2s_pipeline.store.identities import IdentityMap
+from s2s_pipeline.store.ledger import EventLedger
+from s2s_pipeline.store.mirror import ApplyStats, MirrorRows, MirrorStore
+from s2s_pipeline.store.pushed_traits import PushedTraits
+from s2s_pipeline.store.track_state import SentTrackCalls
+from s2s_pipeline.store.traits_table import TraitsTable
+
+
+class StateStore:
+    """Everything the pipeline keeps between runs (SQLite or PostgreSQL, tables in ``store.schema``)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.mirror = MirrorStore(engine)
+        self.ledger = EventLedger(engine)
+        self.cursors = SyncCursors(engine)
+        self.identities = IdentityMap(engine)
+        self.pushed_traits = PushedTraits(engine)
+        self.track_state = SentTrackCalls(engine)
+        self.traits = TraitsTable(engine)
+
+    @classmethod
+    def from_url(cls, url: str | None = None) -> "StateStore":
+        """Open the store at a SQLAlchemy URL (default: a SQLite file under $DAGSTER_HOME), schema migrated.
+
+        Raises ``db.StateStoreConfigError`` naming the problem when the URL is malformed or unreachable.
+        """
+        return cls(make_engine(url))
+
+    def dispose(self) -> None:
+        """Close the engine's pooled connections."""
+        self.engine.dispose()
+
+    def commit_events(self, rows: MirrorRows, ledger_rows: list[dict], cursor: tuple[str, dict] | None = None
+                      ) -> ApplyStats:
+        """Apply events' snapshots to the mirror, ledger the events and (when given, ``(name, value)``)
+        move a cursor past them, in one transaction: a crash leaves all three as they were."""
+        with self.engine.begin() as conn:
+            stats = self.mirror.apply(rows, conn)
+            self.ledger.record(ledger_rows, conn)
+            if cursor is not None:
+                self.cursors.set(*cursor, conn)
+        return stats
+
+    def purge(self, *, raw_before: int | None, deleted_customer_pii: bool) -> dict[str, int]:
+        """Apply the retention settings in one transaction; returns rows changed per kind.
+
+        - ``raw_before``: drop raw Stripe payloads (mirror ``raw``, ledger
+          ``payload``) of snapshots older than this Unix time. Typed columns
+          stay, so traits and the history backfill keep working; ledger rows
+          still waiting to be sent keep their payload.
+        - ``deleted_customer_pii``: blank email, name, metadata and raw of
+          customers deleted in Stripe (they are no longer sent anywhere).
+        """
+        out: dict[str, int] = {}
+        with self.engine.begin() as conn:
+            if raw_before is not None:
+                out["raw_payloads_dropped"] = self.mirror.drop_raw_payloads(raw_before, conn)
+                out["event_payloads_dropped"] = self.ledger.drop_old_payloads(raw_before, conn)
+            if deleted_customer_pii:
+                out["deleted_customers_scrubbed"] = self.mirror.scrub_deleted_customers(conn)
+        return out
+
+    def counts(self) -> dict[str, int]:
+        """Rows per mirror table (deleted included) plus the ledger's events, for metadata and the demo."""
+        return {**self.mirror.counts(), "event": self.ledger.count()}

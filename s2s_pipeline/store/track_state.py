@@ -1,0 +1,40 @@
+"""Track calls Segment acknowledged (``segment_track_sent``), keyed like their messageId.
+
+Two Stripe events about one fact (charge.refunded + refund.created) or two
+jobs (the failed-payment sensor's and the nightly one) find the fact here and
+never send it twice.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from sqlalchemy import Engine, select
+
+from s2s_pipeline.store import schema
+from s2s_pipeline.store.statements import chunks, insert_ignoring_existing
+
+
+class SentTrackCalls:
+    """The facts already sent to Segment as track calls."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def already_sent(self, dedupe_keys: Iterable[str]) -> set[str]:
+        """The given dedupe keys whose track call Segment already acknowledged."""
+        keys = list(set(dedupe_keys))
+        table = schema.track_sent
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            for chunk in chunks(keys):
+                found |= set(conn.execute(select(table.c.dedupe_key).where(table.c.dedupe_key.in_(chunk))).scalars())
+        return found
+
+    def record_sent(self, rows: list[dict]) -> None:
+        """Record acknowledged calls (``dedupe_key``, ``message_id``, ``event``, ``stripe_customer_id``,
+        ``stripe_event_id``, ``sent_at``); a key already recorded keeps its first row."""
+        if not rows:
+            return
+        with self.engine.begin() as conn:
+            insert_ignoring_existing(conn, self.engine.dialect.name, schema.track_sent, rows, "dedupe_key")
