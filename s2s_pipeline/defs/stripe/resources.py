@@ -32,8 +32,15 @@ class StripeResource(ConfigurableResource):
         description="Client-side ceiling, requests/s across all threads (Stripe allows 100 live, 25 test).",
     )
     concurrency: int = Field(default=4, description="Listings fetched in parallel (created windows, object types).")
-    max_network_retries: int = Field(default=3, description="stripe-python retries for network errors and 5xx.")
-    max_rate_limit_retries: int = Field(default=8, description="Retries of HTTP 429 with jittered backoff.")
+    max_network_retries: int = Field(
+        default=3, description="Retries of one request after no response, a 409 (lock timeout) or a 5xx."
+    )
+    max_rate_limit_retries: int = Field(default=8, description="Retries of one request answered 429.")
+    expand_unsupported: bool = Field(
+        default=False,
+        description="Only for a stand-in that cannot expand: read without expand (tiered prices then count no "
+        "MRR). Against Stripe a refused expansion fails the run.",
+    )
 
     def settings(self) -> StripeSettings:
         try:
@@ -44,6 +51,7 @@ class StripeResource(ConfigurableResource):
                 concurrency=self.concurrency,
                 max_network_retries=self.max_network_retries,
                 max_rate_limit_retries=self.max_rate_limit_retries,
+                expand_unsupported=self.expand_unsupported,
             )
         except StripeConfigError as exc:
             raise Failure(description=str(exc)) from exc
