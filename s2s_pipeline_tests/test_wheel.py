@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -32,3 +33,15 @@ def test_the_wheel_holds_only_the_s2s_pipeline_package(tmp_path):
     entry_points = next((zipfile.ZipFile(wheel).read(n).decode() for n in names if n.endswith("entry_points.txt")),
                         "")
     assert "s2s-demo" not in entry_points  # the demo command comes with devtools/, not the product
+
+    # Installed from the wheel alone (no checkout, no pyproject.toml beside it), the code location
+    # still loads: load_from_defs_folder finds the dg.toml shipped in the package.
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--disable-pip-version-check",
+                    "--target", str(target), str(wheel)], check=True, cwd=tmp_path)
+    probe = ("import s2s_pipeline, s2s_pipeline.definitions as d; "
+             "print(s2s_pipeline.__file__); print(sorted(j.name for j in d.defs.jobs))")
+    out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True, cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": str(target)}).stdout.splitlines()
+    assert out[0].startswith(str(target))  # the wheel's copy, not the checkout
+    assert "nightly_trait_refresh" in out[1] and "stripe_backfill" in out[1]
