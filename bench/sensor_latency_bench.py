@@ -23,13 +23,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1] / "devtools")]
+from _common import peak_rss_mb  # noqa: E402  (sets the import path)
 
 from s2s_devtools.harness.daemon import (  # noqa: E402
     HarnessError,
@@ -87,7 +84,7 @@ def main() -> None:
     seconds = time.perf_counter() - started
     out = {
         "seconds": round(seconds, 1),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": peak_rss_mb(),
         "daemon_peak_rss_mb": daemon_peak,
         "runs": args.runs,
         "latencies": latencies,
