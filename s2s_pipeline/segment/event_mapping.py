@@ -137,6 +137,8 @@ from s2s_pipeline.core.contract import (
     PAYMENT_FAILED,
     SUBSCRIPTION_CANCELED,
     SUBSCRIPTION_DOWNGRADED,
+    SUBSCRIPTION_ENDED,
+    SUBSCRIPTION_REACTIVATED,
     SUBSCRIPTION_STARTED,
     SUBSCRIPTION_UPGRADED,
     TRIAL_CONVERTED,
@@ -146,11 +148,16 @@ from s2s_pipeline.core.ids import id_of
 from s2s_pipeline.core.times import iso_utc
 from s2s_pipeline.segment.event_mrr import (
     MRR_FIELDS,
+    SCHEDULE_FIELDS,
+    SubscriptionFigures,
     as_running,
+    cancellation_scheduled,
     currency_code,
     ended_in_trial,
+    scheduled_end,
     state_before,
     subscription_figures,
+    without_schedule,
 )
 from s2s_pipeline.segment.mapping_context import MappingContext
 from s2s_pipeline.segment.messages import message_id
@@ -200,6 +207,27 @@ def _subscription_created(event: dict, sub: dict, ctx: MappingContext, config: T
         "billing_interval": fig.billing_interval})
 
 
+def _mrr_before(sub: dict, previous: dict, after: SubscriptionFigures, ctx: MappingContext,
+                config: TraitsConfig, at: int) -> tuple[int, str | None] | None:
+    """(MRR minor units, plan) of the subscription just before the event, or None when it cannot be told.
+
+    ``previous_attributes`` over the snapshot when it names an MRR field and
+    prices completely (or no worse than the snapshot); else the mirror's
+    stored figure; else the partially priced "before" state.
+    """
+    computed = None
+    if MRR_FIELDS & previous.keys():
+        computed = subscription_figures(state_before(sub, previous), ctx, config, at)
+    if computed is not None and (computed.complete or not after.complete):
+        return computed.mrr_minor, computed.plan
+    stored = ctx.stored_subscription_mrr(sub["id"])
+    if stored is not None:
+        return int(stored[0]), stored[2]
+    if computed is not None:
+        return computed.mrr_minor, computed.plan
+    return None
+
+
 def _subscription_updated(event: dict, sub: dict, ctx: MappingContext, config: TraitsConfig):
     at = int(event.get("created") or 0)
     previous = (event.get("data") or {}).get("previous_attributes")
@@ -210,19 +238,26 @@ def _subscription_updated(event: dict, sub: dict, ctx: MappingContext, config: T
         return _call(event, TRIAL_CONVERTED, customer, {
             "subscription_id": sub["id"], "plan": after.plan, "mrr": after.mrr, "currency": after.currency})
 
-    computed = None
-    if MRR_FIELDS & previous.keys():
-        computed = subscription_figures(state_before(sub, previous), ctx, config, at)
-    if computed is not None and (computed.complete or not after.complete):
-        before_minor, before_plan = computed.mrr_minor, computed.plan
-    else:
-        stored = ctx.stored_subscription_mrr(sub["id"])
-        if stored is not None:
-            before_minor, before_plan = int(stored[0]), stored[2]
-        elif computed is not None:
-            before_minor, before_plan = computed.mrr_minor, computed.plan
-        else:
-            return None
+    # A change of the schedule moves MRR by itself (the mrr rule gives 0 to a scheduled
+    # cancellation): it is reported as the cancellation / reactivation, never as Downgraded/Upgraded.
+    is_scheduled = cancellation_scheduled(sub)
+    was_scheduled = cancellation_scheduled(state_before(sub, previous)) if SCHEDULE_FIELDS & previous.keys() \
+        else is_scheduled
+    if is_scheduled and not was_scheduled:
+        before = _mrr_before(sub, previous, after, ctx, config, at)
+        lost = before[0] if before is not None else \
+            subscription_figures(without_schedule(sub), ctx, config, at).mrr_minor
+        return _call(event, SUBSCRIPTION_CANCELED, customer, {
+            "subscription_id": sub["id"], "plan": after.plan, "mrr": to_major(lost, after.currency),
+            "currency": after.currency, "cancel_at": iso_utc(scheduled_end(sub)), "immediate": False})
+    if was_scheduled and not is_scheduled:
+        return _call(event, SUBSCRIPTION_REACTIVATED, customer, {
+            "subscription_id": sub["id"], "plan": after.plan, "mrr": after.mrr, "currency": after.currency})
+
+    before = _mrr_before(sub, previous, after, ctx, config, at)
+    if before is None:
+        return None
+    before_minor, before_plan = before
     if before_minor == after.mrr_minor:
         return None
     name = SUBSCRIPTION_UPGRADED if after.mrr_minor > before_minor else SUBSCRIPTION_DOWNGRADED
@@ -235,6 +270,10 @@ def _subscription_deleted(event: dict, sub: dict, ctx: MappingContext, config: T
     at = int(event.get("created") or 0)
     customer = id_of(sub.get("customer"))
     fig = subscription_figures(as_running(sub), ctx, config, at)
+    if cancellation_scheduled(sub):
+        # Its MRR left when the cancellation was scheduled (Subscription Canceled, immediate = false).
+        return _call(event, SUBSCRIPTION_ENDED, customer, {
+            "subscription_id": sub["id"], "plan": fig.plan, "currency": fig.currency})
     mrr_minor = fig.mrr_minor
     if sub.get("status") == "incomplete_expired" or ended_in_trial(sub, at):
         mrr_minor = 0
@@ -242,9 +281,10 @@ def _subscription_deleted(event: dict, sub: dict, ctx: MappingContext, config: T
         stored = ctx.stored_subscription_mrr(sub["id"])
         if stored is not None:
             mrr_minor = int(stored[0])
+    ended = sub.get("ended_at") or sub.get("canceled_at") or at
     return _call(event, SUBSCRIPTION_CANCELED, customer, {
         "subscription_id": sub["id"], "plan": fig.plan, "mrr": to_major(mrr_minor, fig.currency),
-        "currency": fig.currency})
+        "currency": fig.currency, "cancel_at": iso_utc(ended), "immediate": True})
 
 
 def _invoice_payment_failed(event: dict, invoice: dict, ctx: MappingContext, config: TraitsConfig):

@@ -116,23 +116,6 @@ def test_downgrade_via_price_change(fx, ctx):
                                "mrr": 20.0, "previous_mrr": 50.0, "currency": "usd"}
 
 
-def test_cancel_at_period_end_is_a_downgrade_to_zero_and_undoing_it_an_upgrade(fx, ctx):
-    items = [make_item(fx, make_price(fx, "price_pro", 2000))]
-    set_cancel = make_sub(fx, items, cancel_at_period_end=True, cancel_at=NOW + 20 * DAY, canceled_at=NOW)
-    event = make_event(fx, "customer.subscription.updated", set_cancel,
-                       previous={"cancel_at_period_end": False, "cancel_at": None, "canceled_at": None})
-    call = plain(map_event(event, ctx))
-    assert call.event == "Subscription Downgraded"
-    assert (call.properties["mrr"], call.properties["previous_mrr"]) == (0.0, 20.0)
-
-    undo = make_sub(fx, items)
-    event = make_event(fx, "customer.subscription.updated", undo, event_id="evt_2", created=NOW + DAY,
-                       previous={"cancel_at_period_end": True, "cancel_at": NOW + 20 * DAY, "canceled_at": NOW})
-    call = plain(map_event(event, ctx))
-    assert call.event == "Subscription Upgraded"
-    assert (call.properties["mrr"], call.properties["previous_mrr"]) == (20.0, 0.0)
-
-
 def test_equal_mrr_sends_nothing(fx, ctx):
     price = make_price(fx, "price_pro", 2000)
     renewed = make_sub(fx, [make_item(fx, price, period_end=NOW + 30 * DAY)], latest_invoice="in_2")
@@ -242,13 +225,7 @@ def test_legacy_api_version_subscription_shapes(fx, ctx):
 # -- customer.subscription.deleted -------------------------------------------------------------
 
 
-def test_deleted_reports_the_mrr_it_had_before_it_ended(fx, ctx):
-    items = [make_item(fx, make_price(fx, "price_pro", 2000), quantity=2)]
-    ended = make_sub(fx, items, status="canceled", ended_at=NOW, canceled_at=NOW - 5 * DAY,
-                     cancel_at_period_end=True, cancel_at=NOW)
-    call = plain(map_event(make_event(fx, "customer.subscription.deleted", ended), ctx))
-    assert call.event == "Subscription Canceled"
-    assert call.properties == {"subscription_id": "sub_1", "plan": "Pro", "mrr": 40.0, "currency": "usd"}
+# Scheduled cancellations (Canceled at scheduling, Reactivated, Ended): test_cancellation_events.py
 
 
 def test_deleted_during_trial_had_no_mrr(fx, ctx):

@@ -34,7 +34,8 @@ OLD_API = "2024-06-20"  # before 2025-03-31.basil: releases still created Refund
 
 def authorization(fx, amount: int = 10_000, **kw) -> dict:
     """A $100 authorization not captured yet."""
-    return make_charge(fx, amount=amount, amount_captured=0, captured=False, paid=True, status="succeeded", **kw)
+    fields = {"amount_captured": 0, "captured": False, "paid": True, "status": "succeeded", **kw}
+    return make_charge(fx, amount=amount, **fields)
 
 
 def test_stripes_example_charge_is_an_uncaptured_authorization(fx, ctx):
