@@ -167,6 +167,14 @@ from s2s_pipeline.traits.money import to_major
 #: Refund statuses that never move money (not reported).
 _DEAD_REFUND_STATUSES = frozenset({"failed", "canceled"})
 
+#: Refund reason Stripe itself sets when an uncaptured authorization expires (Refund.reason).
+EXPIRED_UNCAPTURED = "expired_uncaptured_charge"
+
+#: From this API version on, partial captures and cancellations create no Refund
+#: (Stripe changelog 2025-03-31.basil, "Partially capturing or cancelling payments no
+#: longer creates a Refund"); events rendered before it may carry such refunds.
+RELEASES_STOPPED_CREATING_REFUNDS = "2025-03-31"
+
 
 @dataclass(frozen=True)
 class TrackCall:
@@ -317,16 +325,37 @@ def _charge_failed(event: dict, charge: dict, ctx: MappingContext, config: Trait
     }, dedupe_key=f"charge:{charge['id']}:failed")
 
 
-def _charge_succeeded(event: dict, charge: dict, ctx: MappingContext, config: TraitsConfig):
+def captured_minor(charge: dict) -> int:
+    """Money the charge captured, minor units: 0 for an authorization not captured (``captured`` false).
+
+    ``amount_captured`` where the payload has it (current API versions: 0 while
+    uncaptured, less than ``amount`` after a partial capture); very old
+    versions without it captured the whole ``amount`` or nothing.
+    """
+    if charge.get("captured") is False:
+        return 0
+    if charge.get("amount_captured") is not None:
+        return int(charge["amount_captured"])
+    return int(charge.get("amount") or 0) if charge.get("captured") else 0
+
+
+def _order_completed(event: dict, charge: dict, ctx: MappingContext, config: TraitsConfig):
+    """``charge.succeeded`` with captured money, or ``charge.captured``: one Order Completed per charge."""
+    captured = captured_minor(charge)
+    if captured <= 0:
+        return None  # an authorization: charge.captured reports it once captured
     currency = currency_code(charge.get("currency"))
-    amount = to_major(charge.get("amount"), currency)
+    amount = to_major(captured, currency)
     return _call(event, ORDER_COMPLETED, id_of(charge.get("customer")), {
         "order_id": charge["id"], "revenue": amount, "total": amount, "currency": currency,
     }, dedupe_key=f"charge:{charge['id']}:succeeded", needs_attribution=True)
 
 
 def _charge_customer(obj: dict, ctx: MappingContext) -> str | None:
-    """Customer of a refund or dispute: its own field, an expanded charge's, else the context's."""
+    """Customer of a refund or dispute: an expanded charge's, else the context's (Dispute has no ``customer``).
+
+    A refund's own ``customer`` is read first where a payload carries one.
+    """
     customer = id_of(obj.get("customer"))
     if customer:
         return customer
@@ -335,6 +364,47 @@ def _charge_customer(obj: dict, ctx: MappingContext) -> str | None:
         return id_of(charge.get("customer"))
     charge_id = id_of(charge)
     return ctx.customer_of_charge(charge_id) if charge_id else None
+
+
+def _charge_of(refund: dict, ctx: MappingContext) -> dict | None:
+    """The refund's charge: expanded on the refund, else the mirror's row (``ctx.charge``), else None."""
+    charge = refund.get("charge")
+    if isinstance(charge, dict):
+        return charge
+    lookup = getattr(ctx, "charge", None)
+    return lookup(charge) if lookup is not None and charge else None
+
+
+def _before_basil(event: dict) -> bool:
+    """The event was rendered at an API version that still turned releases into Refund objects."""
+    version = str(event.get("api_version") or "")
+    return bool(version) and version[:10] < RELEASES_STOPPED_CREATING_REFUNDS
+
+
+def released_authorization(event: dict, refund: dict, charge: dict | None, refunds: list[dict]) -> bool:
+    """Whether a "refund" only gave back money that was never captured (an authorization released).
+
+    - reason ``expired_uncaptured_charge``: Stripe's own refund at expiry;
+    - the charge never captured (``captured`` false): any refund of it is a release;
+    - events of API versions before 2025-03-31.basil, where a partial capture
+      refunded the uncaptured remainder: the charge's first refund, of exactly
+      ``amount`` - ``amount_captured``. (On later versions partial captures make
+      no refund, so such a refund there is money returned.)
+    """
+    if refund.get("reason") == EXPIRED_UNCAPTURED:
+        return True
+    if charge is None:
+        return False
+    if charge.get("captured") is False:
+        return True
+    if not _before_basil(event) or charge.get("amount") is None or charge.get("amount_captured") is None:
+        return False
+    remainder = int(charge["amount"]) - int(charge["amount_captured"])
+    if remainder <= 0 or int(refund.get("amount") or 0) != remainder:
+        return False
+    live = [r for r in refunds if r.get("status") not in _DEAD_REFUND_STATUSES and r.get("id")]
+    first = min(live, key=lambda r: (int(r.get("created") or 0), str(r["id"])), default=refund)
+    return first.get("id") == refund.get("id")
 
 
 def _refunded(event: dict, refund: dict, charge_id: str | None, customer: str | None,
@@ -349,10 +419,20 @@ def _refunded(event: dict, refund: dict, charge_id: str | None, customer: str | 
 
 
 def _refund_created(event: dict, refund: dict, ctx: MappingContext, config: TraitsConfig):
-    return _refunded(event, refund, id_of(refund.get("charge")), _charge_customer(refund, ctx))
+    charge_id = id_of(refund.get("charge"))
+    known = [dict(r) for r in (ctx.refunds_of_charge(charge_id) or [])] if charge_id else []
+    if not any(r.get("id") == refund["id"] for r in known):
+        known.append(refund)
+    if released_authorization(event, refund, _charge_of(refund, ctx), known):
+        return None
+    return _refunded(event, refund, charge_id, _charge_customer(refund, ctx))
 
 
 def _charge_refunded(event: dict, charge: dict, ctx: MappingContext, config: TraitsConfig):
+    """The refund a ``charge.refunded`` is about, from the mirror (``charge.refunds`` is includable only).
+
+    Older API versions embedded ``charge.refunds``; those are read too when present.
+    """
     customer = id_of(charge.get("customer"))
     if not customer:
         return None
@@ -377,6 +457,8 @@ def _charge_refunded(event: dict, charge: dict, ctx: MappingContext, config: Tra
             and charge.get("amount_refunded") is not None:
         delta = int(charge["amount_refunded"]) - int(previous["amount_refunded"])
         chosen = next((r for r in candidates if int(r["amount"]) == delta), chosen)
+    if released_authorization(event, chosen, charge, list(known.values())):
+        return None
     return _refunded(event, chosen, charge["id"], customer, charge.get("currency"))
 
 
@@ -394,7 +476,8 @@ _HANDLERS = {
     "customer.subscription.deleted": _subscription_deleted,
     "invoice.payment_failed": _invoice_payment_failed,
     "charge.failed": _charge_failed,
-    "charge.succeeded": _charge_succeeded,
+    "charge.succeeded": _order_completed,
+    "charge.captured": _order_completed,
     "refund.created": _refund_created,
     "charge.refunded": _charge_refunded,
     "charge.dispute.created": _dispute_created,
