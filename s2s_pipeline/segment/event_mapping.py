@@ -22,17 +22,26 @@ customer.subscription.created         Subscription Started          subscription
 customer.subscription.updated         Trial Converted               subscription_id, plan, mrr, currency
 (previous status ``trialing``, now
 ``active``)
+customer.subscription.updated         Subscription Canceled         subscription_id, plan, mrr (lost), currency,
+(a cancellation becomes scheduled)                                  cancel_at (when it ends), immediate (false)
+customer.subscription.updated         Subscription Reactivated      subscription_id, plan, mrr (restored), currency
+(a scheduled cancellation withdrawn)
 customer.subscription.updated         Subscription Upgraded /       subscription_id, plan, previous_plan, mrr,
 (MRR up / down)                       Subscription Downgraded       previous_mrr, currency
-customer.subscription.deleted         Subscription Canceled         subscription_id, plan, mrr, currency
+customer.subscription.deleted         Subscription Canceled         subscription_id, plan, mrr (before it ended),
+(no cancellation was scheduled)                                     currency, cancel_at (ended), immediate (true)
+customer.subscription.deleted         Subscription Ended            subscription_id, plan, currency
+(after a scheduled cancellation)
 invoice.payment_failed                Payment Failed                invoice_id, amount, currency, attempt_count,
                                                                     failure_code, failure_message,
                                                                     next_payment_attempt
 charge.failed (charge of no invoice)  Payment Failed                charge_id, invoice_id (null), amount,
                                                                     currency, attempt_count (1), failure_code,
                                                                     failure_message, next_payment_attempt (null)
-charge.succeeded                      Order Completed               order_id, revenue, total, currency
+charge.succeeded with captured        Order Completed               order_id, revenue, total (captured), currency
+money, or charge.captured
 refund.created / charge.refunded      Order Refunded                order_id, refund_id, total, currency, reason
+(refund of captured money)
 charge.dispute.created                Dispute Created               charge_id, amount, currency, reason
 ===================================  ============================  ==============================================
 
@@ -76,20 +85,32 @@ Rules where the contract leaves room (decided here):
   without it: the partially priced "before" state if there is one, else the
   event maps to None). Equal MRR (in minor
   units) maps to None, so renewals and ``past_due`` <-> ``active`` flips send
-  nothing. Because the trait rules give 0 to ``cancel_at_period_end``,
-  ``unpaid``, ``paused`` and ``pause_collection``, setting a subscription to
-  cancel at period end is a **Subscription Downgraded to mrr 0** (Stripe's
-  default: churn counts at the API call), and undoing it a Subscription
-  Upgraded back. Likewise ``incomplete`` -> ``active`` (first payment of a
+  nothing. The trait rules give 0 to ``unpaid``, ``paused`` and
+  ``pause_collection``, so those are Downgraded to 0 (and back Upgraded).
+  Likewise ``incomplete`` -> ``active`` (first payment of a
   subscription created ``incomplete``) is an Upgraded from 0, and
   ``trialing`` -> ``past_due`` (trial ended, first payment failed) an Upgraded
   too; only ``trialing`` -> ``active`` is a Trial Converted (contract).
   Movements therefore always sum to the subscription's current MRR.
+- **Scheduled cancellations** (``cancel_at_period_end`` or ``cancel_at`` set,
+  which the ``mrr`` trait counts 0): an update that schedules one (before:
+  none; after: one) is a **Subscription Canceled** with ``immediate`` false,
+  ``mrr`` = the MRR before the update (what leaves) and ``cancel_at`` =
+  ``cancel_at``, else the items' latest ``current_period_end``; one that
+  withdraws it is a **Subscription Reactivated** with the MRR after. These
+  rows are tried before Upgraded/Downgraded: the schedule's own drop to 0 is
+  the cancellation, never a Downgraded. Changes while scheduled move 0 -> 0
+  and send nothing; a new date for an existing schedule sends nothing.
+- **customer.subscription.deleted** of a subscription that had a
+  cancellation scheduled (the snapshot still shows it) is a **Subscription
+  Ended** without MRR (it left at scheduling). Without one it is an immediate
+  **Subscription Canceled** (``immediate`` true, ``cancel_at`` = ``ended_at``,
+  else ``canceled_at``, else the event time).
 - **Subscription Started** reports the trait MRR of the new subscription (0
   while it is ``incomplete``; see above for its activation).
-- **Subscription Canceled**: ``mrr`` is what the subscription brought in
+- **Subscription Canceled** (immediate): ``mrr`` is what the subscription brought in
   while it ran: the snapshot priced as if it were still ``active`` (without
-  ``cancel_at_period_end``/``ended_at``), or 0 when it ended during its trial
+  a schedule or ``ended_at``), or 0 when it ended during its trial
   (``ended_at``/``canceled_at`` not after ``trial_end``) or never started
   (``incomplete_expired``). Only when the snapshot cannot be priced (no
   items, unknown prices) is ``ctx.stored_subscription_mrr`` used.
@@ -106,13 +127,23 @@ Rules where the contract leaves room (decided here):
   keys with ``invoice_id`` and ``next_payment_attempt`` null,
   ``attempt_count`` 1 (a one-off charge is not retried by Stripe) and
   ``charge_id`` added.
-- **Order Completed**: ``revenue`` = ``total`` = the charge's ``amount``. A
-  charge carries no tax split (that lives on invoices), so revenue includes
-  any tax. ``needs_attribution`` tells the caller it may add
-  ``context.campaign`` and the profile's ``anonymousId``.
+- **Order Completed**: ``revenue`` = ``total`` = the captured money
+  (``amount_captured``; 0 while ``captured`` is false, so an authorization
+  sends nothing and its ``charge.captured`` sends the call). ``charge.succeeded``
+  and ``charge.captured`` share the key ``charge:<id>:succeeded``, so a charge
+  yields one call whichever arrives. A charge carries no tax split (that
+  lives on invoices), so revenue includes any tax. ``needs_attribution``
+  tells the caller it may add ``context.campaign`` and the profile's
+  ``anonymousId``.
+- **Released authorizations are no refunds** (:func:`released_authorization`):
+  a refund with reason ``expired_uncaptured_charge``, any refund of a charge
+  that never captured (``captured`` false; the charge from the payload, an
+  expanded ``refund.charge`` or ``ctx.charge``), and, for events rendered
+  before API 2025-03-31.basil, the uncaptured remainder of a partial capture
+  (the charge's first refund, of exactly ``amount - amount_captured``).
 - **Order Refunded** from ``charge.refunded``: the charge's refunds known at
-  the event (``ctx.refunds_of_charge`` plus ``charge.refunds.data`` when the
-  payload has it, as older API versions do), created no later than the
+  the event (``ctx.refunds_of_charge``; ``charge.refunds`` is includable only
+  and never requested, so it is read just when an older payload embeds it), created no later than the
   event, not ``failed``/``canceled``; the newest one is reported, preferring
   one whose amount equals the increase of ``amount_refunded`` given by
   ``previous_attributes`` (refunds created in the same second). None when
