@@ -58,6 +58,9 @@ class MirrorContext:
         row = self._row("charge", charge_id)
         return row["customer"] if row else None
 
+    def charge(self, charge_id: str) -> dict | None:
+        return self._row("charge", charge_id)
+
     # -- Stripe API (invoice payments are not mirrored) -----------------------------------
 
     def _api(self, path: str, params: dict | None = None) -> dict | None:

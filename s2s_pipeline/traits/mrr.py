@@ -4,9 +4,11 @@ Rules:
 
 - Only subscriptions with status ``active`` or ``past_due`` count. ``trialing``,
   ``canceled``, ``unpaid``, ``incomplete``, ``incomplete_expired`` and ``paused``
-  give 0, and so do subscriptions with ``pause_collection`` set, with
-  ``cancel_at_period_end`` (Stripe's default: churn counts at the API call),
-  that ended (``ended_at``) or that are flagged deleted.
+  give 0, and so do subscriptions with ``pause_collection`` set, with a
+  scheduled cancellation (``cancel_at_period_end``, or ``cancel_at`` set, in
+  the future or already passed while Stripe has not ended it yet: Stripe's
+  default, churn counts at the API call that schedules it), that ended
+  (``ended_at``) or that are flagged deleted.
 - Metered items (``recurring_usage_type == "metered"`` or ``recurring_meter`` set) are excluded.
 - Amount per billing period: ``per_unit`` = ``unit_amount_decimal`` x q, where q is
   the quantity (missing -> 1) after ``transform_quantity`` (divide_by, then round
@@ -84,6 +86,11 @@ def round_minor(amounts: np.ndarray) -> np.ndarray:
     return np.rint(snapped).astype(np.int64)
 
 
+def cancellation_scheduled(subs: pd.DataFrame) -> np.ndarray:
+    """Per subscription row: a cancellation is scheduled (``cancel_at_period_end``, or ``cancel_at`` set)."""
+    return bools(column(subs, "cancel_at_period_end")) | present(column(subs, "cancel_at"))
+
+
 @dataclass
 class SubscriptionArrays:
     """Per subscription row: the facts the MRR and the customer traits need."""
@@ -99,7 +106,7 @@ class SubscriptionArrays:
         deleted = bools(column(subs, "deleted"))
         ended = isin(column(subs, "status"), ENDED_STATUSES) | present(column(subs, "ended_at")) | deleted
         counts = (isin(column(subs, "status"), MRR_STATUSES) & ~ended
-                  & ~bools(column(subs, "cancel_at_period_end"))
+                  & ~cancellation_scheduled(subs)
                   & ~present(column(subs, "pause_collection_behavior")))
         return cls(
             customer=customers.positions(column(subs, "customer")),
