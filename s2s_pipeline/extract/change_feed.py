@@ -12,6 +12,7 @@ import logging
 import time
 from typing import Callable, Iterable
 
+from s2s_pipeline.core.ids import id_of
 from s2s_pipeline.core.progress import ProgressSink
 from s2s_pipeline.extract.backfill import ALL_OBJECT_TYPES, full_sync
 from s2s_pipeline.extract.references import ensure_mirrored, resolve_references
@@ -181,8 +182,8 @@ def apply_single_event(reader: StripeReader, store: StateStore, event: dict, *,
     apply_events(store, [event], cursor, now, result, reader.retrieve, advance_cursor=False)
     # A customer created since the last sync: mirror it too, so calls about it
     # use the identity its identify calls will use.
-    customer = ((event.get("data") or {}).get("object") or {}).get("customer")
-    ensure_mirrored(reader, store, "customer", customer.get("id") if isinstance(customer, dict) else customer)
+    customer = id_of(((event.get("data") or {}).get("object") or {}).get("customer"))
+    ensure_mirrored(reader, store, "customer", customer)
     return result
 
 
