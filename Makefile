@@ -21,8 +21,12 @@ test: $(STAMP)
 	@bash .ci/install-chromium.sh >/dev/null 2>&1 || echo "note: Chromium could not be installed; the UI screenshot test will be skipped"
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
+## Load the code location as Dagster and dg do (a throwaway DAGSTER_HOME: the shipped dagster.yaml wants Postgres).
 validate: $(STAMP)
-	$(BIN)/dagster definitions validate -w workspace.yaml
+	@home=$$(mktemp -d) && printf 'telemetry:\n  enabled: false\n' > $$home/dagster.yaml && \
+	  DAGSTER_HOME=$$home $(BIN)/dagster definitions validate -w workspace.yaml && \
+	  DAGSTER_HOME=$$home $(BIN)/dg list defs && \
+	  DAGSTER_HOME=$$home $(BIN)/dg check defs; status=$$?; rm -rf $$home; exit $$status
 
 ## The Dagster UI on http://127.0.0.1:3000 against the demo state (run `make demo` first).
 dev: $(STAMP)

@@ -16,12 +16,9 @@ import argparse
 import json
 import multiprocessing
 import os
-import resource
-import sys
 import time
-from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1] / "devtools")]
+from _common import peak_rss_mb  # noqa: E402  (sets the import path)
 
 from s2s_devtools.fakes.segment_sink import SegmentSink  # noqa: E402
 from s2s_pipeline.segment.delivery import SegmentSettings, deliver  # noqa: E402
@@ -85,7 +82,7 @@ def _print(args, seconds: float, report, accepted) -> None:
     print(json.dumps({
         "benchmark": "delivery",
         "seconds": round(seconds, 3),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": peak_rss_mb(),
         "messages": args.messages,
         "messages_per_second": round(args.messages / seconds, 1),
         "delivered": len(report.delivered),

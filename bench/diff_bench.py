@@ -23,14 +23,10 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
-import platform
-import resource
 import sys
 import time
-from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1] / "devtools")]
+from _common import machine, peak_rss_mb, rss_mb  # noqa: E402  (sets the import path)
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -167,11 +163,6 @@ def change(current: pd.DataFrame, fraction: float, rng: np.random.Generator) -> 
     return k
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=100_000)
@@ -196,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         pushed, changed = pushed.iloc[:0], args.customers
     generate_seconds = time.perf_counter() - t0
     gc.collect()
-    rss_before = _rss_mb()
+    rss_before = rss_mb()
 
     if args.profile:
         import cProfile
@@ -211,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         profiler.disable()
         pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(30)
 
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    peak = peak_rss_mb()
     print(json.dumps({
         "benchmark": "diff",
         "seconds": round(seconds, 3),
@@ -223,10 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         "messages": len(diff),
         "reasons": {str(k): int(v) for k, v in diff["reason"].value_counts().sort_index().items()},
         "pushed_order": "empty" if args.first else "aligned" if args.aligned else "shuffled",
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "pandas": pd.__version__,
-        "numpy": np.__version__,
+        **machine(),
     }))
     return 0
 

@@ -18,13 +18,10 @@ import argparse
 import json
 import multiprocessing
 import os
-import resource
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1] / "devtools")]
+from _common import peak_rss_mb  # noqa: E402  (sets the import path)
 
 from s2s_devtools.demo.generator import generate_account, seed_standin  # noqa: E402
 from s2s_devtools.fakes.stripe import StripeStandIn  # noqa: E402
@@ -95,7 +92,7 @@ def _report(result, reader, seconds: float, args) -> None:
     print(json.dumps({
         "benchmark": "extract",
         "seconds": round(seconds, 3),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": peak_rss_mb(),
         "objects": objects,
         "objects_per_second": round(objects / seconds, 1),
         "rate_limit": args.rate_limit,

@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import sys
 import tempfile
 import time
 import uuid
-from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1] / "devtools")]
+from _common import peak_rss_mb  # noqa: E402  (sets the import path)
 
 import pandas as pd  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
@@ -82,7 +79,7 @@ def measure(url: str, frames, now: int, label: str) -> dict:
             "charges": len(frames.charges), "subscriptions": len(frames.subscriptions),
             "seconds": round(t3 - t0, 3), "seconds_read_mirror": round(t1 - t0, 3),
             "seconds_compute": round(t2 - t1, 3), "seconds_store": round(t3 - t2, 3),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+            "peak_rss_mb": peak_rss_mb()}
 
 
 def main() -> None:

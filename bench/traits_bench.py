@@ -13,27 +13,16 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
-import platform
-import resource
 import sys
 import time
-from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1] / "devtools")]
+from _common import machine, peak_rss_mb, rss_mb  # noqa: E402  (sets the import path)
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 
 from bench.synth_mirror import synth_mirror  # noqa: E402
 from s2s_pipeline.traits.config import TraitsConfig  # noqa: E402
 from s2s_pipeline.traits.customer_traits import compute_customer_traits  # noqa: E402
 from s2s_pipeline.traits.frames import REFERENCES  # noqa: E402
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
                 df[col] = df[col].astype(object)
     generate_seconds = time.perf_counter() - t0
     gc.collect()
-    rss_before = _rss_mb()
+    rss_before = rss_mb()
 
     config = TraitsConfig()
     if args.profile:
@@ -71,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         profiler.disable()
         pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(40)
 
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    peak = peak_rss_mb()
     print(json.dumps({
         "benchmark": "traits",
         "references": "text" if args.text_references else "categorical",
@@ -87,10 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         "discounts": len(frames.discounts),
         "trait_rows": len(traits),
         "customers_with_mrr": int((traits["mrr_minor"] > 0).sum()),
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "pandas": pd.__version__,
-        "numpy": np.__version__,
+        **machine(),
     }))
     return 0
 

@@ -2,8 +2,9 @@
 
 Wraps stripe-python's ``StripeClient`` (which pins the API version of the
 installed SDK) with what a bulk reader needs and the SDK does not do:
-request pacing shared across threads, and retries of plain HTTP 429s with
-jittered exponential backoff (the SDK never retries those).
+request pacing shared across threads, and one retry budget per request
+(429s, network errors, 409s and 5xx, as ``retries`` describes) with every
+try paced; the SDK's own retries are off, so they cannot multiply ours.
 """
 
 from __future__ import annotations
@@ -21,9 +22,18 @@ from urllib.parse import quote
 
 import stripe
 
-from s2s_pipeline.stripe.errors import StripeConfigError
 from s2s_pipeline.core.ratelimit import RequestPacer
-from s2s_pipeline.core.retry import Attempt, RetryPolicy, full_jitter
+from s2s_pipeline.core.retry import Attempt
+from s2s_pipeline.stripe.errors import ExpansionRefused, StripeConfigError
+from s2s_pipeline.stripe.retries import (
+    RetryBudget,
+    describe_failure,
+    failure_kind,
+    request_id_note,
+    request_id_of,
+    request_retry_policy,
+    retry_kind,
+)
 from s2s_pipeline.stripe.settings import StripeSettings
 
 log = logging.getLogger(__name__)
@@ -58,8 +68,9 @@ LIST_SPECS: dict[str, ListSpec] = {
         ListSpec("coupon", "coupons", {"expand": ["data.applies_to", "data.currency_options"]}),
         # The customer's discount with its coupon's terms (a deleted coupon answers 404 by id).
         ListSpec("customer", "customers", {"expand": ["data.discount.source.coupon"]}),
-        # Without status=all Stripe leaves canceled subscriptions out. The
-        # subscription's discounts carry their coupons' terms (four levels).
+        # Without status=all Stripe leaves canceled subscriptions out. Stripe
+        # expands at most four levels: data.items.data.discounts and
+        # data.discounts.source.coupon (the coupons' terms) are at the limit.
         ListSpec(
             "subscription",
             "subscriptions",
@@ -117,13 +128,10 @@ class Page:
     fetched_at: int
 
 
-def _about_expand(exc: Exception) -> bool:
-    return getattr(exc, "param", None) == "expand" or "expand" in str(getattr(exc, "user_message", "") or exc).lower()
-
-
-def _rate_limited(attempt: Attempt) -> bool:
-    """Retry HTTP 429s: the SDK retries network errors itself (``max_network_retries``) but not these."""
-    return isinstance(attempt.error, stripe.RateLimitError)
+def _refuses_expansion(exc: stripe.InvalidRequestError) -> bool:
+    """Whether a 400 to a request that asked for expansions is about them (Stripe names ``expand`` as the param)."""
+    param = str(getattr(exc, "param", None) or "")
+    return exc.http_status == 400 and (param.startswith("expand") or "expand" in str(exc.user_message or "").lower())
 
 
 def _server_time(result: Any) -> int | None:
@@ -154,25 +162,36 @@ class StripeReader:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        pacer: RequestPacer | None = None,
     ) -> None:
+        """``sleep``, ``clock`` and ``rng`` (the backoff jitter) are injected by tests;
+        ``pacer`` defaults to one at ``settings.rate_limit`` for this reader alone."""
         self.settings = settings
         base = {"api": settings.api_base.rstrip("/")} if settings.api_base else None
         self._client = stripe.StripeClient(
             settings.api_key,
             base_addresses=base,
-            max_network_retries=settings.max_network_retries,
+            # Our retry policy is the only one: an SDK retry would skip the
+            # pacer and multiply our tries (4 SDK tries in each of 9 = 36).
+            max_network_retries=0,
         )
-        self._pacer = RequestPacer(settings.rate_limit, sleep=sleep)
+        self._pacer = pacer or RequestPacer(settings.rate_limit, sleep=sleep)
         self._clock = clock
         self._rng = rng or random.Random()
-        self._retry = RetryPolicy(
-            max_retries=settings.max_rate_limit_retries,
-            should_retry=_rate_limited,
-            # Full jitter: concurrent threads that hit the limit together spread out.
-            backoff=full_jitter(settings.backoff_base_seconds, settings.backoff_cap_seconds, self._rng.random),
+        self._budget = RetryBudget(settings.max_network_retries, settings.max_rate_limit_retries)
+        self._retry = request_retry_policy(
+            self._budget,
+            backoff_base_seconds=settings.backoff_base_seconds,
+            backoff_cap_seconds=settings.backoff_cap_seconds,
+            random=self._rng.random,
             before_attempt=self._pacer.acquire,
             sleep=sleep,
         )
+        if settings.expand_unsupported:
+            log.warning(
+                "Stripe expand_unsupported is set: reading without expansions, so tiered prices have no tiers "
+                "(no MRR) and discounts no coupons; use it only for a stand-in that cannot expand"
+            )
         self.request_count = 0
         self.rate_limited_count = 0
         self._count_lock = threading.Lock()
@@ -180,9 +199,12 @@ class StripeReader:
     # -- low level -------------------------------------------------------------
 
     def _call(self, fn: Callable[[], Any], what: str) -> Any:
-        """One API call: paced, with 429s retried on jittered exponential backoff."""
+        """One API call: each try paced and counted, retried as ``retries`` says, failures named by Request-Id."""
+        tries = 0
 
         def attempt() -> Any:
+            nonlocal tries
+            tries += 1
             with self._count_lock:
                 self.request_count += 1
             try:
@@ -193,23 +215,38 @@ class StripeReader:
                 raise
 
         def log_retry(failed: Attempt, delay: float) -> None:
-            log.warning("Stripe rate limit (429) on %s; retry %d in %.2fs", what, failed.number, delay)
+            error = failed.error
+            assert error is not None  # only failed tries are retried
+            log.warning(
+                "Stripe %s on %s (%s); retry %d of %d in %.2fs",
+                failure_kind(error), what, request_id_note(error), failed.number,
+                self._budget.retries_for(retry_kind(error)), delay,
+            )
 
         try:
             return self._retry.call(attempt, on_retry=log_retry)
         except stripe.AuthenticationError as exc:
             raise StripeConfigError(
-                f"STRIPE_API_KEY was rejected by Stripe ({exc.http_status}) while listing {what}"
+                f"STRIPE_API_KEY was rejected by Stripe ({describe_failure(exc)}) while reading {what}"
             ) from exc
         except stripe.PermissionError as exc:
             raise StripeConfigError(
-                f"STRIPE_API_KEY lacks read permission for {what}: give the restricted key read access"
+                f"STRIPE_API_KEY lacks read permission for {what} ({describe_failure(exc)}): "
+                "give the restricted key read access"
             ) from exc
         except stripe.APIConnectionError as exc:
             where = self.settings.api_base or "api.stripe.com"
             raise ConnectionError(
-                f"could not reach Stripe at {where} (STRIPE_API_BASE) while listing {what}: {exc.user_message or exc}"
+                f"could not reach Stripe at {where} (STRIPE_API_BASE) while reading {what} after {tries} "
+                f"tr{'y' if tries == 1 else 'ies'} ({describe_failure(exc)}): {exc.user_message or exc}"
             ) from exc
+        except stripe.StripeError as exc:
+            # Re-raised as stripe-python's own class (callers tell 404s and
+            # 429s apart by it); its message leads with the Request-Id, and
+            # the note says what was read and how often it was tried.
+            exc.add_note(f"while reading {what} from Stripe, after {tries} tr{'y' if tries == 1 else 'ies'} "
+                         f"({describe_failure(exc)})")
+            raise
 
     def _get(self, path: str, params: dict[str, Any], what: str) -> tuple[dict, int]:
         """GET a v1 path: the decoded JSON body and Stripe's clock at the response.
@@ -223,6 +260,24 @@ class StripeReader:
         requested_at = int(self._clock())
         response = self._call(lambda: self._client.raw_request("get", path, **params), what)
         return response.data, _server_time(response) or requested_at
+
+    def _get_expanded(self, path: str, params: dict[str, Any], what: str) -> tuple[dict, int]:
+        """``_get`` for the mirror's own expansions: a refused expansion fails the read, naming it.
+
+        Never retried without the expansion: going on without tiers or
+        coupons would quietly under-count MRR.
+        """
+        try:
+            return self._get(path, params, what)
+        except stripe.InvalidRequestError as exc:
+            if "expand" in params and _refuses_expansion(exc):
+                reason = exc.user_message or str(exc)
+                raise ExpansionRefused(what, params["expand"], request_id_of(exc), reason) from exc
+            raise
+
+    def _expansions(self, expand: list[str] | None) -> dict[str, Any]:
+        """The ``expand`` parameter for the mirror's expansions; none for a stand-in that cannot expand."""
+        return {"expand": list(expand)} if expand and not self.settings.expand_unsupported else {}
 
     def get(self, path: str, params: dict[str, Any] | None = None) -> dict | None:
         """Any v1 GET (e.g. ``/v1/payment_intents/pi_...``) as a plain dict; None on 404."""
@@ -247,16 +302,7 @@ class StripeReader:
             page_params = dict(base_params)
             if starting_after:
                 page_params["starting_after"] = starting_after
-            try:
-                body, fetched_at = self._get(path, page_params, what)
-            except stripe.InvalidRequestError as exc:
-                if "expand" not in base_params or not _about_expand(exc):
-                    raise
-                # A Stripe-compatible server that cannot expand (real Stripe
-                # can): list unexpanded; references are then fetched by id.
-                log.warning("%s: the server refused expand %s; listing without it", what, base_params["expand"])
-                base_params.pop("expand")
-                continue
+            body, fetched_at = self._get_expanded(path, page_params, what)
             objects = body.get("data") or []
             if objects:
                 yield objects, fetched_at
@@ -267,7 +313,8 @@ class StripeReader:
     def iter_pages(self, object_type: str, window: Window, extra: dict[str, Any] | None = None) -> Iterator[Page]:
         """All objects of a type created in ``window``, newest first, one page at a time."""
         spec = LIST_SPECS[object_type]
-        params = {**spec.params, **window.params(), **(extra or {})}
+        listed = {k: v for k, v in spec.params.items() if k != "expand"}
+        params = {**listed, **self._expansions(spec.params.get("expand")), **window.params(), **(extra or {})}
         for objects, fetched_at in self._paginate(f"/v1/{spec.resource}", params, spec.resource):
             yield Page(object_type, objects, fetched_at)
 
@@ -364,10 +411,10 @@ class StripeReader:
         with ``deleted: true``; an unknown id gives (None, time).
         """
         spec = LIST_SPECS[object_type]
-        params = {"expand": RETRIEVE_EXPAND[object_type]} if object_type in RETRIEVE_EXPAND else {}
+        params = self._expansions(RETRIEVE_EXPAND.get(object_type))
         path = f"/v1/{spec.resource}/{quote(object_id, safe='')}"
         try:
-            return self._get(path, params, f"{spec.resource}/{object_id}")
+            return self._get_expanded(path, params, f"{spec.resource}/{object_id}")
         except (stripe.InvalidRequestError, stripe.APIError) as exc:
             if exc.http_status == 404:  # also a non-JSON 404 from a proxy or stand-in
                 return None, int(self._clock())

@@ -21,6 +21,19 @@ class StripeSettings:
     extraction (all threads together). Stripe allows 100/s in live mode and
     25/s in test mode; the default of 20 leaves headroom for other API users
     of the same account.
+
+    Retries: each request has one retry budget, every try one paced HTTP
+    request (stripe-python's own retries are off). A ``Stripe-Should-Retry``
+    header decides when Stripe sends one. ``max_rate_limit_retries`` caps the
+    retries of a request answered 429; ``max_network_retries`` those of a
+    request that got no response, a 409 (lock timeout) or a 5xx. The waits
+    are full-jitter exponential backoff from ``backoff_base_seconds`` up to
+    ``backoff_cap_seconds``.
+
+    ``expand_unsupported`` is for Stripe stand-ins that cannot expand: lists
+    and retrieves are then sent without ``expand`` (tiered prices arrive
+    without tiers, discounts without coupons). Against real Stripe it stays
+    False, and a refused expansion fails the read.
     """
 
     api_key: str
@@ -32,6 +45,7 @@ class StripeSettings:
     backoff_cap_seconds: float = 30.0
     concurrency: int = 4
     page_size: int = 100
+    expand_unsupported: bool = False
 
     def __post_init__(self) -> None:
         key = (self.api_key or "").strip()

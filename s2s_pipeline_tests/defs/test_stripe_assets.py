@@ -11,8 +11,10 @@ from dagster import DagsterInstance, DagsterInvalidConfigError, EnvVar, material
 from sqlalchemy import select
 
 from s2s_pipeline.definitions import defs
-from s2s_pipeline.defs.resources import SegmentResource, StateStoreResource, StripeResource
-from s2s_pipeline.defs.stripe_assets import stripe_change_feed, stripe_mirror_backfill
+from s2s_pipeline.defs.resources import StateStoreResource
+from s2s_pipeline.defs.segment.resources import SegmentResource
+from s2s_pipeline.defs.stripe.assets import stripe_change_feed, stripe_mirror_backfill
+from s2s_pipeline.defs.stripe.resources import StripeResource
 from s2s_devtools.fakes.stripe import StripeStandIn
 from s2s_pipeline.store import schema
 from s2s_pipeline.store.db import make_engine

@@ -6,8 +6,9 @@ import time
 import pytest
 from dagster import DagsterInstance, build_sensor_context
 
-from s2s_pipeline.defs.events_assets import failed_payment_sensor
-from s2s_pipeline.defs.resources import StateStoreResource, StripeResource
+from s2s_pipeline.defs.resources import StateStoreResource
+from s2s_pipeline.defs.segment.failed_payments import failed_payment_sensor
+from s2s_pipeline.defs.stripe.resources import StripeResource
 from s2s_devtools.fakes.stripe import StripeStandIn
 from s2s_pipeline.extract.failed_payments import poll_failed_payments
 from s2s_pipeline.stripe.client import StripeReader

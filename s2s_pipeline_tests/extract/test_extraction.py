@@ -244,14 +244,29 @@ def _refusing(reader, param):
     return reader
 
 
+def _per_unit_price() -> dict:
+    return {"id": "price_t", "object": "price", "currency": "usd", "billing_scheme": "per_unit",
+            "unit_amount": 500, "recurring": {"interval": "month", "interval_count": 1}, "created": 1_760_000_000}
+
+
 def test_server_without_expand_still_mirrors_everything(standin, make_reader, state_store):
-    price = {"id": "price_t", "object": "price", "currency": "usd", "billing_scheme": "per_unit",
-             "unit_amount": 500, "recurring": {"interval": "month", "interval_count": 1}, "created": 1_760_000_000}
-    standin.load([price, customer("cus_1", 1_760_000_000, "a@example.com")])
-    reader = _refusing(make_reader(), "expand")
+    """A stand-in that cannot expand, configured as such (expand_unsupported), is listed without expand."""
+    standin.load([_per_unit_price(), customer("cus_1", 1_760_000_000, "a@example.com")])
+    reader = _refusing(make_reader(expand_unsupported=True), "expand")
     result = backfill(reader, state_store, ["price", "customer"], 1_759_000_000, 1_761_000_000)
     assert result.listed == {"price": 1, "customer": 1}
     assert [r["unit_amount"] for r in table_rows(state_store, schema.prices)] == [500]
+
+
+def test_refused_expand_fails_the_backfill_naming_the_parameter(standin, make_reader, state_store):
+    """Not configured as a stand-in: a refused expansion is an error, not a silent listing without tiers."""
+    from s2s_pipeline.stripe.errors import ExpansionRefused
+
+    standin.load([_per_unit_price()])
+    with pytest.raises(ExpansionRefused, match=r"expand parameter \['data.tiers'\] while reading prices"):
+        backfill(_refusing(make_reader(), "expand"), state_store, ["price"], 1_759_000_000, 1_761_000_000)
+    assert not [r for r in standin.requests if r["path"] == "/v1/prices"]  # never listed without expand
+    assert table_rows(state_store, schema.prices) == []
 
 
 def _subscription_with_coupon(quantity: int, expanded: bool) -> dict:

@@ -1,11 +1,16 @@
-"""The Dagster UI against the real code location: names from CONTRACT.md over GraphQL, and the asset graph in Chromium.
+"""The Dagster UI against the real code location: names from CONTRACT.md, owners, tags, code versions,
+freshness and metadata plots over GraphQL, and the asset graph and Plots view in headless Chromium.
 
 Starts `dagster-webserver -w workspace.yaml` on a free loopback port, with a
 throwaway DAGSTER_HOME (SQLite storage, telemetry and the community pop-up off)
-so the repository's production `dagster.yaml` (Postgres) is never read.
+so the repository's production `dagster.yaml` (Postgres) is never read. Before
+it starts, two `nightly_trait_refresh` runs (a day of Stripe activity between
+them) and one `failed_payment_alert` run against the Stripe stand-in and the
+Segment sink fill that instance, so the UI has materializations to chart.
 
-The screenshot is kept in the test's temp dir; with S2S_UPDATE_SCREENSHOTS=1 it
-replaces docs/screenshots/asset-graph.png (the README's picture). Chromium is
+The screenshots are kept in the test's temp dir; with S2S_UPDATE_SCREENSHOTS=1
+they replace docs/screenshots/asset-graph.png (the README's picture: the whole
+graph, fitted) and docs/screenshots/customer-traits-plots.png. Chromium is
 Debian's /usr/bin/chromium (`.ci/install-chromium.sh`); without it the
 browser test is skipped, except with CI=true, where it fails.
 
@@ -33,11 +38,13 @@ from pathlib import Path
 import pytest
 
 from s2s_devtools.harness.daemon import kill_group
+from s2s_pipeline_tests.ops.browser import HeadlessChromium
 
 pytestmark = pytest.mark.webserver
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOT = REPO / "docs" / "screenshots" / "asset-graph.png"
+PLOTS_SCREENSHOT = REPO / "docs" / "screenshots" / "customer-traits-plots.png"
 CHROMIUM = Path("/usr/bin/chromium")
 LOCATION = "s2s_pipeline"
 
@@ -73,6 +80,49 @@ REQUIRED_NOW = {
 SENSOR_TARGETS = {"failed_payment_sensor": "failed_payment_alert"}
 SCHEDULE_TARGETS = {"nightly_trait_refresh_schedule": ("nightly_trait_refresh", "0 2 * * *", "UTC")}
 CUSTOMER_TRAITS_CHECKS = {"one_row_per_customer", "non_negative_money", "refund_rate_within_bounds", "spend_tier_valid"}
+NIGHTLY_FRESHNESS_SECONDS = {"stripe_change_feed": 26 * 3600, "customer_traits": 26 * 3600}
+#: Plain numbers each asset's latest materialization carries, which the Plots view charts over time.
+PLOTTED = {
+    "customer_traits": {"customers", "paying_customers", "mrr_total_usd", "mrr_total_eur"},
+    "segment_profiles": {"messages_sent", "messages_failed"},
+    "segment_track_events": {"messages_sent", "messages_failed"},
+    "failed_payment_alerts": {"latency_seconds"},
+}
+
+
+# --- an instance with runs to show ----------------------------------------------------------
+
+def _fill_instance(home: Path) -> None:
+    """Two nightly runs and one failed-payment alert, in this process, into the instance at ``home``."""
+    from dagster import DagsterInstance
+
+    from s2s_devtools.demo.changes import simulate_changes
+    from s2s_devtools.demo.generator import generate_account, seed_standin
+    from s2s_devtools.fakes.segment_sink import SegmentSink
+    from s2s_devtools.fakes.stripe import StripeStandIn
+    from s2s_pipeline.definitions import defs
+
+    account = generate_account(customers=40, seed=3)
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    with StripeStandIn() as standin, SegmentSink(write_key="wk_ui") as sink, pytest.MonkeyPatch.context() as env:
+        seed_standin(standin, account)
+        standin.now = None  # follow the wall clock, so the simulated day's events are new
+        env.setenv("S2S_DATABASE_URL", f"sqlite:///{home / 'state.db'}")
+        for name, value in {"STRIPE_API_KEY": "sk_test_ui", "STRIPE_API_BASE": standin.base_url,
+                            "SEGMENT_WRITE_KEY": "wk_ui", "SEGMENT_HOST": sink.base_url}.items():
+            env.setenv(name, value)
+        with DagsterInstance.from_config(str(home)) as instance:
+            nightly = defs.resolve_job_def("nightly_trait_refresh")
+            assert nightly.execute_in_process(instance=instance, run_config=quiet).success
+            simulate_changes(standin, account)  # includes an invoice.payment_failed
+            assert nightly.execute_in_process(instance=instance, run_config=quiet).success
+            req = urllib.request.Request(f"{standin.base_url}/v1/events?type=invoice.payment_failed&limit=1",
+                                         headers={"Authorization": "Bearer sk_test_ui"})
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                event_id = json.load(resp)["data"][0]["id"]
+            instance.add_dynamic_partitions("failed_payment_events", [event_id])
+            alert = defs.resolve_job_def("failed_payment_alert")
+            assert alert.execute_in_process(instance=instance, partition_key=event_id, run_config=quiet).success
 
 
 # --- the webserver ------------------------------------------------------------------------
@@ -99,6 +149,7 @@ def webserver(tmp_path_factory):
         "telemetry:\n  enabled: false\n"
         "nux:\n  enabled: false\n"
     )
+    _fill_instance(home)
     log_path = home / "webserver.log"
     port = _free_port()
     exe = Path(sys.executable).parent / "dagster-webserver"
@@ -176,6 +227,14 @@ query S2SWorkspace {
                 assetKey { path }
                 groupName
                 description
+                opVersion
+                kinds
+                owners { __typename ... on TeamAssetOwner { team } ... on UserAssetOwner { email } }
+                tags { key value }
+                internalFreshnessPolicy {
+                  __typename
+                  ... on TimeWindowFreshnessPolicy { failWindowSeconds }
+                }
                 assetChecksOrError {
                   __typename
                   ... on AssetChecks { checks { name description } }
@@ -277,6 +336,45 @@ def test_customer_traits_checks(repository):
     assert not undocumented, f"asset checks without a description: {undocumented}"
 
 
+def test_every_asset_shows_owners_tags_kinds_and_a_code_version(repository):
+    for node in repository["assetNodes"]:
+        key = _key(node)
+        owners = {o.get("team") or o.get("email") for o in node["owners"]}
+        assert owners and "data-eng" in owners, f"{key}: owners {node['owners']}"
+        tags = {t["key"]: t["value"] for t in node["tags"]}
+        assert tags.get("domain") == REQUIRED_NOW["assets"][key], f"{key}: tags {tags}"
+        assert tags.get("layer") and tags.get("cadence"), f"{key}: tags {tags}"
+        assert node["kinds"], f"{key} has no kinds"
+        assert node["opVersion"], f"{key} has no code version"
+
+
+def test_change_feed_and_traits_show_a_nightly_freshness_policy(repository):
+    nodes = {_key(n): n for n in repository["assetNodes"]}
+    for key, seconds in NIGHTLY_FRESHNESS_SECONDS.items():
+        policy = nodes[key]["internalFreshnessPolicy"]
+        assert policy == {"__typename": "TimeWindowFreshnessPolicy", "failWindowSeconds": seconds}, (key, policy)
+
+
+LATEST_METADATA_QUERY = """
+query S2SLatestMetadata($keys: [AssetKeyInput!]) {
+  assetNodes(assetKeys: $keys) {
+    assetKey { path }
+    assetMaterializations(limit: 1) { metadataEntries { label __typename } }
+  }
+}
+"""
+
+
+def test_latest_materializations_carry_the_numbers_the_plots_chart(webserver):
+    keys = [{"path": [k]} for k in PLOTTED]
+    nodes = {_key(n): n for n in _graphql(webserver, LATEST_METADATA_QUERY, {"keys": keys})["assetNodes"]}
+    for key, labels in PLOTTED.items():
+        (latest,) = nodes[key]["assetMaterializations"]
+        numeric = {e["label"] for e in latest["metadataEntries"]
+                   if e["__typename"] in ("IntMetadataEntry", "FloatMetadataEntry")}
+        assert labels <= numeric, f"{key}: {sorted(labels - numeric)} not plain numbers; numeric: {sorted(numeric)}"
+
+
 # --- Headless Chromium: the asset graph -------------------------------------------------
 
 def _asset_graph_url(base: str) -> str:
@@ -350,6 +448,23 @@ def _png_summary(data: bytes) -> tuple[int, int, bytes]:
     return width, height, raw
 
 
+#: How many asset nodes lie wholly inside the graph's visible viewport (the element holding the zoom controls).
+_NODES_IN_VIEW = """(() => {
+  const names = new Set(%s);
+  const zoom = document.querySelector('[aria-label="zoom_out"]');
+  const svg = [...document.querySelectorAll('svg')].find(s => s.querySelector('foreignObject'));
+  if (!zoom || !svg) return 0;
+  let view = svg; while (view && !view.contains(zoom)) view = view.parentElement;
+  const v = view.getBoundingClientRect();
+  return [...svg.querySelectorAll('foreignObject')].filter(f => {
+    const r = f.getBoundingClientRect(), name = f.querySelector('[class*="assetName"]');
+    const label = name ? name.textContent.trim().replace('...', '…') : '';
+    return [...names].some(n => label === n || (label.includes('…') && n.startsWith(label.split('…')[0])))
+      && r.left >= v.left && r.right <= v.right && r.top >= v.top && r.bottom <= v.bottom;
+  }).length;
+})()""" % json.dumps(sorted(REQUIRED_NOW["assets"]))
+
+
 def test_asset_graph_renders(webserver, chromium, tmp_path):
     url = _asset_graph_url(webserver)
 
@@ -359,7 +474,19 @@ def test_asset_graph_renders(webserver, chromium, tmp_path):
     assert "Global asset lineage" in dom, "not the lineage page"
 
     shot = tmp_path / "asset-graph.png"
-    _run_chromium(chromium, tmp_path, url, f"--screenshot={shot}")
+    with HeadlessChromium(chromium, tmp_path / "chromium-profile-graph") as browser:
+        # Top-to-bottom layout (the UI's own setting, kept in localStorage): the ten mirror tables sit side
+        # by side, so the UI's initial zoom-to-fit shows the whole graph on a landscape page.
+        browser.open(f"{webserver}/server_info")
+        browser.wait_for("document.readyState === 'complete'", "the server_info page")
+        browser.evaluate("localStorage.setItem('asset-graph-direction', JSON.stringify('vertical'))")
+        browser.open(url)
+        browser.wait_for(f"{_NODES_IN_VIEW} >= {len(REQUIRED_NOW['assets'])} && "
+                         "document.querySelectorAll('svg path').length > 20 && "
+                         "document.querySelector('[style*=\"background-green\"]') !== null",
+                         f"all {len(REQUIRED_NOW['assets'])} asset nodes inside the visible graph, with their "
+                         "edges and the materialized ones in green")
+        shot.write_bytes(browser.screenshot())
     assert shot.exists(), "Chromium wrote no screenshot"
     data = shot.read_bytes()
     assert len(data) > 20_000, f"screenshot is only {len(data)} bytes: {shot}"
@@ -374,3 +501,26 @@ def test_asset_graph_renders(webserver, chromium, tmp_path):
     if os.environ.get("S2S_UPDATE_SCREENSHOTS") == "1":
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shot, SCREENSHOT)
+
+
+def test_asset_page_shows_owners_freshness_and_plots_of_its_numbers(webserver, chromium, tmp_path):
+    with HeadlessChromium(chromium, tmp_path / "chromium-profile-plots") as browser:
+        browser.open(f"{webserver}/assets/customer_traits")
+        browser.wait_for("[...document.querySelectorAll('button')].some(b => b.innerText.trim() === 'Plots')",
+                         "the metadata section's Plots toggle")
+        browser.wait_for("document.body.innerText.includes('Fails if more than 26 hours since last materialization')",
+                         "the freshness policy (26 hours) in the asset's definition")
+        page = browser.text()
+        for shown in ("data-eng", "revops", "domain: traits", "cadence: nightly"):
+            assert shown in page, f"the customer_traits page does not show {shown!r}"
+        browser.evaluate("[...document.querySelectorAll('button')].find(b => b.innerText.trim() === 'Plots').click()")
+        # One chart (a canvas) per numeric metadata key, titled with the key.
+        browser.wait_for("document.querySelectorAll('canvas').length >= %d" % len(PLOTTED["customer_traits"]),
+                         "the metadata plots")
+        page = browser.text()
+        missing = sorted(k for k in PLOTTED["customer_traits"] if k not in page)
+        assert not missing, f"no plot titled {missing}"
+        shot = tmp_path / "customer-traits-plots.png"
+        shot.write_bytes(browser.screenshot())
+    if os.environ.get("S2S_UPDATE_SCREENSHOTS") == "1":
+        shutil.copyfile(shot, PLOTS_SCREENSHOT)

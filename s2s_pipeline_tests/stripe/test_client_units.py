@@ -80,6 +80,7 @@ def test_settings_defaults():
 def test_reader_retries_429_with_full_jitter_backoff_paced_counted_and_logged(caplog):
     import logging
     import random
+    import re
 
     from s2s_devtools.fakes.stripe import StripeStandIn
     from s2s_pipeline.stripe.client import StripeReader
@@ -94,7 +95,8 @@ def test_reader_retries_429_with_full_jitter_backoff_paced_counted_and_logged(ca
     seeded = random.Random(11)
     assert slept == [seeded.uniform(0, 0.5), seeded.uniform(0, 1.0)]  # full jitter of base 0.5 * 2**retry
     assert (reader.request_count, reader.rate_limited_count) == (3, 2)
-    assert [r.getMessage() for r in caplog.records] == [
-        f"Stripe rate limit (429) on customers; retry 1 in {slept[0]:.2f}s",
-        f"Stripe rate limit (429) on customers; retry 2 in {slept[1]:.2f}s",
+    # Each warning names the rejected response's Request-Id (the stand-in's are random).
+    assert [re.sub(r"req_\w+", "req_…", r.getMessage()) for r in caplog.records] == [
+        f"Stripe rate limit (429) on customers (Request-Id req_…); retry 1 of 8 in {slept[0]:.2f}s",
+        f"Stripe rate limit (429) on customers (Request-Id req_…); retry 2 of 8 in {slept[1]:.2f}s",
     ]

@@ -12,8 +12,10 @@ reference for Stripe's behaviour; quirks met here are noted where they matter:
   created"), so ``backfill()`` cannot run against it; ``sync_changes`` lists
   without a window on the first run and works;
 - subscriptions have ``discount``, not ``discounts``: our list's
-  ``expand=data.discounts`` is answered "400 Bad expand 'discounts'" (see
-  ``_no_discount_expand``);
+  ``expand=data.discounts`` is answered "400 Bad expand 'discounts'", which
+  fails the read (see ``test_refused_expand_fails_the_sync_naming_it``), so the
+  reader is configured with ``expand_unsupported=True``, as an operator would
+  for such a stand-in;
 - the first page of ``GET /v1/events`` holds the *oldest* events; the first
   sync's cursor and history baseline still start at Stripe's clock (the
   response's Date header), so seed events are history, but the next sync's
@@ -38,8 +40,8 @@ from s2s_pipeline.extract.change_feed import EVENTS_CURSOR, sync_changes
 from s2s_pipeline.store import schema
 from s2s_pipeline.store.db import make_engine
 from s2s_pipeline.store.state_store import StateStore
-from s2s_pipeline.stripe import client as stripe_client
-from s2s_pipeline.stripe.client import ListSpec, StripeReader
+from s2s_pipeline.stripe.client import StripeReader
+from s2s_pipeline.stripe.errors import ExpansionRefused
 from s2s_pipeline.stripe.settings import StripeSettings
 from s2s_devtools.fakes.localstripe_server import localstripe_url, reset_localstripe  # noqa: F401 - fixture
 
@@ -62,23 +64,25 @@ def ls(localstripe_url):  # noqa: F811 - the imported fixture
     return localstripe_url, client
 
 
-@pytest.fixture
-def _no_discount_expand(monkeypatch):
-    """localstripe quirk: its 2017 subscriptions have ``discount``, not ``discounts``.
+def _reader(url: str, *, expand_unsupported: bool = True) -> StripeReader:
+    """A reader for localstripe; page_size=2 forces several pages per type (starting_after paging).
 
-    It answers our ``expand=["data.discounts", "data.items.data.discounts"]``
+    localstripe's 2017 subscriptions have ``discount``, not ``discounts``, and
+    it answers our ``expand=["data.discounts", "data.items.data.discounts"]``
     with 400 "Bad expand 'discounts'". Real Stripe at the pinned API version has
-    the field, so the reader is right to ask; list subscriptions here without it.
+    the field, so the reader is right to ask; here it is told explicitly that
+    the server cannot expand.
     """
-    monkeypatch.setitem(stripe_client.LIST_SPECS, "subscription",
-                        ListSpec("subscription", "subscriptions", {"status": "all"}))
-    monkeypatch.delitem(stripe_client.RETRIEVE_EXPAND, "subscription")
-
-
-def _reader(url: str) -> StripeReader:
-    # page_size=2 forces several pages per type: exercises starting_after paging.
     return StripeReader(StripeSettings(api_key=API_KEY, api_base=url, rate_limit=1000.0,
-                                       max_network_retries=0, page_size=2))
+                                       max_network_retries=0, page_size=2, expand_unsupported=expand_unsupported))
+
+
+def test_refused_expand_fails_the_sync_naming_it(ls, tmp_path):
+    url, client = ls
+    _seed(client)
+    store = StateStore(make_engine(f"sqlite:///{tmp_path / 'state.db'}"))
+    with pytest.raises(ExpansionRefused, match=r"expand parameter \['data.discounts', 'data.items.data.discounts'\]"):
+        sync_changes(_reader(url, expand_unsupported=False), store, object_types=["subscription"])
 
 
 def _rows(store: StateStore, table) -> dict[str, dict]:
@@ -131,7 +135,7 @@ def _seed(client: stripe.StripeClient) -> dict:
     }
 
 
-def test_sync_changes_mirrors_localstripe(ls, tmp_path, _no_discount_expand):
+def test_sync_changes_mirrors_localstripe(ls, tmp_path):
     url, client = ls
     seeded = _seed(client)
     store = StateStore(make_engine(f"sqlite:///{tmp_path / 'state.db'}"))

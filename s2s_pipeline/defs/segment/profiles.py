@@ -5,16 +5,15 @@ import time
 import pandas as pd
 from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
 
-from s2s_pipeline.defs.resources import SegmentResource, StateStoreResource
-from s2s_pipeline.defs.traits_assets import customer_traits
+from s2s_pipeline.defs.resources import StateStoreResource
+from s2s_pipeline.defs.segment.catalog import CODE_VERSION, OWNERS, tags
+from s2s_pipeline.defs.segment.resources import SEGMENT_POOL, SegmentResource
+from s2s_pipeline.defs.traits.assets import customer_traits
 from s2s_pipeline.segment.profile_sync import sync_profiles
 
-__all__ = ["SEGMENT_POOL", "SegmentResource", "segment_profiles"]
 
-SEGMENT_POOL = "segment_api"
-
-
-@asset(group_name="segment", deps=[customer_traits], pool=SEGMENT_POOL, kinds={"segment"})
+@asset(group_name="segment", deps=[customer_traits], pool=SEGMENT_POOL, kinds={"segment"}, owners=OWNERS,
+       tags=tags("nightly"), code_version=CODE_VERSION)
 def segment_profiles(context: AssetExecutionContext, state_store: StateStoreResource,
                      segment: SegmentResource) -> MaterializeResult:
     """Segment user profiles kept in step with the trait table: an identify (context.active = false)
@@ -35,6 +34,9 @@ def segment_profiles(context: AssetExecutionContext, state_store: StateStoreReso
         "identify_sent": outcome.report.count("identify"),
         "group_sent": outcome.report.count("group"),
         "failed": len(outcome.report.failed),
+        # Plain numbers for the Plots tab: every message Segment acknowledged / refused in this run.
+        "messages_sent": len(outcome.report.delivered),
+        "messages_failed": len(outcome.report.failed),
         "identities": MetadataValue.json(outcome.identity_sources),
         "profiles_lookups": outcome.profiles_lookups,
         "dry_run": outcome.report.dry_run,

@@ -1,7 +1,7 @@
 """Stripe extraction assets: daily backfill partitions and the change feed."""
 
-
 import time
+from datetime import timedelta
 
 from dagster import (
     AssetExecutionContext,
@@ -9,19 +9,27 @@ from dagster import (
     AssetSpec,
     BackfillPolicy,
     Failure,
+    FreshnessPolicy,
     MaterializeResult,
     MetadataValue,
     asset,
     multi_asset,
 )
 
-from s2s_pipeline.defs.partitions import stripe_daily_partitions
-from s2s_pipeline.defs.resources import SegmentResource, StateStoreResource, StripeResource
+from s2s_pipeline.defs.resources import StateStoreResource
+from s2s_pipeline.defs.segment.resources import SegmentResource
+from s2s_pipeline.defs.stripe.partitions import stripe_daily_partitions
+from s2s_pipeline.defs.stripe.resources import STRIPE_POOL, StripeResource
 from s2s_pipeline.extract.backfill import ALL_OBJECT_TYPES, backfill
 from s2s_pipeline.extract.change_feed import sync_changes
 from s2s_pipeline.extract.results import PartialSyncError
 
-STRIPE_POOL = "stripe_api"
+#: Data engineering owns extraction (the Stripe key, rate limits, the mirror's schema).
+OWNERS = ["team:data-eng"]
+#: Bump when a change alters what the mirror stores (Dagster then flags downstream assets).
+CODE_VERSION = "contract-v2"
+#: The nightly run applies the change feed at 02:00 UTC; older than a day and two hours means it was missed.
+NIGHTLY_FRESHNESS = FreshnessPolicy.time_window(fail_window=timedelta(hours=26))
 
 _PLURAL = {
     "product": "products", "price": "prices", "coupon": "coupons", "customer": "customers",
@@ -46,7 +54,8 @@ def mirror_asset_key(object_type: str) -> AssetKey:
     return AssetKey(f"stripe_{_PLURAL[object_type]}")
 
 
-MIRROR_SPECS = [
+# Tuples, not lists: the defs-folder loader collects module-level lists of specs as assets of their own.
+MIRROR_SPECS = tuple(
     AssetSpec(
         mirror_asset_key(t),
         group_name="stripe",
@@ -54,9 +63,14 @@ MIRROR_SPECS = [
         "re-running a day is safe (newest snapshot wins).",
         kinds={"stripe", "sql"},
         metadata={"table": f"stripe_{_PLURAL[t]}"},
+        owners=OWNERS,
+        tags={"domain": "stripe", "layer": "extract", "cadence": "backfill"},
+        code_version=CODE_VERSION,
     )
     for t in ALL_OBJECT_TYPES
-]
+)
+MIRROR_KEYS = tuple(s.key for s in MIRROR_SPECS)
+CHANGE_FEED_KEY = AssetKey("stripe_change_feed")
 _TYPE_BY_KEY = {mirror_asset_key(t): t for t in ALL_OBJECT_TYPES}
 
 
@@ -105,10 +119,15 @@ def _fail_on_malformed(result) -> None:
 
 
 @asset(
+    key=CHANGE_FEED_KEY,
     group_name="stripe",
     pool=STRIPE_POOL,
     kinds={"stripe", "sql"},
-    deps=[s.key for s in MIRROR_SPECS],
+    deps=MIRROR_KEYS,
+    owners=OWNERS,
+    tags={"domain": "stripe", "layer": "extract", "cadence": "nightly"},
+    code_version=CODE_VERSION,
+    freshness_policy=NIGHTLY_FRESHNESS,
 )
 def stripe_change_feed(context: AssetExecutionContext, stripe: StripeResource, state_store: StateStoreResource,
                        segment: SegmentResource) -> MaterializeResult:

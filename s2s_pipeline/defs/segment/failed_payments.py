@@ -1,16 +1,14 @@
-"""Stripe events as Segment track calls: nightly, within a minute for failed payments, and history on demand."""
+"""Failed payments in Segment within a minute: the sensor, its job and the per-event alert asset."""
 
 import json
 import time
 
 from dagster import (
     AssetExecutionContext,
-    BackfillPolicy,
     DefaultSensorStatus,
     DynamicPartitionsDefinition,
     Failure,
     MaterializeResult,
-    MetadataValue,
     RunRequest,
     SensorEvaluationContext,
     SensorResult,
@@ -20,50 +18,25 @@ from dagster import (
     sensor,
 )
 
-from s2s_pipeline.defs.partitions import stripe_daily_partitions
-from s2s_pipeline.defs.resources import StateStoreResource, StripeResource
-from s2s_pipeline.defs.resources import SegmentResource
-from s2s_pipeline.defs.segment_assets import SEGMENT_POOL
-from s2s_pipeline.defs.stripe_assets import mirror_asset_key, stripe_change_feed
-from s2s_pipeline.defs.traits_assets import TraitRulesResource
-from s2s_pipeline.extract.failed_payments import poll_failed_payments
+from s2s_pipeline.defs.resources import StateStoreResource
+from s2s_pipeline.defs.segment.catalog import CODE_VERSION, OWNERS, tags
+from s2s_pipeline.defs.segment.failures import fail_on_refused
+from s2s_pipeline.defs.segment.resources import SEGMENT_POOL, SegmentResource
+from s2s_pipeline.defs.stripe.resources import StripeResource
+from s2s_pipeline.defs.traits.resources import TraitRulesResource
 from s2s_pipeline.extract.change_feed import apply_single_event
+from s2s_pipeline.extract.failed_payments import poll_failed_payments
 from s2s_pipeline.segment.alert_filter import alert_filter
 from s2s_pipeline.segment.context import MirrorContext
-from s2s_pipeline.segment.track_sync import deliver_calls, history_calls, send_track_events
+from s2s_pipeline.segment.track_sync import send_track_events
 from s2s_pipeline.traits.config import TraitsConfig
 
 #: One partition per failed-payment Stripe event (the event id), added by the sensor.
 failed_payment_events = DynamicPartitionsDefinition(name="failed_payment_events")
 
 
-def _fail_on(report, what: str, metadata: dict) -> None:
-    if report.failed:
-        raise Failure(
-            description=f"Segment did not accept {len(report.failed)} {what} message(s); the others were recorded "
-            "and the next run re-sends these with the same messageIds",
-            metadata={**metadata, "failed_message_ids": MetadataValue.json(sorted(report.failed)[:20])},
-        )
-
-
-@asset(group_name="segment", deps=[stripe_change_feed], pool=SEGMENT_POOL, kinds={"segment"})
-def segment_track_events(context: AssetExecutionContext, state_store: StateStoreResource, stripe: StripeResource,
-                         segment: SegmentResource, trait_rules: TraitRulesResource) -> MaterializeResult:
-    """Segment track calls for the Stripe events the change feed recorded since the last run
-    (Subscription Started/Upgraded/Downgraded/Canceled, Trial Started/Converted, Payment Failed,
-    Order Completed/Refunded, Dispute Created; docs/events.md). Each Stripe fact is sent once,
-    whichever job sees it first; events from before the first sync are never replayed.
-    """
-    outcome = send_track_events(state_store.store(), segment.settings(), reader=stripe.reader(),
-                                profiles=segment.profiles(), config=trait_rules.config(), now=int(time.time()),
-                                progress=context.log.info)
-    metadata = {k: MetadataValue.json(v) if isinstance(v, dict) else v for k, v in outcome.metadata().items()}
-    _fail_on(outcome.report, "track", metadata)
-    context.log.info(f"Track calls: {dict(outcome.sent_by_event)}")
-    return MaterializeResult(metadata=metadata)
-
-
-@asset(group_name="segment", partitions_def=failed_payment_events, pool=SEGMENT_POOL, kinds={"segment"})
+@asset(group_name="segment", partitions_def=failed_payment_events, pool=SEGMENT_POOL, kinds={"segment"},
+       owners=OWNERS, tags=tags("per_event"), code_version=CODE_VERSION)
 def failed_payment_alerts(context: AssetExecutionContext, state_store: StateStoreResource, stripe: StripeResource,
                           segment: SegmentResource, trait_rules: TraitRulesResource) -> MaterializeResult:
     """A failed payment in Segment within a minute: `Payment Failed` (amount due, attempt count,
@@ -90,7 +63,7 @@ def failed_payment_alerts(context: AssetExecutionContext, state_store: StateStor
                                                             "failed" if outcome.statuses["failed"] else "already handled"),
         "latency_seconds": round(time.time() - int(event.get("created", time.time())), 1),
     }
-    _fail_on(outcome.report, "failed-payment", metadata)
+    fail_on_refused(outcome.report, "failed-payment", metadata)
     return MaterializeResult(metadata=metadata)
 
 
@@ -132,35 +105,3 @@ def failed_payment_sensor(context: SensorEvaluationContext, stripe: StripeResour
     )
 
 
-@asset(
-    group_name="segment",
-    partitions_def=stripe_daily_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
-    deps=[mirror_asset_key(t) for t in ("charge", "refund", "dispute")],
-    pool=SEGMENT_POOL,
-    kinds={"segment"},
-)
-def segment_payment_history(context: AssetExecutionContext, state_store: StateStoreResource,
-                            stripe: StripeResource, segment: SegmentResource,
-                            trait_rules: TraitRulesResource) -> MaterializeResult:
-    """Past payments sent on purpose: Order Completed, Payment Failed (without invoice), Order Refunded
-    and Dispute Created for charges, refunds and disputes created in the selected days, from the
-    mirror (backfill those days first). The messageIds are the live path's, so a fact already sent is
-    not sent again. Never runs on its own: launch it over a date range.
-    """
-    window = context.partition_time_window
-    store = state_store.store()
-    config = trait_rules.config()
-    now = int(time.time())
-    calls = history_calls(store, int(window.start.timestamp()), int(window.end.timestamp()),
-                          MirrorContext(store.mirror, stripe.reader(), config, now), config)
-    report, status = deliver_calls(store, segment.settings(), calls, profiles=segment.profiles(), config=config,
-                                   now=now, progress=context.log.info)
-    counts: dict[str, int] = {}
-    for text in status.values():
-        counts[text.partition(":")[0]] = counts.get(text.partition(":")[0], 0) + 1
-    metadata = {"payments_found": len(calls), "sent": counts.get("sent", 0),
-                "already_sent": counts.get("skipped", 0), "failed": counts.get("failed", 0),
-                "window_start": window.start.isoformat(), "window_end": window.end.isoformat()}
-    _fail_on(report, "history", metadata)
-    return MaterializeResult(metadata=metadata)

@@ -1,0 +1,1 @@
+"""Segment delivery: profiles, track events, payment history and the failed-payment alert path."""

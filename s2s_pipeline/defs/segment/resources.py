@@ -1,0 +1,87 @@
+"""The Segment source that receives traits and events, bound under the resource key ``segment``.
+
+The write key comes from ``SEGMENT_WRITE_KEY`` through ``EnvVar``; the
+Profiles API settings are optional. Imports nothing else from ``defs``.
+"""
+
+import os
+from typing import Optional
+
+from dagster import ConfigurableResource, Definitions, EnvVar, Failure, definitions
+from pydantic import Field
+
+from s2s_pipeline.segment.delivery import DEFAULT_HOST, SegmentConfigError, SegmentSettings
+from s2s_pipeline.segment.profile_sync import ProfileSyncOptions
+from s2s_pipeline.segment.profiles_api import ProfilesClient
+
+#: Concurrency pool of every step that sends to Segment (limited in dagster.yaml).
+SEGMENT_POOL = "segment_api"
+
+
+class SegmentResource(ConfigurableResource):
+    """The Segment source that receives customer traits and events."""
+
+    write_key: str = Field(description="Write key of the Segment source. Env: SEGMENT_WRITE_KEY.")
+    host: Optional[str] = Field(default=None, description=f"Tracking API host. Env: SEGMENT_HOST. Default {DEFAULT_HOST}.")
+    space_id: Optional[str] = Field(default=None, description="Profiles API space (identity look-ups). "
+                                    "Env: SEGMENT_SPACE_ID.")
+    profiles_token: Optional[str] = Field(default=None, description="Profiles API access token. "
+                                          "Env: SEGMENT_PROFILES_TOKEN.")
+    profiles_host: Optional[str] = Field(default=None, description="Env: SEGMENT_PROFILES_HOST. "
+                                         "Default https://profiles.segment.com.")
+    gzip: bool = Field(default=True, description="Gzip batches.")
+    max_retries: int = Field(default=3, description="analytics-python retries of 5xx/429 per batch.")
+    upload_size: int = Field(default=100, description="Messages per batch (Segment allows up to 2,500).")
+    trait_allow_list: Optional[list[str]] = Field(
+        default=None, description="Only these traits are compared and sent (default: every contract trait).")
+    trait_routing: Optional[dict[str, dict[str, bool]]] = Field(
+        default=None, description='Per-trait destinations, e.g. {"mrr": {"All": false, "Salesforce": true}}: '
+        "routed traits go in their own identify with that integrations object.")
+    dry_run_path: Optional[str] = Field(
+        default=None, description="Write the would-be calls as JSON lines to this file; send nothing, change no state.")
+    profiles_recheck_days: int = Field(default=7, description="Look anonymous customers up again after this many days.")
+    max_profile_lookups: int = Field(default=10_000, description="Profiles API look-ups per run at most.")
+
+    def settings(self) -> SegmentSettings:
+        try:
+            return SegmentSettings(
+                write_key=self.write_key,
+                host=self.host or os.environ.get("SEGMENT_HOST") or DEFAULT_HOST,
+                gzip=self.gzip,
+                max_retries=self.max_retries,
+                upload_size=self.upload_size,
+                dry_run_path=self.dry_run_path,
+            )
+        except SegmentConfigError as exc:
+            raise Failure(description=str(exc)) from exc
+
+    def profiles(self) -> Optional[ProfilesClient]:
+        space = self.space_id or os.environ.get("SEGMENT_SPACE_ID")
+        token = self.profiles_token or os.environ.get("SEGMENT_PROFILES_TOKEN")
+        if not space and not token:
+            return None
+        if not space or not token:
+            missing = "SEGMENT_SPACE_ID" if not space else "SEGMENT_PROFILES_TOKEN"
+            raise Failure(description=f"{missing} is not set: the Profiles API needs both SEGMENT_SPACE_ID "
+                                      "and SEGMENT_PROFILES_TOKEN (or neither, to skip look-ups)")
+        host = self.profiles_host or os.environ.get("SEGMENT_PROFILES_HOST") or "https://profiles.segment.com"
+        return ProfilesClient(space, token, host=host)
+
+    def validate(self) -> None:
+        """Fail with a message naming the setting if any Segment setting is malformed."""
+        self.settings()
+        self.profiles()
+
+    def options(self) -> ProfileSyncOptions:
+        return ProfileSyncOptions(
+            allow_list=tuple(self.trait_allow_list) if self.trait_allow_list else None,
+            routing=dict(self.trait_routing) if self.trait_routing else None,
+            recheck_after_seconds=self.profiles_recheck_days * 86400,
+            max_lookups=self.max_profile_lookups,
+        )
+
+
+@definitions
+def resources() -> Definitions:
+    """Segment as the shipped code location uses it: the write key from ``SEGMENT_WRITE_KEY``."""
+    return Definitions(resources={"segment": SegmentResource(write_key=EnvVar("SEGMENT_WRITE_KEY"))})

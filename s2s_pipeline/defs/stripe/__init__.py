@@ -1,0 +1,1 @@
+"""Stripe extraction: the daily-partitioned backfill, the change feed and their partitions."""
