@@ -49,7 +49,7 @@ from s2s_pipeline.traits.frames import (
     text_values,
 )
 from s2s_pipeline.traits.money import exponents, major_from_exponents
-from s2s_pipeline.traits.mrr import SubscriptionArrays, compute_item_arrays, round_minor, subscription_currency
+from s2s_pipeline.traits.mrr import SubscriptionArrays, compute_item_arrays, mrr_minor_totals, subscription_currency
 
 #: Extra columns for identity and group work (not traits).
 EXTRA_COLUMNS: tuple[str, ...] = ("user_id", "company_id", "company_name", "lifetime_value_minor", "mrr_minor")
@@ -312,8 +312,7 @@ def compute_customer_traits(frames: MirrorFrames, config: TraitsConfig, now: int
 
     item_in_currency = (items.customer >= 0) & (items.currency == customer_currency[items.customer]) \
         & (items.currency >= 0)
-    mrr_float = np.bincount(items.customer[item_in_currency], weights=items.mrr[item_in_currency], minlength=n)
-    mrr_minor = round_minor(mrr_float)
+    mrr_minor = mrr_minor_totals(items, items.customer, n, item_in_currency)
     main = _main_item(frames, n, items, subs, current, item_in_currency)
 
     # the current subscription's facts
