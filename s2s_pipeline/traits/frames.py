@@ -46,11 +46,13 @@ TRAIT_INPUT_COLUMNS: dict[str, tuple[str, ...]] = {
     "products": ("id", "name"),
     "coupons": ("id", "percent_off", "amount_off", "currency", "duration"),
     "discounts": ("id", "customer", "subscription", "subscription_item", "coupon", "start", "end"),
-    "invoices": ("id", "customer", "status", "attempt_count", "created", "deleted"),
-    "charges": ("id", "customer", "status", "currency", "amount_captured", "amount_refunded",
+    "invoices": ("id", "customer", "subscription", "status", "attempt_count", "amount_paid", "paid_at", "created",
+                 "deleted"),
+    "charges": ("id", "customer", "status", "currency", "amount", "amount_captured", "amount_refunded", "captured",
                 "payment_method_type", "card_brand", "created"),
+    # refunds: not read -- the charge's amounts already say what was refunded after capture (docs/traits.md)
     "refunds": (),
-    "disputes": (),
+    "disputes": ("id", "charge", "status", "currency", "amount", "deleted"),
 }
 
 #: Columns that hold another table's id: (table, column) -> referenced table.
@@ -67,6 +69,8 @@ REFERENCES: dict[tuple[str, str], str] = {
     ("invoices", "customer"): "customers",
     ("invoices", "subscription"): "subscriptions",
     ("charges", "customer"): "customers",
+    ("refunds", "charge"): "charges",
+    ("disputes", "charge"): "charges",
 }
 
 #: Low-cardinality text columns, stored as ``category`` by :func:`with_fast_dtypes`.
