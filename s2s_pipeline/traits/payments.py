@@ -78,13 +78,14 @@ class ChargeRows:
 def lost_dispute_minor(disputes: pd.DataFrame, ch: ChargeRows, currencies: Vocabulary) -> np.ndarray:
     """Per charge row: minor units of its lost disputes (in the charge's currency; int64)."""
     lost = np.zeros(len(ch.customer), dtype=np.int64)
-    if len(disputes) == 0 or len(lost) == 0:
-        return lost
+    rows = np.flatnonzero(isin(column(disputes, "status"), [LOST_DISPUTE]) & ~bools(column(disputes, "deleted")))
+    if rows.size == 0 or len(lost) == 0:
+        return lost  # the common case: no charge id is hashed
+    disputes = disputes.iloc[rows]
     charge = Lookup(ch.ids).positions(column(disputes, "charge"))
     currency = currencies.encode(column(disputes, "currency"))
     charge_currency = np.append(ch.currency, -1)[charge]
-    counts = isin(column(disputes, "status"), [LOST_DISPUTE]) & ~bools(column(disputes, "deleted")) \
-        & (charge >= 0) & ((currency == charge_currency) | (currency < 0))
+    counts = (charge >= 0) & ((currency == charge_currency) | (currency < 0))
     np.add.at(lost, charge[counts], np.maximum(ints(column(disputes, "amount"), 0), 0)[counts])
     return lost
 
@@ -133,28 +134,31 @@ def payment_frequency_days(ch: ChargeRows, n: int, now: int) -> np.ndarray:
     """Per customer: median days between consecutive payments in the trailing 365 days (1 decimal; NaN if < 2).
 
     Exact: gaps are integer seconds, twice the median is an integer, and it is
-    rounded half-even to tenths of a day (8,640 s) with integer division.
+    rounded half-even to tenths of a day (8,640 s) with integer division. Speed:
+    customer and time (or gap) are packed into one int64 key, so each ordering
+    is one plain ``np.sort`` instead of a multi-key sort.
     """
     out = np.full(n, np.nan)
-    rows = np.flatnonzero(ch.payment & (ch.created >= now - FREQUENCY_WINDOW_SECONDS) & (ch.created <= now))
+    start_of_window = now - FREQUENCY_WINDOW_SECONDS
+    rows = np.flatnonzero(ch.payment & (ch.created >= start_of_window) & (ch.created <= now))
     if rows.size < 2:
         return out
-    cust, created = ch.customer[rows], ch.created[rows]
-    order = np.lexsort((created, cust))
-    cust, created = cust[order], created[order]
+    # offsets and gaps are below 2**25 s (365 days = 31,536,000 s)
+    keys = np.sort((ch.customer[rows].astype(np.int64) << _SHIFT) | (ch.created[rows] - start_of_window))
+    cust, offset = keys >> _SHIFT, keys & _MASK
     same = cust[1:] == cust[:-1]
-    gap_customer, gaps = cust[1:][same], np.diff(created)[same]
-    if gaps.size == 0:
+    if not same.any():
         return out
-    order = np.lexsort((gaps, gap_customer))
-    gap_customer, gaps = gap_customer[order], gaps[order]
+    gap_keys = np.sort((cust[1:][same] << _SHIFT) | np.diff(offset)[same])
+    gap_customer, gaps = gap_keys >> _SHIFT, gap_keys & _MASK
     counts = np.bincount(gap_customer, minlength=n)
     has = np.flatnonzero(counts > 0)
     start = np.concatenate(([0], np.cumsum(counts)))[has]
     k = counts[has]
-    low = gaps[start + (k - 1) // 2]
-    high = gaps[start + k // 2]
-    twice_median = low + high  # odd k: the middle gap twice; even k: the two middle gaps
-    tenths = round_half_even_div(twice_median, 2 * DAY_SECONDS // 10)
-    out[has] = tenths / 10.0
+    twice_median = gaps[start + (k - 1) // 2] + gaps[start + k // 2]  # odd k: the middle gap twice
+    out[has] = round_half_even_div(twice_median, 2 * DAY_SECONDS // 10) / 10.0
     return out
+
+
+_SHIFT = 25
+_MASK = (1 << _SHIFT) - 1
