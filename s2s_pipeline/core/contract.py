@@ -10,7 +10,8 @@ from __future__ import annotations
 #: Identify traits, in the order the contract documents them.
 IDENTIFY_TRAITS: tuple[str, ...] = (
     "email", "name", "stripe_customer_id", "currency", "lifetime_value", "mrr", "spend_tier", "refund_rate",
-    "payment_count", "first_payment_at", "last_payment_at", "plan", "billing_interval", "subscription_status",
+    "payment_count", "first_payment_at", "last_payment_at", "payment_frequency_days", "paying_customer",
+    "trial_converted_at", "plan", "billing_interval", "subscription_status",
     "cancel_at_period_end", "next_billing_date", "trial_end_date", "payment_delinquent", "payment_method_type",
     "card_brand",
 )

@@ -311,6 +311,7 @@ GROUP_TRAIT_COLUMNS: tuple[str, ...] = tuple(f"group_{name}" for name in GROUP_T
 
 _TRAIT_TYPES = {
     "lifetime_value": Float, "mrr": Float, "refund_rate": Float, "payment_count": BigInteger,
+    "payment_frequency_days": Float, "paying_customer": Boolean,
     "cancel_at_period_end": Boolean, "payment_delinquent": Boolean,
 }
 

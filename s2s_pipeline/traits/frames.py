@@ -50,11 +50,12 @@ TRAIT_INPUT_COLUMNS: dict[str, tuple[str, ...]] = {
                 "currency_options"),
     "discounts": ("id", "customer", "subscription", "subscription_item", "coupon", "start", "end"),
     "invoices": ("id", "customer", "subscription", "status", "attempt_count", "total", "total_excluding_tax",
-                 "created", "deleted"),
-    "charges": ("id", "customer", "status", "currency", "amount_captured", "amount_refunded",
+                 "amount_paid", "paid_at", "created", "deleted"),
+    "charges": ("id", "customer", "status", "currency", "amount", "amount_captured", "amount_refunded", "captured",
                 "payment_method_type", "card_brand", "created"),
+    # refunds: not read -- the charge's amounts already say what was refunded after capture (docs/traits.md)
     "refunds": (),
-    "disputes": (),
+    "disputes": ("id", "charge", "status", "currency", "amount", "deleted"),
 }
 
 #: Columns that hold another table's id: (table, column) -> referenced table.
@@ -71,6 +72,8 @@ REFERENCES: dict[tuple[str, str], str] = {
     ("invoices", "customer"): "customers",
     ("invoices", "subscription"): "subscriptions",
     ("charges", "customer"): "customers",
+    ("refunds", "charge"): "charges",
+    ("disputes", "charge"): "charges",
 }
 
 #: Low-cardinality text columns, stored as ``category`` by :func:`with_fast_dtypes`.
