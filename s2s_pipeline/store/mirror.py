@@ -205,6 +205,12 @@ class MirrorStore(MirrorReads):
         with self.engine.connect() as conn:
             return set(conn.execute(select(table.c.id).where(and_(*conds))).scalars())
 
+    def deleted_ids(self, object_type: str) -> set[str]:
+        """Ids of mirrored objects flagged deleted in Stripe."""
+        table = schema.MIRROR_TABLES[object_type]
+        with self.engine.connect() as conn:
+            return set(conn.execute(select(table.c.id).where(table.c.deleted.is_(True))).scalars())
+
     def live_count(self, object_type: str) -> int:
         """Non-deleted mirrored objects of a type."""
         table = schema.MIRROR_TABLES[object_type]
