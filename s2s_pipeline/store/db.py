@@ -1,15 +1,15 @@
-"""The state store's connection: URL resolution, engine, automatic schema migration."""
+"""The state store's connection: URL resolution, engine, automatic schema migration (``store.migrations``)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
-from s2s_pipeline.store import schema
+from s2s_pipeline.store.migrations import migrate
 
 
 class StateStoreConfigError(ValueError):
@@ -71,21 +71,3 @@ def _tune_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
-
-
-def migrate(engine: Engine) -> None:
-    """Create missing tables, add missing columns, record the schema version.
-
-    Additive only: columns are never dropped or retyped automatically.
-    """
-    schema.metadata.create_all(engine)
-    inspector = inspect(engine)
-    with engine.begin() as conn:
-        for table in schema.metadata.sorted_tables:
-            existing = {c["name"] for c in inspector.get_columns(table.name)}
-            for column in table.columns:
-                if column.name not in existing:
-                    ddl_type = column.type.compile(dialect=engine.dialect)
-                    conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {ddl_type}'))
-        conn.execute(schema.schema_info.delete().where(schema.schema_info.c.key == "schema_version"))
-        conn.execute(schema.schema_info.insert().values(key="schema_version", value=str(schema.SCHEMA_VERSION)))
