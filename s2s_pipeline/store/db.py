@@ -45,7 +45,9 @@ def make_engine(url: str | None = None) -> Engine:
                                     f"sqlite:///state.db or postgresql+psycopg2://user@host/db): {exc}") from exc
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    kwargs: dict = {"future": True}
+    # hide_parameters: a failed statement's message (which reaches the Dagster event log) shows the SQL,
+    # never the values bound to it (user ids, emails, names).
+    kwargs: dict = {"future": True, "hide_parameters": True}
     if parsed.get_backend_name() == "postgresql":
         kwargs.update(pool_pre_ping=True, pool_size=5, max_overflow=5)
     try:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import multiprocessing
 import traceback
 
-from sqlalchemy import inspect, select
+import pytest
+from sqlalchemy import String, inspect, select, text
 
 from s2s_pipeline.store import schema
 from s2s_pipeline.store.db import make_engine
@@ -69,5 +70,31 @@ def test_a_current_schema_is_not_migrated_again(state_url):
         migrate(engine)
         assert not [s for s in statements if s.lstrip().upper().startswith(("CREATE", "ALTER", "INSERT", "UPDATE",
                                                                               "DELETE"))], statements
+    finally:
+        engine.dispose()
+@pytest.mark.postgres
+def test_migration_widens_a_string_column_on_postgres(postgres_url):
+    """A store created when ids were 255 characters gets the wider columns without losing rows."""
+    admin = make_engine(postgres_url)
+    try:
+        with admin.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+    finally:
+        admin.dispose()
+    engine = make_engine(postgres_url)
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE segment_identity_map ALTER COLUMN user_id TYPE VARCHAR(255)"))
+        conn.execute(text("UPDATE s2s_schema_info SET value = 'old'"))
+        conn.execute(schema.identity_map.insert().values(stripe_customer_id="cus_1", user_id="u" * 200,
+                                                         source="metadata", updated_at=1))
+    engine.dispose()
+    engine = make_engine(postgres_url)
+    try:
+        (column,) = [c for c in inspect(engine).get_columns("segment_identity_map") if c["name"] == "user_id"]
+        assert isinstance(column["type"], String)
+        assert column["type"].length == schema.identity_map.c.user_id.type.length > 255
+        with engine.connect() as conn:
+            assert conn.execute(select(schema.identity_map.c.user_id)).scalar_one() == "u" * 200
     finally:
         engine.dispose()
