@@ -6,13 +6,27 @@ asset may use it without import cycles.
 """
 
 import os
-from typing import Optional
+from typing import Callable, Optional
 
-from dagster import ConfigurableResource, Definitions, Failure, definitions
+from dagster import (
+    ConfigurableResource,
+    DagsterInstance,
+    DagsterRun,
+    Definitions,
+    Failure,
+    InitResourceContext,
+    definitions,
+)
 from pydantic import Field, PrivateAttr
 
 from s2s_pipeline.store.db import StateStoreConfigError
 from s2s_pipeline.store.state_store import StateStore
+
+
+#: Called with (instance, run) when a run sets up the state store, before its first step: every asset uses
+#: this resource, and ``execute_in_process`` sets up resources before its steps claim pool slots.
+#: ``defs/run_workers.py`` registers what frees the slots of killed runs (this module imports nothing from defs).
+RUN_SETUP_HOOKS: list[Callable[[DagsterInstance, DagsterRun], object]] = []
 
 
 class StateStoreResource(ConfigurableResource):
@@ -30,6 +44,11 @@ class StateStoreResource(ConfigurableResource):
     purge_deleted_customer_pii: bool = Field(
         default=True, description="Blank email, name, metadata and raw payload of customers deleted in Stripe.")
     _store: Optional[StateStore] = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        if context.instance is not None and context.dagster_run is not None:
+            for hook in RUN_SETUP_HOOKS:
+                hook(context.instance, context.dagster_run)
 
     def apply_retention(self, now: int) -> dict[str, int]:
         days = self.raw_payload_retention_days
