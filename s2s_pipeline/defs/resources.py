@@ -17,7 +17,7 @@ from dagster import (
     InitResourceContext,
     definitions,
 )
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, field_validator
 
 from s2s_pipeline.store.db import StateStoreConfigError
 from s2s_pipeline.store.state_store import StateStore
@@ -44,6 +44,14 @@ class StateStoreResource(ConfigurableResource):
     purge_deleted_customer_pii: bool = Field(
         default=True, description="Blank email, name, metadata and raw payload of customers deleted in Stripe.")
     _store: Optional[StateStore] = PrivateAttr(default=None)
+
+    @field_validator("raw_payload_retention_days")
+    @classmethod
+    def _keeps_a_day_at_least(cls, days: Optional[int]) -> Optional[int]:
+        if days is not None and days < 1:
+            raise ValueError(f"raw_payload_retention_days must be at least 1 (or null to keep raw payloads forever), "
+                             f"got {days}: {days} would drop every raw payload")
+        return days
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         if context.instance is not None and context.dagster_run is not None:

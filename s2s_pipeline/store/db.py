@@ -43,6 +43,11 @@ def make_engine(url: str | None = None) -> Engine:
     except ArgumentError as exc:
         raise StateStoreConfigError(f"S2S_DATABASE_URL is malformed (expected a SQLAlchemy URL such as "
                                     f"sqlite:///state.db or postgresql+psycopg2://user@host/db): {exc}") from exc
+    except ValueError as exc:  # SQLAlchemy parses the port with int()
+        raise StateStoreConfigError(f"S2S_DATABASE_URL has a malformed port (expected a number such as "
+                                    f"host:5432): {exc}") from exc
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise StateStoreConfigError(f"S2S_DATABASE_URL has port {parsed.port}, outside 1..65535")
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     # hide_parameters: a failed statement's message (which reaches the Dagster event log) shows the SQL,
