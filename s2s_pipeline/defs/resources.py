@@ -6,13 +6,27 @@ asset may use it without import cycles.
 """
 
 import os
-from typing import Optional
+from typing import Callable, Optional
 
-from dagster import ConfigurableResource, Definitions, Failure, definitions
-from pydantic import Field, PrivateAttr
+from dagster import (
+    ConfigurableResource,
+    DagsterInstance,
+    DagsterRun,
+    Definitions,
+    Failure,
+    InitResourceContext,
+    definitions,
+)
+from pydantic import Field, PrivateAttr, field_validator
 
 from s2s_pipeline.store.db import StateStoreConfigError
 from s2s_pipeline.store.state_store import StateStore
+
+
+#: Called with (instance, run) when a run sets up the state store, before its first step: every asset uses
+#: this resource, and ``execute_in_process`` sets up resources before its steps claim pool slots.
+#: ``defs/run_workers.py`` registers what frees the slots of killed runs (this module imports nothing from defs).
+RUN_SETUP_HOOKS: list[Callable[[DagsterInstance, DagsterRun], object]] = []
 
 
 class StateStoreResource(ConfigurableResource):
@@ -40,6 +54,19 @@ class StateStoreResource(ConfigurableResource):
         default=400, description="Keep the delivery audit (message ids, trait/property names, destinations, "
         "times) this many days: what an access request can be answered from. None keeps it forever.")
     _store: Optional[StateStore] = PrivateAttr(default=None)
+
+    @field_validator("raw_payload_retention_days")
+    @classmethod
+    def _keeps_a_day_at_least(cls, days: Optional[int]) -> Optional[int]:
+        if days is not None and days < 1:
+            raise ValueError(f"raw_payload_retention_days must be at least 1 (or null to keep raw payloads forever), "
+                             f"got {days}: {days} would drop every raw payload")
+        return days
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        if context.instance is not None and context.dagster_run is not None:
+            for hook in RUN_SETUP_HOOKS:
+                hook(context.instance, context.dagster_run)
 
     def apply_retention(self, now: int) -> dict[str, int]:
         """Every retention setting, in one transaction; rows changed per kind."""

@@ -1,16 +1,16 @@
-"""The state store's connection: URL resolution, engine, automatic schema migration."""
+"""The state store's connection: URL resolution, engine, automatic schema migration (``store.migrations``)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
 from s2s_pipeline.store import privacy_schema  # noqa: F401 - registers its tables on schema.metadata
-from s2s_pipeline.store import schema
+from s2s_pipeline.store.migrations import migrate
 
 
 class StateStoreConfigError(ValueError):
@@ -44,9 +44,16 @@ def make_engine(url: str | None = None) -> Engine:
     except ArgumentError as exc:
         raise StateStoreConfigError(f"S2S_DATABASE_URL is malformed (expected a SQLAlchemy URL such as "
                                     f"sqlite:///state.db or postgresql+psycopg2://user@host/db): {exc}") from exc
+    except ValueError as exc:  # SQLAlchemy parses the port with int()
+        raise StateStoreConfigError(f"S2S_DATABASE_URL has a malformed port (expected a number such as "
+                                    f"host:5432): {exc}") from exc
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise StateStoreConfigError(f"S2S_DATABASE_URL has port {parsed.port}, outside 1..65535")
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    kwargs: dict = {"future": True}
+    # hide_parameters: a failed statement's message (which reaches the Dagster event log) shows the SQL,
+    # never the values bound to it (user ids, emails, names).
+    kwargs: dict = {"future": True, "hide_parameters": True}
     if parsed.get_backend_name() == "postgresql":
         kwargs.update(pool_pre_ping=True, pool_size=5, max_overflow=5)
     try:
@@ -72,25 +79,3 @@ def _tune_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
-
-
-def migrate(engine: Engine) -> None:
-    """Create missing tables, add missing columns and indexes, record the schema version.
-
-    Additive only: columns are never dropped or retyped automatically.
-    ``privacy_schema`` registers its tables and indexes on ``schema.metadata``.
-    """
-    schema.metadata.create_all(engine)
-    inspector = inspect(engine)
-    with engine.begin() as conn:
-        for table in schema.metadata.sorted_tables:
-            existing = {c["name"] for c in inspector.get_columns(table.name)}
-            for column in table.columns:
-                if column.name not in existing:
-                    ddl_type = column.type.compile(dialect=engine.dialect)
-                    conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {ddl_type}'))
-            # create_all makes a table's indexes only with the table: add those declared since.
-            for index in table.indexes:
-                index.create(conn, checkfirst=True)
-        conn.execute(schema.schema_info.delete().where(schema.schema_info.c.key == "schema_version"))
-        conn.execute(schema.schema_info.insert().values(key="schema_version", value=str(schema.SCHEMA_VERSION)))

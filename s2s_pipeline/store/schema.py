@@ -306,6 +306,12 @@ MIRROR_FRAME_COLUMNS: dict[str, tuple[str, ...]] = {
 
 # -- Segment side --------------------------------------------------------------
 
+#: Stripe's documented limits (docs.stripe.com/upgrades: ids never exceed 255 characters;
+#: docs.stripe.com/metadata: metadata values up to 500 characters). A Segment user id or
+#: group id read from customer metadata can be as long as a metadata value.
+STRIPE_ID_LENGTH = 255
+METADATA_VALUE_LENGTH = 500
+
 #: Columns of the pushed B2B group traits (``group_<trait>`` for each contract group trait).
 GROUP_TRAIT_COLUMNS: tuple[str, ...] = tuple(f"group_{name}" for name in GROUP_TRAITS)
 
@@ -321,10 +327,10 @@ pushed_traits = Table(
     "segment_pushed_traits",
     metadata,
     Column("stripe_customer_id", String(255), primary_key=True),
-    Column("user_id", String(255)),  # identity the values were sent under
-    Column("anonymous_id", String(255)),
+    Column("user_id", String(METADATA_VALUE_LENGTH)),  # identity the values were sent under
+    Column("anonymous_id", String(STRIPE_ID_LENGTH)),
     *[Column(f"trait_{name}", _TRAIT_TYPES.get(name, Text)) for name in IDENTIFY_TRAITS if name != "stripe_customer_id"],
-    Column("group_id", String(255)),
+    Column("group_id", String(METADATA_VALUE_LENGTH)),
     *[Column(column, Float if column == "group_mrr" else Text) for column in GROUP_TRAIT_COLUMNS],
     Column("identify_message_id", String(64)),
     Column("group_message_id", String(64)),
@@ -337,7 +343,7 @@ identity_map = Table(
     "segment_identity_map",
     metadata,
     Column("stripe_customer_id", String(255), primary_key=True),
-    Column("user_id", String(255)),
+    Column("user_id", String(METADATA_VALUE_LENGTH)),
     Column("source", String(16), nullable=False),  # metadata | profiles | anonymous
     # SHA-256 of the lower-cased email last looked up in the Profiles API
     # (detects a changed email without keeping another copy of it).

@@ -7,7 +7,7 @@ config, editable in the launchpad. Imports nothing else from ``defs``.
 from typing import Optional
 
 from dagster import ConfigurableResource, Definitions, Failure, definitions
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from s2s_pipeline.traits.config import TraitsConfig, default_tier_thresholds
 
@@ -29,6 +29,16 @@ class TraitRulesResource(ConfigurableResource):
     )
     company_id_key: str = Field(default="company_id", description="Customer metadata key of the B2B group id.")
     company_name_key: str = Field(default="company_name", description="Customer metadata key of the company name.")
+
+    @field_validator("tier_thresholds")
+    @classmethod
+    def _three_increasing_minimums(cls, thresholds: Optional[dict[str, list[float]]]):
+        for currency, minimums in (thresholds or {}).items():
+            values = list(minimums)
+            if len(values) != 3 or values[0] <= 0 or not values[0] < values[1] < values[2]:
+                raise ValueError(f"tier_thresholds[{currency!r}] must be three strictly increasing positive "
+                                 f"minimums (medium, high, vip) in major units, got {values}")
+        return thresholds
 
     def config(self) -> TraitsConfig:
         thresholds = (

@@ -1,0 +1,166 @@
+"""Runs whose processes are gone: recognised, marked failed, and their pool slots given back.
+
+A run killed outright (SIGKILL, an OOM kill, a node restart) never reports
+its end, so Dagster keeps it STARTED and keeps its pool claims: every later
+step of that pool (the nightly's Segment steps, every failed-payment alert)
+waits for ever. Three things undo that:
+
+- each run worker tags its run with the machine it runs on
+  (``s2s/run_worker_host``), and every Dagster event records the pid of the
+  process that logged it, so a run on this machine is *dead* when none of
+  those processes is alive any more;
+- before a run claims any slot (the executor of the code location, and a
+  resource for ``execute_in_process``, which initialises resources before
+  its steps claim), it frees the claims of runs that have ended or are dead,
+  and marks a dead run failed;
+- ``LocalRunLauncher`` (the shipped ``dagster.yaml``) answers the daemon's run
+  monitoring with the same test, so the daemon fails dead runs too, and its
+  ``free_slots_after_run_end_seconds`` frees their slots.
+
+A run on another machine (or not yet tagged) is never judged from here: its
+pids mean nothing on this host; Dagster's run monitoring of that launcher
+(Kubernetes, Docker, ECS check their workers) fails it, and its claims are
+freed once it has ended.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+
+from dagster import (
+    DagsterInstance,
+    DagsterRun,
+    Definitions,
+    ExecutorDefinition,
+    definitions,
+    multi_or_in_process_executor,
+)
+from dagster._core.executor.base import Executor
+from dagster._core.launcher import CheckRunHealthResult, DefaultRunLauncher, WorkerStatus
+
+from s2s_pipeline.defs.resources import RUN_SETUP_HOOKS
+
+RUN_WORKER_HOST_TAG = "s2s/run_worker_host"
+
+
+def this_host() -> str:
+    return socket.gethostname()
+
+
+def tag_run_worker(instance: DagsterInstance, run: DagsterRun) -> None:
+    """Record on the run which machine its processes run on (once)."""
+    if run.tags.get(RUN_WORKER_HOST_TAG) != this_host():
+        instance.add_run_tags(run.run_id, {RUN_WORKER_HOST_TAG: this_host()})
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def run_worker_status(instance: DagsterInstance, run: DagsterRun) -> WorkerStatus:
+    """RUNNING while a process of the run is alive, FAILED when all are gone, UNKNOWN if not judged here."""
+    if run.tags.get(RUN_WORKER_HOST_TAG) != this_host():
+        return WorkerStatus.UNKNOWN
+    pids = {entry.dagster_event.pid for entry in instance.all_logs(run.run_id)
+            if entry.dagster_event is not None and entry.dagster_event.pid}
+    if not pids:
+        return WorkerStatus.UNKNOWN
+    return WorkerStatus.RUNNING if any(_alive(pid) for pid in pids) else WorkerStatus.FAILED
+
+
+def free_slots_of_dead_runs(instance: DagsterInstance, current_run_id: str | None = None) -> list[str]:
+    """Free every pool claim (and pending step) of a run that has ended or whose processes are gone.
+
+    Returns the run ids freed; a dead run is marked failed first.
+    """
+    storage = instance.event_log_storage
+    if not storage.supports_global_concurrency_limits:
+        return []
+    holders: set[str] = set()
+    for pool in storage.get_concurrency_keys():
+        info = storage.get_concurrency_info(pool)
+        holders |= {slot.run_id for slot in info.claimed_slots} | {step.run_id for step in info.pending_steps}
+    holders.discard(current_run_id)
+    freed = []
+    for run_id in sorted(holders):
+        run = instance.get_run_by_id(run_id)
+        if run is not None and not run.is_finished:
+            if run_worker_status(instance, run) != WorkerStatus.FAILED:
+                continue
+            instance.report_run_failed(run, "Every process of this run is gone (killed); marked failed and its "
+                                            "pool slots freed by a later run.")
+        storage.free_concurrency_slots_for_run(run_id)
+        freed.append(run_id)
+    return freed
+
+
+def prepare_run(instance: DagsterInstance, run: DagsterRun) -> list[str]:
+    """What a run does before its steps claim pool slots: tag its worker's host, free dead runs' slots."""
+    tag_run_worker(instance, run)
+    return free_slots_of_dead_runs(instance, current_run_id=run.run_id)
+
+
+class _FreeingDeadRunSlots(Executor):
+    """The default executor, first freeing the pool slots that dead runs hold."""
+
+    def __init__(self, inner: Executor) -> None:
+        self._inner = inner
+
+    @property
+    def retries(self):
+        return self._inner.retries
+
+    @property
+    def step_dependency_config(self):
+        return self._inner.step_dependency_config
+
+    def execute(self, plan_context, execution_plan) -> Iterator:
+        freed = prepare_run(plan_context.instance, plan_context.dagster_run)
+        if freed:
+            plan_context.log.warning(f"Freed the pool slots of runs whose processes are gone: {', '.join(freed)}")
+        yield from self._inner.execute(plan_context, execution_plan)
+
+
+executor_freeing_dead_run_slots = ExecutorDefinition(
+    name="multi_or_in_process_freeing_dead_run_slots",
+    config_schema=multi_or_in_process_executor.config_schema,
+    requirements=multi_or_in_process_executor._requirements_fn,  # noqa: SLF001 - same requirements
+    executor_creation_fn=lambda init_context: _FreeingDeadRunSlots(
+        multi_or_in_process_executor.executor_creation_fn(init_context)),
+    description="Dagster's default executor (multiprocess unless configured in-process), after freeing the "
+                "pool slots of runs whose processes are gone.",
+)
+
+
+class LocalRunLauncher(DefaultRunLauncher):
+    """Dagster's default launcher (runs as processes of the code server's machine) with a worker health
+    check, so the daemon's run monitoring fails a run whose processes were killed."""
+
+    @property
+    def supports_check_run_worker_health(self) -> bool:
+        return True
+
+    def check_run_worker_health(self, run: DagsterRun) -> CheckRunHealthResult:
+        status = run_worker_status(self._instance, run)
+        if status == WorkerStatus.UNKNOWN:
+            # not judged from this machine: report running, so monitoring leaves it alone
+            return CheckRunHealthResult(WorkerStatus.RUNNING, "run worker not on this machine or not tagged yet")
+        return CheckRunHealthResult(status, "no process of the run is alive" if status == WorkerStatus.FAILED
+                                    else None)
+
+
+RUN_SETUP_HOOKS.append(prepare_run)  # runs started with execute_in_process (in-process executor)
+
+
+@definitions
+def run_worker_defs() -> Definitions:
+    """Every job of the code location without its own executor runs on the slot-freeing default executor."""
+    return Definitions(executor=executor_freeing_dead_run_slots)
