@@ -4,7 +4,8 @@
 each concept by name: ``mirror`` (the Stripe mirror), ``ledger`` (Stripe
 events and their track outcomes), ``cursors``, ``identities`` (Segment
 identity map), ``pushed_traits`` (what Segment acknowledged), ``track_state``
-(track calls sent) and ``traits`` (the computed trait table). Work that must
+(track calls sent), ``traits`` (the computed trait table) and ``inbox``
+(Stripe events delivered by webhook). Work that must
 be atomic across concepts has a method here.
 """
 
@@ -20,6 +21,7 @@ from s2s_pipeline.store.mirror import ApplyStats, MirrorRows, MirrorStore
 from s2s_pipeline.store.pushed_traits import PushedTraits
 from s2s_pipeline.store.track_state import SentTrackCalls
 from s2s_pipeline.store.traits_table import TraitsTable
+from s2s_pipeline.store.webhook_inbox import WebhookInbox
 
 
 class StateStore:
@@ -34,6 +36,7 @@ class StateStore:
         self.pushed_traits = PushedTraits(engine)
         self.track_state = SentTrackCalls(engine)
         self.traits = TraitsTable(engine)
+        self.inbox = WebhookInbox(engine)
 
     @classmethod
     def from_url(cls, url: str | None = None) -> "StateStore":

@@ -20,6 +20,7 @@ from .faults import FaultPlan, SlidingWindowLimit, error_body
 from .querying import expand_paths, parse_list_query, parse_query
 from .rendering import render
 from .store import StoredObjects, deep_copy
+from .webhooks import WebhookEndpoint, WebhookSender
 
 # URL collection name -> the ``object`` value of what it holds.
 COLLECTIONS: dict[str, str] = {
@@ -91,6 +92,7 @@ class StripeStandIn(LoopbackServer):
         self._rate_window = SlidingWindowLimit()
         self._rng = random.Random()
         self._seq = 0
+        self.webhooks = WebhookSender()
 
     def current_time(self) -> int:
         return int(self.now if self.now is not None else time.time())
@@ -119,7 +121,8 @@ class StripeStandIn(LoopbackServer):
         previous_attributes: dict | None = None,
         created: int | None = None,
     ) -> dict:
-        """Record a change: store ``obj`` and append the Stripe event announcing it.
+        """Record a change: store ``obj`` and append the Stripe event announcing it (and post it to the
+        webhook endpoints, if any were added).
 
         ``*.deleted`` events of customers, products, prices and coupons delete
         the object (the event still carries its last state).
@@ -137,7 +140,18 @@ class StripeStandIn(LoopbackServer):
                 data["previous_attributes"] = deep_copy(previous_attributes)
             event = event_object(sortable_event_id(when, self._seq, self._rng), type, when, data)
             self._store.put(event)
-            return event
+        if self.webhooks.endpoints:
+            self.webhooks.enqueue(render(event, frozenset()))  # collapsed, as Stripe renders webhooks
+        return event
+
+    def add_webhook_endpoint(self, url: str, secret: str, enabled_events: Iterable[str] = ("*",),
+                             **options: Any) -> WebhookEndpoint:
+        """Deliver every event emitted from now on (of ``enabled_events``) to ``url``, signed with ``secret``."""
+        return self.webhooks.add_endpoint(url, secret, enabled_events, **options)
+
+    def stop(self) -> None:
+        self.webhooks.stop()
+        super().stop()
 
     def delete(self, object_type: str, obj_id: str) -> None:
         """Delete an object: it leaves lists and retrieves return the deleted stub."""
