@@ -24,7 +24,7 @@ class StateStoreResource(ConfigurableResource):
     )
     raw_payload_retention_days: Optional[int] = Field(
         default=30,
-        description="Keep raw Stripe payloads (mirror snapshots, event ledger) this many days; the typed columns "
+        description="Keep raw Stripe payloads (mirror snapshots, event ledger, webhook inbox) this many days; the typed columns "
         "traits use are kept. Stripe's Events API keeps 30 days too. None keeps them forever.",
     )
     purge_deleted_customer_pii: bool = Field(
@@ -33,8 +33,11 @@ class StateStoreResource(ConfigurableResource):
 
     def apply_retention(self, now: int) -> dict[str, int]:
         days = self.raw_payload_retention_days
-        return self.store().purge(raw_before=None if days is None else now - int(days) * 86400,
-                                  deleted_customer_pii=self.purge_deleted_customer_pii)
+        before = None if days is None else now - int(days) * 86400
+        out = self.store().purge(raw_before=before, deleted_customer_pii=self.purge_deleted_customer_pii)
+        if before is not None:  # webhook deliveries hold whole payloads (emails, names): same retention
+            out["webhook_events_dropped"] = self.store().inbox.drop_received_before(before * 1000)
+        return out
 
     def url(self) -> Optional[str]:
         return self.database_url or os.environ.get("S2S_DATABASE_URL") or None

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, delete, func, select, text
+from sqlalchemy import Connection, Engine, and_, delete, func, or_, select, text
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
@@ -71,14 +71,19 @@ class WebhookInbox:
         except _UNAVAILABLE as exc:
             raise InboxUnavailable(f"state store unavailable: {type(exc.orig or exc).__name__}") from exc
 
-    def received_since(self, types: Iterable[str], since_ms: int, limit: int = 500) -> list[InboxEvent]:
+    def received_since(self, types: Iterable[str], since_ms: int, limit: int = 500,
+                       after_id: str | None = None) -> list[InboxEvent]:
         """Events of these types received at or after ``since_ms``, in arrival order (ties by id), at most ``limit``.
 
+        ``after_id`` continues a page: only events after ``(since_ms, after_id)`` in that order.
         Raises ``InboxUnavailable`` when the store cannot be read.
         """
         table = schema.webhook_inbox
+        since = int(since_ms)
+        after = (table.c.received_at_ms >= since if after_id is None else
+                 or_(table.c.received_at_ms > since, and_(table.c.received_at_ms == since, table.c.event_id > after_id)))
         query = (select(table.c.event_id, table.c.type, table.c.created, table.c.received_at_ms, table.c.payload)
-                 .where(table.c.type.in_(list(types)), table.c.received_at_ms >= int(since_ms))
+                 .where(table.c.type.in_(list(types)), after)
                  .order_by(table.c.received_at_ms, table.c.event_id).limit(limit))
         try:
             with self.engine.connect() as conn:
