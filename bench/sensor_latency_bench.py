@@ -95,6 +95,9 @@ def main() -> None:
                 stages["worker_start"].append(step_start - starting)  # run worker + step process up
                 stages["step"].append(step_end - step_start)  # the asset itself
         daemon_peak = h.rss.peak_mb if h.rss else None
+        ticks = sorted(h.sensor_ticks(limit=500), key=lambda t: t.timestamp)
+        tick_seconds = [t.end_timestamp - t.timestamp for t in ticks if t.end_timestamp]
+        tick_gaps = [b.timestamp - a.timestamp for a, b in zip(ticks, ticks[1:])]
     seconds = time.perf_counter() - started
     out = {
         "seconds": round(seconds, 1),
@@ -109,6 +112,9 @@ def main() -> None:
         "found_by": found_by,
         "stage_medians": {k: round(statistics.median(v), 2) for k, v in stages.items() if v},
         "stage_p95": {k: round(_percentile(v, 95), 2) for k, v in stages.items() if v},
+        "sensor_tick_seconds_median": round(statistics.median(tick_seconds), 2) if tick_seconds else None,
+        "sensor_tick_gap_seconds_median": round(statistics.median(tick_gaps), 2) if tick_gaps else None,
+        "sensor_tick_gap_seconds_max": round(max(tick_gaps), 2) if tick_gaps else None,
         "setup": setup,
         "customers": args.customers,
     }

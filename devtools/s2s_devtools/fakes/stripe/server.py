@@ -153,6 +153,26 @@ class StripeStandIn(LoopbackServer):
         self.webhooks.stop()
         super().stop()
 
+    def dump(self) -> list[dict]:
+        """Every stored object and event, then a deletion stub per deleted object (``load`` restores them)."""
+        return self._store.dump()
+
+    def save(self, path) -> None:
+        """Write the whole account (objects, events, deletions) to a gzipped JSON file; ``restore`` reads it."""
+        import gzip
+        import json
+
+        with gzip.open(path, "wt", encoding="utf-8") as f:
+            json.dump(self._store.dump(), f, separators=(",", ":"))
+
+    def restore(self, path) -> None:
+        """Load an account written by ``save`` (replacing same ids)."""
+        import gzip
+        import json
+
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            self.load(json.load(f), copy=False)
+
     def delete(self, object_type: str, obj_id: str) -> None:
         """Delete an object: it leaves lists and retrieves return the deleted stub."""
         self._store.mark_deleted(COLLECTIONS.get(object_type, object_type), obj_id)
