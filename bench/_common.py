@@ -22,6 +22,12 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+def rss_mb() -> float:
+    """Resident memory of this process now, in MiB (for "before the step" figures)."""
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def machine() -> dict:
     """Where a figure was measured: cores and the versions that move the numbers."""
     import numpy as np

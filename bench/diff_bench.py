@@ -23,11 +23,10 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import sys
 import time
 
-from _common import machine, peak_rss_mb  # noqa: E402  (sets the import path)
+from _common import machine, peak_rss_mb, rss_mb  # noqa: E402  (sets the import path)
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -164,11 +163,6 @@ def change(current: pd.DataFrame, fraction: float, rng: np.random.Generator) -> 
     return k
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=100_000)
@@ -193,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         pushed, changed = pushed.iloc[:0], args.customers
     generate_seconds = time.perf_counter() - t0
     gc.collect()
-    rss_before = _rss_mb()
+    rss_before = rss_mb()
 
     if args.profile:
         import cProfile

@@ -13,22 +13,16 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import sys
 import time
 
-from _common import machine, peak_rss_mb  # noqa: E402  (sets the import path)
+from _common import machine, peak_rss_mb, rss_mb  # noqa: E402  (sets the import path)
 
 
 from bench.synth_mirror import synth_mirror  # noqa: E402
 from s2s_pipeline.traits.config import TraitsConfig  # noqa: E402
 from s2s_pipeline.traits.customer_traits import compute_customer_traits  # noqa: E402
 from s2s_pipeline.traits.frames import REFERENCES  # noqa: E402
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
                 df[col] = df[col].astype(object)
     generate_seconds = time.perf_counter() - t0
     gc.collect()
-    rss_before = _rss_mb()
+    rss_before = rss_mb()
 
     config = TraitsConfig()
     if args.profile:

@@ -10,7 +10,8 @@ from __future__ import annotations
 #: Identify traits, in the order the contract documents them.
 IDENTIFY_TRAITS: tuple[str, ...] = (
     "email", "name", "stripe_customer_id", "currency", "lifetime_value", "mrr", "spend_tier", "refund_rate",
-    "payment_count", "first_payment_at", "last_payment_at", "plan", "billing_interval", "subscription_status",
+    "payment_count", "first_payment_at", "last_payment_at", "payment_frequency_days", "paying_customer",
+    "trial_converted_at", "plan", "billing_interval", "subscription_status",
     "cancel_at_period_end", "next_billing_date", "trial_end_date", "payment_delinquent", "payment_method_type",
     "card_brand",
 )
@@ -28,6 +29,8 @@ TRIAL_CONVERTED = "Trial Converted"
 SUBSCRIPTION_UPGRADED = "Subscription Upgraded"
 SUBSCRIPTION_DOWNGRADED = "Subscription Downgraded"
 SUBSCRIPTION_CANCELED = "Subscription Canceled"
+SUBSCRIPTION_REACTIVATED = "Subscription Reactivated"
+SUBSCRIPTION_ENDED = "Subscription Ended"
 PAYMENT_FAILED = "Payment Failed"
 ORDER_COMPLETED = "Order Completed"
 ORDER_REFUNDED = "Order Refunded"
@@ -36,5 +39,6 @@ DISPUTE_CREATED = "Dispute Created"
 #: Every track event the pipeline sends.
 TRACK_EVENTS: tuple[str, ...] = (
     TRIAL_STARTED, SUBSCRIPTION_STARTED, TRIAL_CONVERTED, SUBSCRIPTION_UPGRADED, SUBSCRIPTION_DOWNGRADED,
-    SUBSCRIPTION_CANCELED, PAYMENT_FAILED, ORDER_COMPLETED, ORDER_REFUNDED, DISPUTE_CREATED,
+    SUBSCRIPTION_CANCELED, SUBSCRIPTION_REACTIVATED, SUBSCRIPTION_ENDED, PAYMENT_FAILED, ORDER_COMPLETED,
+    ORDER_REFUNDED, DISPUTE_CREATED,
 )

@@ -29,14 +29,32 @@ class StateStoreResource(ConfigurableResource):
     )
     purge_deleted_customer_pii: bool = Field(
         default=True, description="Blank email, name, metadata and raw payload of customers deleted in Stripe.")
+    event_ledger_retention_days: Optional[int] = Field(
+        default=90, description="Keep Stripe events in the event ledger this many days (Stripe's Events API keeps "
+        "30, so an older event never comes back to be deduplicated). None keeps them forever.")
+    track_sent_retention_days: Optional[int] = Field(
+        default=730, description="Remember acknowledged track calls this many days: a history backfill over days "
+        "older than that sends their payments again (same messageIds, beyond Segment's 24 h dedupe). "
+        "None keeps them forever.")
+    delivery_audit_retention_days: Optional[int] = Field(
+        default=400, description="Keep the delivery audit (message ids, trait/property names, destinations, "
+        "times) this many days: what an access request can be answered from. None keeps it forever.")
     _store: Optional[StateStore] = PrivateAttr(default=None)
 
     def apply_retention(self, now: int) -> dict[str, int]:
-        days = self.raw_payload_retention_days
-        before = None if days is None else now - int(days) * 86400
-        out = self.store().purge(raw_before=before, deleted_customer_pii=self.purge_deleted_customer_pii)
-        if before is not None:  # webhook deliveries hold whole payloads (emails, names): same retention
-            out["webhook_events_dropped"] = self.store().inbox.drop_received_before(before * 1000)
+        """Every retention setting, in one transaction (the webhook inbox in a second one); rows changed per kind."""
+
+        def before(days: Optional[int]) -> Optional[int]:
+            return None if days is None else now - int(days) * 86400
+
+        raw_before = before(self.raw_payload_retention_days)
+        out = self.store().purge(raw_before=raw_before, deleted_customer_pii=self.purge_deleted_customer_pii,
+                                 unsent_before=raw_before, ledger_before=before(self.event_ledger_retention_days),
+                                 track_sent_before=before(self.track_sent_retention_days),
+                                 audit_before=before(self.delivery_audit_retention_days),
+                                 forgotten_customers=True)
+        if raw_before is not None:  # webhook deliveries hold whole payloads (emails, names): same retention
+            out["webhook_events_dropped"] = self.store().inbox.drop_received_before(raw_before * 1000)
         return out
 
     def url(self) -> Optional[str]:

@@ -12,6 +12,7 @@ import logging
 import time
 from typing import Callable, Iterable
 
+from s2s_pipeline.core.ids import id_of
 from s2s_pipeline.core.progress import ProgressSink
 from s2s_pipeline.extract.backfill import ALL_OBJECT_TYPES, full_sync
 from s2s_pipeline.extract.references import ensure_mirrored, resolve_references
@@ -34,7 +35,7 @@ _RETENTION_MARGIN_SECONDS = 3600
 
 #: Event types whose object no longer exists afterwards.
 _DELETION_EVENTS = frozenset({"customer.deleted", "product.deleted", "price.deleted", "coupon.deleted",
-                              "plan.deleted", "invoice.deleted"})
+                              "plan.deleted", "invoice.deleted", "customer.discount.deleted"})
 
 
 def _is_history(event: dict, cursor: dict) -> bool:
@@ -163,7 +164,13 @@ def apply_events(store: StateStore, events: list[dict], cursor: dict, now: int, 
         applied = snapshot is not None and detail is None
         result.events_applied += applied
         ledger.append(_ledger_row(event, applied, _is_history(event, cursor), now, detail))
+    # customer.discount.* carry a Discount: it changes the discounts table only
+    # (no versioned parent row); events come oldest first, so the newest wins.
+    discount_events = [(e, r) for e, r in parsed if not r.parents]
+    parsed = [(e, r) for e, r in parsed if r.parents]
     rows = _pick_snapshots(store, parsed, result, refetch)
+    for _, discount_rows in sorted(discount_events, key=lambda pair: int(pair[0]["created"])):
+        rows.standalone_discounts.update(discount_rows.standalone_discounts)
     newest = max([int(e["created"]) for e in events] + [int(cursor.get("created", 0))])
     new_cursor = {**cursor, "created": newest, "updated_at": now}
     result.stats.merge(store.commit_events(rows, ledger, (EVENTS_CURSOR, new_cursor) if advance_cursor else None))
@@ -181,8 +188,8 @@ def apply_single_event(reader: StripeReader, store: StateStore, event: dict, *,
     apply_events(store, [event], cursor, now, result, reader.retrieve, advance_cursor=False)
     # A customer created since the last sync: mirror it too, so calls about it
     # use the identity its identify calls will use.
-    customer = ((event.get("data") or {}).get("object") or {}).get("customer")
-    ensure_mirrored(reader, store, "customer", customer.get("id") if isinstance(customer, dict) else customer)
+    customer = id_of(((event.get("data") or {}).get("object") or {}).get("customer"))
+    ensure_mirrored(reader, store, "customer", customer)
     return result
 
 

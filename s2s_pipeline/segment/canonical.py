@@ -2,7 +2,7 @@
 
 Both sides of the diff go through the same canonical form before they are
 compared: money (``lifetime_value``, ``mrr``) rounded to 2 decimals,
-``refund_rate`` to 4; ``payment_count`` an integer; booleans from
+``refund_rate`` to 4, ``payment_frequency_days`` to 1; ``payment_count`` an integer; booleans from
 ``True``/``False``, ``1``/``0`` (SQLite) or nullable booleans alike; text as
 text, times as ISO-8601 UTC text. ``None``, ``NaN`` and ``pd.NA`` all mean
 *null*, and two nulls are equal. So a value read back from the state store
@@ -22,9 +22,10 @@ from s2s_pipeline.core.contract import IDENTIFY_TRAITS
 from s2s_pipeline.core.times import iso_utc_series
 
 #: Decimal places of each float trait.
-FLOAT_DECIMALS: dict[str, int] = {"lifetime_value": 2, "mrr": 2, "refund_rate": 4, "group_mrr": 2}
+FLOAT_DECIMALS: dict[str, int] = {"lifetime_value": 2, "mrr": 2, "refund_rate": 4, "payment_frequency_days": 1,
+                                  "group_mrr": 2}
 INT_TRAITS: frozenset[str] = frozenset({"payment_count"})
-BOOL_TRAITS: frozenset[str] = frozenset({"cancel_at_period_end", "payment_delinquent"})
+BOOL_TRAITS: frozenset[str] = frozenset({"cancel_at_period_end", "payment_delinquent", "paying_customer"})
 
 
 @dataclass

@@ -7,16 +7,13 @@ from functools import lru_cache
 
 import stripe
 
+from s2s_pipeline.core.ids import id_of
 from s2s_pipeline.segment.event_mrr import subscription_figures
 from s2s_pipeline.store.mirror_reads import MirrorReads
 from s2s_pipeline.stripe.client import StripeReader
 from s2s_pipeline.traits.config import TraitsConfig
 
 log = logging.getLogger(__name__)
-
-
-def _id(value) -> str | None:
-    return value.get("id") if isinstance(value, dict) else value
 
 
 class MirrorContext:
@@ -58,6 +55,9 @@ class MirrorContext:
         row = self._row("charge", charge_id)
         return row["customer"] if row else None
 
+    def charge(self, charge_id: str) -> dict | None:
+        return self._row("charge", charge_id)
+
     # -- Stripe API (invoice payments are not mirrored) -----------------------------------
 
     def _api(self, path: str, params: dict | None = None) -> dict | None:
@@ -97,7 +97,7 @@ class MirrorContext:
                 return {"code": error.get("code") or error.get("decline_code"), "message": error.get("message")}
             charges.append((intent or {}).get("latest_charge"))
         for charge_ref in charges:
-            charge_id = charge_ref.get("id") if isinstance(charge_ref, dict) else charge_ref
+            charge_id = id_of(charge_ref)
             if not charge_id:
                 continue
             charge = self._row("charge", charge_id) or self._api(f"/v1/charges/{charge_id}")
@@ -107,16 +107,14 @@ class MirrorContext:
 
     def charge_belongs_to_invoice(self, charge: dict) -> bool:
         """Charges of the pinned API have no ``invoice``: ask which invoice payment used its PaymentIntent."""
-        intent = charge.get("payment_intent")
-        if isinstance(intent, dict):
-            intent = intent.get("id")
+        intent = id_of(charge.get("payment_intent"))
         if not intent:
             return False  # a bare charge (no PaymentIntent) never pays an invoice
         found = self._api("/v1/invoice_payments",
                           {"payment": {"type": "payment_intent", "payment_intent": intent}, "limit": 100})
         if found is not None:
             # A server that ignored the filter lists other payments: match them here.
-            return any(_id((p.get("payment") or {}).get("payment_intent")) == intent for p in found.get("data") or [])
+            return any(id_of((p.get("payment") or {}).get("payment_intent")) == intent for p in found.get("data") or [])
         return self._unpaid_invoice_matches(charge)
 
     def _unpaid_invoice_matches(self, charge: dict) -> bool:
@@ -125,8 +123,7 @@ class MirrorContext:
         Same customer and currency, the amount still due equal to the charge,
         created no later than the charge.
         """
-        customer = charge.get("customer")
-        customer = customer.get("id") if isinstance(customer, dict) else customer
+        customer = id_of(charge.get("customer"))
         if not customer:
             return False
         # A minute of slack: the invoice and its first attempt are often stamped apart.

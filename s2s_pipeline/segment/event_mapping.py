@@ -22,17 +22,26 @@ customer.subscription.created         Subscription Started          subscription
 customer.subscription.updated         Trial Converted               subscription_id, plan, mrr, currency
 (previous status ``trialing``, now
 ``active``)
+customer.subscription.updated         Subscription Canceled         subscription_id, plan, mrr (lost), currency,
+(a cancellation becomes scheduled)                                  cancel_at (when it ends), immediate (false)
+customer.subscription.updated         Subscription Reactivated      subscription_id, plan, mrr (restored), currency
+(a scheduled cancellation withdrawn)
 customer.subscription.updated         Subscription Upgraded /       subscription_id, plan, previous_plan, mrr,
 (MRR up / down)                       Subscription Downgraded       previous_mrr, currency
-customer.subscription.deleted         Subscription Canceled         subscription_id, plan, mrr, currency
+customer.subscription.deleted         Subscription Canceled         subscription_id, plan, mrr (before it ended),
+(no cancellation was scheduled)                                     currency, cancel_at (ended), immediate (true)
+customer.subscription.deleted         Subscription Ended            subscription_id, plan, currency
+(after a scheduled cancellation)
 invoice.payment_failed                Payment Failed                invoice_id, amount, currency, attempt_count,
                                                                     failure_code, failure_message,
                                                                     next_payment_attempt
 charge.failed (charge of no invoice)  Payment Failed                charge_id, invoice_id (null), amount,
                                                                     currency, attempt_count (1), failure_code,
                                                                     failure_message, next_payment_attempt (null)
-charge.succeeded                      Order Completed               order_id, revenue, total, currency
+charge.succeeded with captured        Order Completed               order_id, revenue, total (captured), currency
+money, or charge.captured
 refund.created / charge.refunded      Order Refunded                order_id, refund_id, total, currency, reason
+(refund of captured money)
 charge.dispute.created                Dispute Created               charge_id, amount, currency, reason
 ===================================  ============================  ==============================================
 
@@ -76,20 +85,32 @@ Rules where the contract leaves room (decided here):
   without it: the partially priced "before" state if there is one, else the
   event maps to None). Equal MRR (in minor
   units) maps to None, so renewals and ``past_due`` <-> ``active`` flips send
-  nothing. Because the trait rules give 0 to ``cancel_at_period_end``,
-  ``unpaid``, ``paused`` and ``pause_collection``, setting a subscription to
-  cancel at period end is a **Subscription Downgraded to mrr 0** (Stripe's
-  default: churn counts at the API call), and undoing it a Subscription
-  Upgraded back. Likewise ``incomplete`` -> ``active`` (first payment of a
+  nothing. The trait rules give 0 to ``unpaid``, ``paused`` and
+  ``pause_collection``, so those are Downgraded to 0 (and back Upgraded).
+  Likewise ``incomplete`` -> ``active`` (first payment of a
   subscription created ``incomplete``) is an Upgraded from 0, and
   ``trialing`` -> ``past_due`` (trial ended, first payment failed) an Upgraded
   too; only ``trialing`` -> ``active`` is a Trial Converted (contract).
   Movements therefore always sum to the subscription's current MRR.
+- **Scheduled cancellations** (``cancel_at_period_end`` or ``cancel_at`` set,
+  which the ``mrr`` trait counts 0): an update that schedules one (before:
+  none; after: one) is a **Subscription Canceled** with ``immediate`` false,
+  ``mrr`` = the MRR before the update (what leaves) and ``cancel_at`` =
+  ``cancel_at``, else the items' latest ``current_period_end``; one that
+  withdraws it is a **Subscription Reactivated** with the MRR after. These
+  rows are tried before Upgraded/Downgraded: the schedule's own drop to 0 is
+  the cancellation, never a Downgraded. Changes while scheduled move 0 -> 0
+  and send nothing; a new date for an existing schedule sends nothing.
+- **customer.subscription.deleted** of a subscription that had a
+  cancellation scheduled (the snapshot still shows it) is a **Subscription
+  Ended** without MRR (it left at scheduling). Without one it is an immediate
+  **Subscription Canceled** (``immediate`` true, ``cancel_at`` = ``ended_at``,
+  else ``canceled_at``, else the event time).
 - **Subscription Started** reports the trait MRR of the new subscription (0
   while it is ``incomplete``; see above for its activation).
-- **Subscription Canceled**: ``mrr`` is what the subscription brought in
+- **Subscription Canceled** (immediate): ``mrr`` is what the subscription brought in
   while it ran: the snapshot priced as if it were still ``active`` (without
-  ``cancel_at_period_end``/``ended_at``), or 0 when it ended during its trial
+  a schedule or ``ended_at``), or 0 when it ended during its trial
   (``ended_at``/``canceled_at`` not after ``trial_end``) or never started
   (``incomplete_expired``). Only when the snapshot cannot be priced (no
   items, unknown prices) is ``ctx.stored_subscription_mrr`` used.
@@ -106,13 +127,23 @@ Rules where the contract leaves room (decided here):
   keys with ``invoice_id`` and ``next_payment_attempt`` null,
   ``attempt_count`` 1 (a one-off charge is not retried by Stripe) and
   ``charge_id`` added.
-- **Order Completed**: ``revenue`` = ``total`` = the charge's ``amount``. A
-  charge carries no tax split (that lives on invoices), so revenue includes
-  any tax. ``needs_attribution`` tells the caller it may add
-  ``context.campaign`` and the profile's ``anonymousId``.
+- **Order Completed**: ``revenue`` = ``total`` = the captured money
+  (``amount_captured``; 0 while ``captured`` is false, so an authorization
+  sends nothing and its ``charge.captured`` sends the call). ``charge.succeeded``
+  and ``charge.captured`` share the key ``charge:<id>:succeeded``, so a charge
+  yields one call whichever arrives. A charge carries no tax split (that
+  lives on invoices), so revenue includes any tax. ``needs_attribution``
+  tells the caller it may add ``context.campaign`` and the profile's
+  ``anonymousId``.
+- **Released authorizations are no refunds** (:func:`released_authorization`):
+  a refund with reason ``expired_uncaptured_charge``, any refund of a charge
+  that never captured (``captured`` false; the charge from the payload, an
+  expanded ``refund.charge`` or ``ctx.charge``), and, for events rendered
+  before API 2025-03-31.basil, the uncaptured remainder of a partial capture
+  (the charge's first refund, of exactly ``amount - amount_captured``).
 - **Order Refunded** from ``charge.refunded``: the charge's refunds known at
-  the event (``ctx.refunds_of_charge`` plus ``charge.refunds.data`` when the
-  payload has it, as older API versions do), created no later than the
+  the event (``ctx.refunds_of_charge``; ``charge.refunds`` is includable only
+  and never requested, so it is read just when an older payload embeds it), created no later than the
   event, not ``failed``/``canceled``; the newest one is reported, preferring
   one whose amount equals the increase of ``amount_refunded`` given by
   ``previous_attributes`` (refunds created in the same second). None when
@@ -137,6 +168,8 @@ from s2s_pipeline.core.contract import (
     PAYMENT_FAILED,
     SUBSCRIPTION_CANCELED,
     SUBSCRIPTION_DOWNGRADED,
+    SUBSCRIPTION_ENDED,
+    SUBSCRIPTION_REACTIVATED,
     SUBSCRIPTION_STARTED,
     SUBSCRIPTION_UPGRADED,
     TRIAL_CONVERTED,
@@ -146,11 +179,16 @@ from s2s_pipeline.core.ids import id_of
 from s2s_pipeline.core.times import iso_utc
 from s2s_pipeline.segment.event_mrr import (
     MRR_FIELDS,
+    SCHEDULE_FIELDS,
+    SubscriptionFigures,
     as_running,
+    cancellation_scheduled,
     currency_code,
     ended_in_trial,
+    scheduled_end,
     state_before,
     subscription_figures,
+    without_schedule,
 )
 from s2s_pipeline.segment.mapping_context import MappingContext
 from s2s_pipeline.segment.messages import message_id
@@ -159,6 +197,14 @@ from s2s_pipeline.traits.money import to_major
 
 #: Refund statuses that never move money (not reported).
 _DEAD_REFUND_STATUSES = frozenset({"failed", "canceled"})
+
+#: Refund reason Stripe itself sets when an uncaptured authorization expires (Refund.reason).
+EXPIRED_UNCAPTURED = "expired_uncaptured_charge"
+
+#: From this API version on, partial captures and cancellations create no Refund
+#: (Stripe changelog 2025-03-31.basil, "Partially capturing or cancelling payments no
+#: longer creates a Refund"); events rendered before it may carry such refunds.
+RELEASES_STOPPED_CREATING_REFUNDS = "2025-03-31"
 
 
 @dataclass(frozen=True)
@@ -200,6 +246,27 @@ def _subscription_created(event: dict, sub: dict, ctx: MappingContext, config: T
         "billing_interval": fig.billing_interval})
 
 
+def _mrr_before(sub: dict, previous: dict, after: SubscriptionFigures, ctx: MappingContext,
+                config: TraitsConfig, at: int) -> tuple[int, str | None] | None:
+    """(MRR minor units, plan) of the subscription just before the event, or None when it cannot be told.
+
+    ``previous_attributes`` over the snapshot when it names an MRR field and
+    prices completely (or no worse than the snapshot); else the mirror's
+    stored figure; else the partially priced "before" state.
+    """
+    computed = None
+    if MRR_FIELDS & previous.keys():
+        computed = subscription_figures(state_before(sub, previous), ctx, config, at)
+    if computed is not None and (computed.complete or not after.complete):
+        return computed.mrr_minor, computed.plan
+    stored = ctx.stored_subscription_mrr(sub["id"])
+    if stored is not None:
+        return int(stored[0]), stored[2]
+    if computed is not None:
+        return computed.mrr_minor, computed.plan
+    return None
+
+
 def _subscription_updated(event: dict, sub: dict, ctx: MappingContext, config: TraitsConfig):
     at = int(event.get("created") or 0)
     previous = (event.get("data") or {}).get("previous_attributes")
@@ -210,19 +277,26 @@ def _subscription_updated(event: dict, sub: dict, ctx: MappingContext, config: T
         return _call(event, TRIAL_CONVERTED, customer, {
             "subscription_id": sub["id"], "plan": after.plan, "mrr": after.mrr, "currency": after.currency})
 
-    computed = None
-    if MRR_FIELDS & previous.keys():
-        computed = subscription_figures(state_before(sub, previous), ctx, config, at)
-    if computed is not None and (computed.complete or not after.complete):
-        before_minor, before_plan = computed.mrr_minor, computed.plan
-    else:
-        stored = ctx.stored_subscription_mrr(sub["id"])
-        if stored is not None:
-            before_minor, before_plan = int(stored[0]), stored[2]
-        elif computed is not None:
-            before_minor, before_plan = computed.mrr_minor, computed.plan
-        else:
-            return None
+    # A change of the schedule moves MRR by itself (the mrr rule gives 0 to a scheduled
+    # cancellation): it is reported as the cancellation / reactivation, never as Downgraded/Upgraded.
+    is_scheduled = cancellation_scheduled(sub)
+    was_scheduled = cancellation_scheduled(state_before(sub, previous)) if SCHEDULE_FIELDS & previous.keys() \
+        else is_scheduled
+    if is_scheduled and not was_scheduled:
+        before = _mrr_before(sub, previous, after, ctx, config, at)
+        lost = before[0] if before is not None else \
+            subscription_figures(without_schedule(sub), ctx, config, at).mrr_minor
+        return _call(event, SUBSCRIPTION_CANCELED, customer, {
+            "subscription_id": sub["id"], "plan": after.plan, "mrr": to_major(lost, after.currency),
+            "currency": after.currency, "cancel_at": iso_utc(scheduled_end(sub)), "immediate": False})
+    if was_scheduled and not is_scheduled:
+        return _call(event, SUBSCRIPTION_REACTIVATED, customer, {
+            "subscription_id": sub["id"], "plan": after.plan, "mrr": after.mrr, "currency": after.currency})
+
+    before = _mrr_before(sub, previous, after, ctx, config, at)
+    if before is None:
+        return None
+    before_minor, before_plan = before
     if before_minor == after.mrr_minor:
         return None
     name = SUBSCRIPTION_UPGRADED if after.mrr_minor > before_minor else SUBSCRIPTION_DOWNGRADED
@@ -235,6 +309,10 @@ def _subscription_deleted(event: dict, sub: dict, ctx: MappingContext, config: T
     at = int(event.get("created") or 0)
     customer = id_of(sub.get("customer"))
     fig = subscription_figures(as_running(sub), ctx, config, at)
+    if cancellation_scheduled(sub):
+        # Its MRR left when the cancellation was scheduled (Subscription Canceled, immediate = false).
+        return _call(event, SUBSCRIPTION_ENDED, customer, {
+            "subscription_id": sub["id"], "plan": fig.plan, "currency": fig.currency})
     mrr_minor = fig.mrr_minor
     if sub.get("status") == "incomplete_expired" or ended_in_trial(sub, at):
         mrr_minor = 0
@@ -242,9 +320,10 @@ def _subscription_deleted(event: dict, sub: dict, ctx: MappingContext, config: T
         stored = ctx.stored_subscription_mrr(sub["id"])
         if stored is not None:
             mrr_minor = int(stored[0])
+    ended = sub.get("ended_at") or sub.get("canceled_at") or at
     return _call(event, SUBSCRIPTION_CANCELED, customer, {
         "subscription_id": sub["id"], "plan": fig.plan, "mrr": to_major(mrr_minor, fig.currency),
-        "currency": fig.currency})
+        "currency": fig.currency, "cancel_at": iso_utc(ended), "immediate": True})
 
 
 def _invoice_payment_failed(event: dict, invoice: dict, ctx: MappingContext, config: TraitsConfig):
@@ -277,16 +356,37 @@ def _charge_failed(event: dict, charge: dict, ctx: MappingContext, config: Trait
     }, dedupe_key=f"charge:{charge['id']}:failed")
 
 
-def _charge_succeeded(event: dict, charge: dict, ctx: MappingContext, config: TraitsConfig):
+def captured_minor(charge: dict) -> int:
+    """Money the charge captured, minor units: 0 for an authorization not captured (``captured`` false).
+
+    ``amount_captured`` where the payload has it (current API versions: 0 while
+    uncaptured, less than ``amount`` after a partial capture); very old
+    versions without it captured the whole ``amount`` or nothing.
+    """
+    if charge.get("captured") is False:
+        return 0
+    if charge.get("amount_captured") is not None:
+        return int(charge["amount_captured"])
+    return int(charge.get("amount") or 0) if charge.get("captured") else 0
+
+
+def _order_completed(event: dict, charge: dict, ctx: MappingContext, config: TraitsConfig):
+    """``charge.succeeded`` with captured money, or ``charge.captured``: one Order Completed per charge."""
+    captured = captured_minor(charge)
+    if captured <= 0:
+        return None  # an authorization: charge.captured reports it once captured
     currency = currency_code(charge.get("currency"))
-    amount = to_major(charge.get("amount"), currency)
+    amount = to_major(captured, currency)
     return _call(event, ORDER_COMPLETED, id_of(charge.get("customer")), {
         "order_id": charge["id"], "revenue": amount, "total": amount, "currency": currency,
     }, dedupe_key=f"charge:{charge['id']}:succeeded", needs_attribution=True)
 
 
 def _charge_customer(obj: dict, ctx: MappingContext) -> str | None:
-    """Customer of a refund or dispute: its own field, an expanded charge's, else the context's."""
+    """Customer of a refund or dispute: an expanded charge's, else the context's (Dispute has no ``customer``).
+
+    A refund's own ``customer`` is read first where a payload carries one.
+    """
     customer = id_of(obj.get("customer"))
     if customer:
         return customer
@@ -295,6 +395,47 @@ def _charge_customer(obj: dict, ctx: MappingContext) -> str | None:
         return id_of(charge.get("customer"))
     charge_id = id_of(charge)
     return ctx.customer_of_charge(charge_id) if charge_id else None
+
+
+def _charge_of(refund: dict, ctx: MappingContext) -> dict | None:
+    """The refund's charge: expanded on the refund, else the mirror's row (``ctx.charge``), else None."""
+    charge = refund.get("charge")
+    if isinstance(charge, dict):
+        return charge
+    lookup = getattr(ctx, "charge", None)
+    return lookup(charge) if lookup is not None and charge else None
+
+
+def _before_basil(event: dict) -> bool:
+    """The event was rendered at an API version that still turned releases into Refund objects."""
+    version = str(event.get("api_version") or "")
+    return bool(version) and version[:10] < RELEASES_STOPPED_CREATING_REFUNDS
+
+
+def released_authorization(event: dict, refund: dict, charge: dict | None, refunds: list[dict]) -> bool:
+    """Whether a "refund" only gave back money that was never captured (an authorization released).
+
+    - reason ``expired_uncaptured_charge``: Stripe's own refund at expiry;
+    - the charge never captured (``captured`` false): any refund of it is a release;
+    - events of API versions before 2025-03-31.basil, where a partial capture
+      refunded the uncaptured remainder: the charge's first refund, of exactly
+      ``amount`` - ``amount_captured``. (On later versions partial captures make
+      no refund, so such a refund there is money returned.)
+    """
+    if refund.get("reason") == EXPIRED_UNCAPTURED:
+        return True
+    if charge is None:
+        return False
+    if charge.get("captured") is False:
+        return True
+    if not _before_basil(event) or charge.get("amount") is None or charge.get("amount_captured") is None:
+        return False
+    remainder = int(charge["amount"]) - int(charge["amount_captured"])
+    if remainder <= 0 or int(refund.get("amount") or 0) != remainder:
+        return False
+    live = [r for r in refunds if r.get("status") not in _DEAD_REFUND_STATUSES and r.get("id")]
+    first = min(live, key=lambda r: (int(r.get("created") or 0), str(r["id"])), default=refund)
+    return first.get("id") == refund.get("id")
 
 
 def _refunded(event: dict, refund: dict, charge_id: str | None, customer: str | None,
@@ -309,10 +450,20 @@ def _refunded(event: dict, refund: dict, charge_id: str | None, customer: str | 
 
 
 def _refund_created(event: dict, refund: dict, ctx: MappingContext, config: TraitsConfig):
-    return _refunded(event, refund, id_of(refund.get("charge")), _charge_customer(refund, ctx))
+    charge_id = id_of(refund.get("charge"))
+    known = [dict(r) for r in (ctx.refunds_of_charge(charge_id) or [])] if charge_id else []
+    if not any(r.get("id") == refund["id"] for r in known):
+        known.append(refund)
+    if released_authorization(event, refund, _charge_of(refund, ctx), known):
+        return None
+    return _refunded(event, refund, charge_id, _charge_customer(refund, ctx))
 
 
 def _charge_refunded(event: dict, charge: dict, ctx: MappingContext, config: TraitsConfig):
+    """The refund a ``charge.refunded`` is about, from the mirror (``charge.refunds`` is includable only).
+
+    Older API versions embedded ``charge.refunds``; those are read too when present.
+    """
     customer = id_of(charge.get("customer"))
     if not customer:
         return None
@@ -337,6 +488,8 @@ def _charge_refunded(event: dict, charge: dict, ctx: MappingContext, config: Tra
             and charge.get("amount_refunded") is not None:
         delta = int(charge["amount_refunded"]) - int(previous["amount_refunded"])
         chosen = next((r for r in candidates if int(r["amount"]) == delta), chosen)
+    if released_authorization(event, chosen, charge, list(known.values())):
+        return None
     return _refunded(event, chosen, charge["id"], customer, charge.get("currency"))
 
 
@@ -354,7 +507,8 @@ _HANDLERS = {
     "customer.subscription.deleted": _subscription_deleted,
     "invoice.payment_failed": _invoice_payment_failed,
     "charge.failed": _charge_failed,
-    "charge.succeeded": _charge_succeeded,
+    "charge.succeeded": _order_completed,
+    "charge.captured": _order_completed,
     "refund.created": _refund_created,
     "charge.refunded": _charge_refunded,
     "charge.dispute.created": _dispute_created,

@@ -29,9 +29,12 @@ from s2s_pipeline.traits.mrr import compute_item_mrr, compute_subscription_mrr
 
 #: Subscription fields whose change can change MRR (``previous_attributes`` keys).
 MRR_FIELDS: frozenset[str] = frozenset({
-    "items", "plan", "quantity", "status", "discounts", "discount", "cancel_at_period_end",
+    "items", "plan", "quantity", "status", "discounts", "discount", "cancel_at_period_end", "cancel_at",
     "pause_collection", "ended_at", "currency",
 })
+
+#: Fields that schedule a cancellation (``previous_attributes`` keys).
+SCHEDULE_FIELDS: frozenset[str] = frozenset({"cancel_at_period_end", "cancel_at"})
 
 
 def currency_code(value: Any) -> str | None:
@@ -187,8 +190,36 @@ def state_before(snapshot: dict, previous: dict) -> dict:
     return before
 
 
+def cancellation_scheduled(snapshot: dict) -> bool:
+    """Whether the subscription is set to end: ``cancel_at_period_end``, or ``cancel_at`` set (the ``mrr`` rule)."""
+    return bool(snapshot.get("cancel_at_period_end")) or snapshot.get("cancel_at") is not None
+
+
+def scheduled_end(snapshot: dict) -> int | None:
+    """When a scheduled cancellation takes effect: ``cancel_at``, else the end of the current period.
+
+    Current API versions set ``cancel_at`` together with the flag; older
+    shapes only had the flag, so the period end (the items' latest
+    ``current_period_end``, or the legacy top-level one) is when it ends.
+    """
+    if snapshot.get("cancel_at") is not None:
+        return int(snapshot["cancel_at"])
+    ends = [int(item["current_period_end"]) for item in (snapshot.get("items") or {}).get("data") or []
+            if isinstance(item, dict) and item.get("current_period_end") is not None]
+    if ends:
+        return max(ends)
+    end = snapshot.get("current_period_end")
+    return int(end) if end is not None else None
+
+
+def without_schedule(snapshot: dict) -> dict:
+    """The subscription as if no cancellation were scheduled (what it brings in while it runs)."""
+    return {**snapshot, "cancel_at_period_end": False, "cancel_at": None}
+
+
 def as_running(snapshot: dict) -> dict:
-    return {**snapshot, "status": "active", "cancel_at_period_end": False, "ended_at": None}
+    """An ended subscription as it was while it ran: active, nothing scheduled, not ended."""
+    return {**without_schedule(snapshot), "status": "active", "ended_at": None}
 
 
 def ended_in_trial(snapshot: dict, at: int) -> bool:

@@ -2,9 +2,9 @@
 
 A Stripe event's payload does not say everything a track call needs (the
 tiers of a price, the coupon behind a discount named by id, the failed attempt
-of an invoice, the refunds of a charge). The mapping asks for those through
-this protocol; ``segment.context.StripeContext`` answers from the mirror and
-the API, and tests answer from plain dicts.
+of an invoice, the refunds of a charge and whether it captured money). The
+mapping asks for those through this protocol; ``segment.context.MirrorContext``
+answers from the mirror and the API, and tests answer from plain dicts.
 """
 
 from __future__ import annotations
@@ -46,4 +46,12 @@ class MappingContext(Protocol):
 
     def customer_of_charge(self, charge_id: str) -> str | None:
         """The Stripe customer id of a charge (for refunds and disputes), None if unknown."""
+
+    def charge(self, charge_id: str) -> dict | None:
+        """Mirror charge row (``captured``, ``amount``, ``amount_captured``, ``customer`` ...), None if unknown.
+
+        Optional: tells a refund of captured money from a released
+        authorization; a context without it leaves only the refund's own
+        ``reason`` to tell.
+        """
 

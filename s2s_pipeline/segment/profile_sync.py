@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import time
+
 import pandas as pd
 
 from s2s_pipeline.core.contract import IDENTIFY_TRAITS
 from s2s_pipeline.core.progress import ProgressSink
+from s2s_pipeline.segment.audit import audit_rows
 from s2s_pipeline.segment.delivery import DeliveryReport, SegmentSettings, deliver, native
 from s2s_pipeline.segment.canonical import canonical_traits
 from s2s_pipeline.segment.diff import diff_group, diff_identify
@@ -69,8 +72,12 @@ def _missing(value) -> bool:
 
 
 def sync_profiles(store: StateStore, settings: SegmentSettings, profiles, options: ProfileSyncOptions,
-                  now: int, *, progress: ProgressSink | None = None) -> ProfileSyncOutcome:
+                  now: int, *, progress: ProgressSink | None = None, run_id: str | None = None) -> ProfileSyncOutcome:
+    """Identify/group calls for the customers whose traits changed; ``run_id`` (the Dagster run) goes
+    into the delivery audit. Customers deleted in Stripe or forgotten are never sent."""
     traits = store.traits.read()
+    if not traits.empty:
+        traits = traits[~traits["stripe_customer_id"].isin(store.suppressed_customer_ids())]
     if traits.empty:
         return ProfileSyncOutcome(0, 0, DeliveryReport())
     lookups = {"count": 0}
@@ -108,6 +115,7 @@ def sync_profiles(store: StateStore, settings: SegmentSettings, profiles, option
     if not report.dry_run:
         store.identities.record_resolved(identities, now)
         _record_delivered(store, report, current, identify_by_customer, group_by_customer, options, now)
+        store.delivery_audit.append(audit_rows(report.delivered, run_id, int(time.time())))
 
     sources = identities["source"].value_counts().to_dict()
     changed_customers = set(identify_by_customer) | set(group_by_customer)

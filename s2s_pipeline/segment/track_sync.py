@@ -10,6 +10,7 @@ it; the other finds it sent.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable
@@ -17,6 +18,7 @@ from typing import Iterable
 import pandas as pd
 
 from s2s_pipeline.core.progress import ProgressSink
+from s2s_pipeline.segment.audit import audit_rows
 from s2s_pipeline.segment.context import MirrorContext
 from s2s_pipeline.segment.delivery import DeliveryReport, SegmentSettings, deliver, native
 from s2s_pipeline.segment.event_mapping import TrackCall, map_event
@@ -128,14 +130,25 @@ def delinquent_identify(call: TrackCall, identity: _Identity, stripe_event_id: s
     return msg
 
 
+#: Why a call about a customer deleted in Stripe (or forgotten on request) is not sent.
+SKIPPED_DELETED = "skipped: customer deleted (privacy)"
+
+
 def deliver_calls(store: StateStore, settings: SegmentSettings, calls: list[tuple[str, TrackCall]], *,
-                  profiles, config: TraitsConfig, now: int,
-                  progress: ProgressSink | None = None) -> tuple[DeliveryReport, dict[str, str]]:
-    """Send track calls not yet acknowledged (plus delinquency identifies); record what Segment accepted.
+                  profiles, config: TraitsConfig, now: int, progress: ProgressSink | None = None,
+                  run_id: str | None = None) -> tuple[DeliveryReport, dict[str, str]]:
+    """Send track calls not yet acknowledged (plus delinquency identifies); record what Segment accepted
+    (and, in the delivery audit, under ``run_id``). Calls about customers deleted in Stripe or forgotten
+    are never sent.
 
     Returns the report and, per Stripe event id, "sent" / "skipped: <why>" / "failed: <why>".
     """
     outcome: dict[str, str] = {}
+    suppressed = store.suppressed_customer_ids() if calls else set()
+    for event_id, call in calls:
+        if call.stripe_customer_id in suppressed:
+            outcome[event_id] = SKIPPED_DELETED
+    calls = [(e, c) for e, c in calls if c.stripe_customer_id not in suppressed]
     sent = store.track_state.already_sent(c.dedupe_key for _, c in calls)
     identities = _identities(store, (c.stripe_customer_id for _, c in calls), config, profiles=profiles, now=now)
     messages: list[Message] = []
@@ -173,6 +186,7 @@ def deliver_calls(store: StateStore, settings: SegmentSettings, calls: list[tupl
             delinquent_rows.append(call.stripe_customer_id)
     store.track_state.record_sent(sent_rows)
     _mark_delinquent_pushed(store, delinquent_rows)
+    store.delivery_audit.append(audit_rows(report.delivered, run_id, int(time.time())))
     return report, outcome
 
 
@@ -187,8 +201,10 @@ def _mark_delinquent_pushed(store: StateStore, customers: list[str]) -> None:
 
 def send_track_events(store: StateStore, settings: SegmentSettings, *, reader=None, profiles=None,
                       config: TraitsConfig = TraitsConfig(), now: int, event_ids: list[str] | None = None,
-                      limit: int | None = None, progress: ProgressSink | None = None) -> TrackOutcome:
-    """Handle ledgered Stripe events still pending (or failed before): map, send, record outcomes."""
+                      limit: int | None = None, progress: ProgressSink | None = None,
+                      run_id: str | None = None) -> TrackOutcome:
+    """Handle ledgered Stripe events still pending (or failed before): map, send, record outcomes
+    (``run_id``, the Dagster run, goes into the delivery audit)."""
     rows = store.ledger.awaiting_track(event_ids=event_ids, limit=limit)
     result = TrackOutcome(considered=len(rows))
     ctx = MirrorContext(store.mirror, reader, config, now)
@@ -205,7 +221,7 @@ def send_track_events(store: StateStore, settings: SegmentSettings, *, reader=No
         else:
             result.calls.append((row.id, call))
     report, delivered = deliver_calls(store, settings, result.calls, profiles=profiles, config=config, now=now,
-                                      progress=progress)
+                                      progress=progress, run_id=run_id)
     status.update(delivered)
     result.report = report
     for event_id, call in result.calls:

@@ -9,6 +9,7 @@ from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
+from s2s_pipeline.store import privacy_schema  # noqa: F401 - registers its tables on schema.metadata
 from s2s_pipeline.store import schema
 
 
@@ -74,9 +75,10 @@ def _tune_sqlite(engine: Engine) -> None:
 
 
 def migrate(engine: Engine) -> None:
-    """Create missing tables, add missing columns, record the schema version.
+    """Create missing tables, add missing columns and indexes, record the schema version.
 
     Additive only: columns are never dropped or retyped automatically.
+    ``privacy_schema`` registers its tables and indexes on ``schema.metadata``.
     """
     schema.metadata.create_all(engine)
     inspector = inspect(engine)
@@ -87,5 +89,8 @@ def migrate(engine: Engine) -> None:
                 if column.name not in existing:
                     ddl_type = column.type.compile(dialect=engine.dialect)
                     conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {ddl_type}'))
+            # create_all makes a table's indexes only with the table: add those declared since.
+            for index in table.indexes:
+                index.create(conn, checkfirst=True)
         conn.execute(schema.schema_info.delete().where(schema.schema_info.c.key == "schema_version"))
         conn.execute(schema.schema_info.insert().values(key="schema_version", value=str(schema.SCHEMA_VERSION)))

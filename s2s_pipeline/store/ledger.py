@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy import Connection, Engine, delete, func, select, update
 
 from s2s_pipeline.store import schema
 from s2s_pipeline.store.statements import chunks, insert_ignoring_existing
@@ -85,6 +85,22 @@ class EventLedger:
             update(ledger).where(ledger.c.created < before, ledger.c.payload.is_not(None),
                                  ledger.c.track_status.not_in(AWAITING_STATUSES))
             .values(payload=None)).rowcount or 0
+
+    def expire_unsent(self, before: int, conn: Connection) -> int:
+        """Retention of events never sent: those created before ``before`` still pending or failed lose
+        their payload and are closed as skipped (a track call that late would misstate when it happened,
+        and their payload holds personal data)."""
+        ledger = schema.stripe_events
+        return conn.execute(
+            update(ledger).where(ledger.c.created < before, ledger.c.track_status.in_(AWAITING_STATUSES))
+            .values(payload=None, track_status="skipped", track_detail="expired: still unsent when its payload "
+                    "reached the end of raw payload retention")).rowcount or 0
+
+    def drop_before(self, before: int, conn: Connection) -> int:
+        """Retention of the ledger itself: remove events created before ``before``. Stripe's Events API
+        keeps 30 days, so an event older than that never comes back to be deduplicated against."""
+        ledger = schema.stripe_events
+        return conn.execute(delete(ledger).where(ledger.c.created < before)).rowcount or 0
 
     def count(self) -> int:
         with self.engine.connect() as conn:

@@ -32,6 +32,8 @@ class MirrorRows(Protocol):
     customer_discounts: dict[str, list[dict]]
     #: Object type -> objects seen embedded in others (stored only when the mirror lacks them).
     embedded: dict[str, list[dict]]
+    #: Discount id -> a discount row to store on its own (``customer.discount.*``), None = removed.
+    standalone_discounts: dict[str, dict | None]
 
 
 @dataclass
@@ -161,6 +163,15 @@ class MirrorStore(MirrorReads):
                 self._replace_children(conn, schema.discounts, applied, rows.discounts)
             if object_type == "customer" and applied:
                 self._replace_customer_discounts(conn, applied & set(rows.customer_discounts), rows.customer_discounts)
+        standalone = getattr(rows, "standalone_discounts", None) or {}
+        if standalone:
+            d = schema.discounts
+            for chunk in chunks(sorted(standalone)):
+                conn.execute(d.delete().where(d.c.id.in_(chunk)))
+            fresh = [row for row in standalone.values() if row is not None]
+            for chunk in chunks(fresh):
+                conn.execute(d.insert(), list(chunk))
+            stats.applied["discount"] += len(standalone)
         return stats
 
     def mark_deleted(self, object_type: str, ids: Iterable[str], version_ts: int,
@@ -193,6 +204,12 @@ class MirrorStore(MirrorReads):
             conds.append(table.c.created < created_lt)
         with self.engine.connect() as conn:
             return set(conn.execute(select(table.c.id).where(and_(*conds))).scalars())
+
+    def deleted_ids(self, object_type: str) -> set[str]:
+        """Ids of mirrored objects flagged deleted in Stripe."""
+        table = schema.MIRROR_TABLES[object_type]
+        with self.engine.connect() as conn:
+            return set(conn.execute(select(table.c.id).where(table.c.deleted.is_(True))).scalars())
 
     def live_count(self, object_type: str) -> int:
         """Non-deleted mirrored objects of a type."""

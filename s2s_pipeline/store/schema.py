@@ -95,6 +95,9 @@ prices = _versioned(
     Column("transform_round", String(8)),  # up | down
     Column("tax_behavior", String(16)),
     Column("created", BigInteger),
+    # Includable (returned only when expanded): {currency: {"unit_amount_decimal": str|None,
+    # "tiers": [...]|None, "tax_behavior": str|None}}; None when never fetched expanded.
+    Column("currency_options", JSON(none_as_null=True)),
     indexes=("product",),
 )
 
@@ -108,6 +111,10 @@ coupons = _versioned(
     Column("duration_in_months", Integer),
     Column("valid", Boolean),
     Column("created", BigInteger),
+    # Includable fields (returned only when expanded): the products the coupon is
+    # restricted to (None: every product) and {currency: {"amount_off": int}}.
+    Column("applies_to_products", JSON(none_as_null=True)),
+    Column("currency_options", JSON(none_as_null=True)),
 )
 
 subscriptions = _versioned(
@@ -128,6 +135,9 @@ subscriptions = _versioned(
     Column("collection_method", String(32)),
     Column("default_payment_method", String(255)),
     Column("metadata", JSON(none_as_null=True)),
+    Column("automatic_tax_enabled", Boolean),  # Stripe Tax computes the tax
+    # Manual tax rates: [{"id", "percentage", "inclusive", "rate_type"}], None without any.
+    Column("default_tax_rates", JSON(none_as_null=True)),
     indexes=("customer", "created"),
 )
 
@@ -143,6 +153,8 @@ subscription_items = Table(
     Column("current_period_start", BigInteger),
     Column("current_period_end", BigInteger),
     Column("created", BigInteger),
+    # The item's own manual tax rates (override the subscription's default_tax_rates).
+    Column("tax_rates", JSON(none_as_null=True)),
 )
 
 # Discounts on a subscription (subscription_item null) or on one of its items;
@@ -316,6 +328,7 @@ GROUP_TRAIT_COLUMNS: tuple[str, ...] = tuple(f"group_{name}" for name in GROUP_T
 
 _TRAIT_TYPES = {
     "lifetime_value": Float, "mrr": Float, "refund_rate": Float, "payment_count": BigInteger,
+    "payment_frequency_days": Float, "paying_customer": Boolean,
     "cancel_at_period_end": Boolean, "payment_delinquent": Boolean,
 }
 

@@ -4,9 +4,10 @@
 each concept by name: ``mirror`` (the Stripe mirror), ``ledger`` (Stripe
 events and their track outcomes), ``cursors``, ``identities`` (Segment
 identity map), ``pushed_traits`` (what Segment acknowledged), ``track_state``
-(track calls sent), ``traits`` (the computed trait table) and ``inbox``
-(Stripe events delivered by webhook). Work that must
-be atomic across concepts has a method here.
+(track calls sent), ``traits`` (the computed trait table), ``regulations``
+(the deletion path's record per customer), ``delivery_audit`` (every
+acknowledged message, names only) and ``inbox`` (Stripe events delivered by
+webhook). Work that must be atomic across concepts has a method here.
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ from __future__ import annotations
 from sqlalchemy import Engine
 
 from s2s_pipeline.store.cursors import SyncCursors
+from s2s_pipeline.store.customer_records import CustomerRecords
 from s2s_pipeline.store.db import make_engine
+from s2s_pipeline.store.delivery_audit import DeliveryAudit
 from s2s_pipeline.store.identities import IdentityMap
 from s2s_pipeline.store.ledger import EventLedger
 from s2s_pipeline.store.mirror import ApplyStats, MirrorRows, MirrorStore
 from s2s_pipeline.store.pushed_traits import PushedTraits
+from s2s_pipeline.store.regulations import Regulations
 from s2s_pipeline.store.track_state import SentTrackCalls
 from s2s_pipeline.store.traits_table import TraitsTable
 from s2s_pipeline.store.webhook_inbox import WebhookInbox
@@ -36,6 +40,9 @@ class StateStore:
         self.pushed_traits = PushedTraits(engine)
         self.track_state = SentTrackCalls(engine)
         self.traits = TraitsTable(engine)
+        self.regulations = Regulations(engine)
+        self.delivery_audit = DeliveryAudit(engine)
+        self.customer_records = CustomerRecords(engine)
         self.inbox = WebhookInbox(engine)
 
     @classmethod
@@ -61,23 +68,62 @@ class StateStore:
                 self.cursors.set(*cursor, conn)
         return stats
 
-    def purge(self, *, raw_before: int | None, deleted_customer_pii: bool) -> dict[str, int]:
-        """Apply the retention settings in one transaction; returns rows changed per kind.
+    def purge(self, *, raw_before: int | None, deleted_customer_pii: bool, unsent_before: int | None = None,
+              ledger_before: int | None = None, track_sent_before: int | None = None,
+              audit_before: int | None = None, forgotten_customers: bool = False) -> dict[str, int]:
+        """Apply the retention settings in one transaction; returns rows changed per kind
+        (only the kinds asked for). Times are Unix seconds; None leaves that kind alone.
 
         - ``raw_before``: drop raw Stripe payloads (mirror ``raw``, ledger
-          ``payload``) of snapshots older than this Unix time. Typed columns
-          stay, so traits and the history backfill keep working; ledger rows
-          still waiting to be sent keep their payload.
+          ``payload``) of snapshots older than this. Typed columns stay, so
+          traits and the history backfill keep working; ledger rows still
+          waiting to be sent keep their payload (see ``unsent_before``).
         - ``deleted_customer_pii``: blank email, name, metadata and raw of
           customers deleted in Stripe (they are no longer sent anywhere).
+        - ``unsent_before``: ledger events still pending or failed that were
+          created before this lose their payload and are closed as skipped.
+        - ``ledger_before``: remove ledger events created before this.
+        - ``track_sent_before``: forget track calls acknowledged before this
+          (their facts would be sent again by a history backfill of those days).
+        - ``audit_before``: remove delivery audit rows acknowledged before this.
+        - ``forgotten_customers``: blank again the personal data of purged
+          customers that a later Stripe change brought back into the mirror.
         """
         out: dict[str, int] = {}
         with self.engine.begin() as conn:
             if raw_before is not None:
                 out["raw_payloads_dropped"] = self.mirror.drop_raw_payloads(raw_before, conn)
                 out["event_payloads_dropped"] = self.ledger.drop_old_payloads(raw_before, conn)
+            if unsent_before is not None:
+                out["unsent_events_expired"] = self.ledger.expire_unsent(unsent_before, conn)
+            if ledger_before is not None:
+                out["ledger_events_deleted"] = self.ledger.drop_before(ledger_before, conn)
+            if track_sent_before is not None:
+                out["track_sent_deleted"] = self.track_state.drop_before(track_sent_before, conn)
+            if audit_before is not None:
+                out["audit_rows_deleted"] = self.delivery_audit.drop_before(audit_before, conn)
             if deleted_customer_pii:
                 out["deleted_customers_scrubbed"] = self.mirror.scrub_deleted_customers(conn)
+            if forgotten_customers:
+                out["forgotten_customers_rescrubbed"] = self.customer_records.rescrub_forgotten(conn)
+        return out
+
+    def suppressed_customer_ids(self) -> set[str]:
+        """Customers no Segment call may be about: deleted in Stripe, or taken on by the deletion path
+        (e.g. a ``forget`` request for a customer Stripe still has)."""
+        return self.mirror.deleted_ids("customer") | self.regulations.customer_ids()
+
+    def forget_customer(self, customer_id: str, now: int) -> dict[str, int]:
+        """Purge the customer's personal data and mark its regulation record purged, in one transaction.
+
+        The customer must have a regulation record (``regulations.request``): it is what keeps the
+        customer out of every later Segment call.
+        """
+        if self.regulations.record_for(customer_id) is None:
+            raise ValueError(f"customer {customer_id} has no regulation record; request one before purging")
+        with self.engine.begin() as conn:
+            out = self.customer_records.purge(customer_id, conn)
+            self.regulations.mark_purged(customer_id, now, conn)
         return out
 
     def counts(self) -> dict[str, int]:

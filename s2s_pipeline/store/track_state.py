@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, delete, select
 
 from s2s_pipeline.store import schema
 from s2s_pipeline.store.statements import chunks, insert_ignoring_existing
@@ -38,3 +38,9 @@ class SentTrackCalls:
             return
         with self.engine.begin() as conn:
             insert_ignoring_existing(conn, self.engine.dialect.name, schema.track_sent, rows, "dedupe_key")
+
+    def drop_before(self, before: int, conn: Connection) -> int:
+        """Retention: forget calls acknowledged before ``before``. A fact older than that (e.g. in a history
+        backfill over those days) would be sent again, under the same messageId."""
+        table = schema.track_sent
+        return conn.execute(delete(table).where(table.c.sent_at < before)).rowcount or 0

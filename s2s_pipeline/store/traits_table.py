@@ -70,3 +70,22 @@ class TraitsTable:
             return pd.DataFrame()
         with self.engine.connect() as conn:
             return pd.read_sql(text(f"SELECT * FROM {TABLE}"), conn)
+
+    # -- one customer (export and purge) ----------------------------------------------------------
+
+    def row_for(self, customer_id: str) -> dict | None:
+        """The customer's computed traits (None if the table or the row is missing)."""
+        if not inspect(self.engine).has_table(TABLE):
+            return None
+        with self.engine.connect() as conn:
+            row = conn.execute(text(f"SELECT * FROM {TABLE} WHERE stripe_customer_id = :cid"),
+                               {"cid": customer_id}).mappings().first()
+        return dict(row) if row else None
+
+    def delete_customer(self, customer_id: str, conn) -> int:
+        """Remove the customer's row (in ``conn``'s transaction); the next computation leaves it out
+        if the customer is deleted in Stripe."""
+        if not inspect(conn).has_table(TABLE):
+            return 0
+        return conn.execute(text(f"DELETE FROM {TABLE} WHERE stripe_customer_id = :cid"),
+                            {"cid": customer_id}).rowcount or 0

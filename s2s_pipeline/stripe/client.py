@@ -59,16 +59,23 @@ LIST_SPECS: dict[str, ListSpec] = {
     spec.object_type: spec
     for spec in (
         ListSpec("product", "products", {}),
-        # Tiers are left out of prices unless expanded; MRR needs them.
-        ListSpec("price", "prices", {"expand": ["data.tiers"]}),
-        ListSpec("coupon", "coupons", {}),
-        ListSpec("customer", "customers", {}),
+        # Tiers and currency_options are left out of prices unless expanded
+        # (includable fields); MRR needs them. Prices are listed on their own
+        # because data.items.data.price.currency_options would exceed Stripe's
+        # four expansion levels.
+        ListSpec("price", "prices", {"expand": ["data.tiers", "data.currency_options"]}),
+        # applies_to and currency_options are includable too.
+        ListSpec("coupon", "coupons", {"expand": ["data.applies_to", "data.currency_options"]}),
+        # The customer's discount with its coupon's terms (a deleted coupon answers 404 by id).
+        ListSpec("customer", "customers", {"expand": ["data.discount.source.coupon"]}),
         # Without status=all Stripe leaves canceled subscriptions out. Stripe
-        # expands at most four levels: data.items.data.discounts is at the limit.
+        # expands at most four levels: data.items.data.discounts and
+        # data.discounts.source.coupon (the coupons' terms) are at the limit.
         ListSpec(
             "subscription",
             "subscriptions",
-            {"status": "all", "expand": ["data.discounts", "data.items.data.discounts"]},
+            {"status": "all",
+             "expand": ["data.discounts.source.coupon", "data.items.data.discounts"]},
         ),
         ListSpec("invoice", "invoices", {}),
         ListSpec("charge", "charges", {}),
@@ -78,7 +85,12 @@ LIST_SPECS: dict[str, ListSpec] = {
 }
 
 #: Retrieve paths for resolving references (e.g. a price an old subscription uses).
-RETRIEVE_EXPAND: dict[str, list[str]] = {"price": ["tiers"], "subscription": ["discounts", "items.data.discounts"]}
+RETRIEVE_EXPAND: dict[str, list[str]] = {
+    "price": ["tiers", "currency_options"],
+    "coupon": ["applies_to", "currency_options"],
+    "customer": ["discount.source.coupon"],
+    "subscription": ["discounts.source.coupon", "items.data.discounts"],
+}
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,9 @@ class Rows:
     customer_discounts: dict[str, list[dict]] = field(default_factory=dict)
     # Objects seen embedded in others (prices in items, coupons in discounts).
     embedded: dict[str, list[dict]] = field(default_factory=dict)
+    # Discount objects on their own (``customer.discount.*`` events), keyed by
+    # discount id: the row to store, or None when the discount was deleted.
+    standalone_discounts: dict[str, dict | None] = field(default_factory=dict)
 
     def add(self, object_type: str, row: dict) -> None:
         self.parents.setdefault(object_type, []).append(row)
@@ -49,6 +52,7 @@ class Rows:
         self.customer_discounts.update(other.customer_discounts)
         for key, rows in other.embedded.items():
             self.embedded.setdefault(key, []).extend(rows)
+        self.standalone_discounts.update(other.standalone_discounts)
 
 
 def _require(obj: dict, key: str) -> Any:
@@ -138,6 +142,33 @@ def _tiers(raw_tiers: Any) -> list[dict] | None:
     return out
 
 
+def _decimal_text(decimal_value: Any, integer_value: Any) -> str | None:
+    """``*_decimal`` text, else the integer amount as text; None when neither is set."""
+    if decimal_value is None and integer_value is not None:
+        decimal_value = integer_value
+    return None if decimal_value is None else str(decimal_value)
+
+
+def _price_currency_options(options: Any) -> dict | None:
+    """``price.currency_options`` (includable: present only when the request expanded it).
+
+    Per lowercase currency: the unit amount as exact decimal text, the tiers
+    (same shape as the ``tiers`` column, None when not returned) and the
+    option's ``tax_behavior``.
+    """
+    if not isinstance(options, dict):
+        return None
+    out = {}
+    for currency, option in options.items():
+        option = option or {}
+        out[str(currency).lower()] = {
+            "unit_amount_decimal": _decimal_text(option.get("unit_amount_decimal"), option.get("unit_amount")),
+            "tiers": _tiers(option.get("tiers")),
+            "tax_behavior": option.get("tax_behavior"),
+        }
+    return out
+
+
 def price_row(obj: dict, version_ts: int) -> dict:
     """A Price, or a legacy Plan (``object: plan``, older API versions and localstripe)."""
     if obj.get("deleted"):
@@ -157,7 +188,7 @@ def price_row(obj: dict, version_ts: int) -> dict:
         unit_decimal = str(unit_amount)
     transform = obj.get("transform_usage") if is_plan else obj.get("transform_quantity")
     transform = transform or {}
-    return {
+    row = {
         **_base(obj, version_ts),
         "product": id_of(obj.get("product")),
         "currency": obj.get("currency"),
@@ -178,12 +209,29 @@ def price_row(obj: dict, version_ts: int) -> dict:
         "tax_behavior": obj.get("tax_behavior"),
         "created": obj.get("created"),
     }
+    # Includable: only a response that expanded it has the key. Without it the
+    # column is left out of the row, so an event snapshot (never expanded)
+    # keeps the options fetched earlier.
+    if "currency_options" in obj:
+        row["currency_options"] = _price_currency_options(obj["currency_options"])
+    return row
+
+
+_COUPON_TERMS = ("percent_off", "amount_off", "currency", "duration", "duration_in_months")
 
 
 def coupon_row(obj: dict, version_ts: int) -> dict:
-    if obj.get("deleted"):
+    """A coupon; a deleted one keeps its terms.
+
+    Deleting a coupon does not remove it from the subscriptions and customers
+    it is applied to (they keep their discount), while ``GET /v1/coupons/{id}``
+    answers 404 from then on. So a ``coupon.deleted`` snapshot (which carries
+    the coupon as it was) is stored in full, flagged deleted; a bare deletion
+    stub (id and ``deleted`` only) leaves the stored terms alone.
+    """
+    if obj.get("deleted") and not any(key in obj for key in _COUPON_TERMS):
         return _deleted_stub(obj, version_ts)
-    return {
+    row = {
         **_base(obj, version_ts),
         "name": obj.get("name"),
         "percent_off": obj.get("percent_off"),
@@ -194,6 +242,33 @@ def coupon_row(obj: dict, version_ts: int) -> dict:
         "valid": obj.get("valid"),
         "created": obj.get("created"),
     }
+    # Includable fields (present only when the request expanded them); absent
+    # keys leave the stored columns alone.
+    if "applies_to" in obj:
+        applies_to = obj["applies_to"] or {}
+        products = applies_to.get("products") if isinstance(applies_to, dict) else None
+        row["applies_to_products"] = [id_of(p) for p in products] if products else None
+    if "currency_options" in obj:
+        options = obj["currency_options"]
+        row["currency_options"] = ({str(cur).lower(): {"amount_off": (opt or {}).get("amount_off")}
+                                    for cur, opt in options.items()} if isinstance(options, dict) else None)
+    return row
+
+
+def _tax_rates(rates: Any) -> list[dict] | None:
+    """Tax rates applied to a subscription or item: id, ``percentage`` and ``inclusive`` of each.
+
+    None when the object has none (an empty list and a missing one mean the same to Stripe).
+    A rate given by id only (not expanded) keeps its id with unknown terms.
+    """
+    out = []
+    for rate in rates or []:
+        if isinstance(rate, dict):
+            out.append({"id": rate.get("id"), "percentage": rate.get("percentage"),
+                        "inclusive": rate.get("inclusive"), "rate_type": rate.get("rate_type")})
+        elif rate is not None:
+            out.append({"id": str(rate), "percentage": None, "inclusive": None, "rate_type": None})
+    return out or None
 
 
 def _discount_coupon(discount: dict) -> Any:
@@ -227,6 +302,26 @@ def _discount_rows(discounts: Any, customer: str | None, subscription: str | Non
     return out
 
 
+def discount_object_rows(obj: dict, version_ts: int) -> Rows:
+    """A Discount object on its own (``customer.discount.created|updated|deleted`` events).
+
+    A discount on the customer (no ``subscription``) is stored as a
+    customer-level discount; one of a subscription or item is stored with it
+    (the subscription's next snapshot replaces its discounts anyway). A
+    deleted discount is removed.
+    """
+    rows = Rows()
+    discount_id = _require(obj, "id")
+    if obj.get("deleted"):
+        rows.standalone_discounts[discount_id] = None
+        return rows
+    customer = id_of(obj.get("customer"))
+    (row,) = _discount_rows([obj], customer, id_of(obj.get("subscription")), obj.get("subscription_item"),
+                            rows, version_ts)
+    rows.standalone_discounts[discount_id] = row
+    return rows
+
+
 def subscription_rows(obj: dict, version_ts: int) -> Rows:
     """A subscription with its items and discounts (children replace the stored ones)."""
     rows = Rows()
@@ -252,6 +347,10 @@ def subscription_rows(obj: dict, version_ts: int) -> Rows:
         "collection_method": obj.get("collection_method"),
         "default_payment_method": id_of(obj.get("default_payment_method")),
         "metadata": dict(obj.get("metadata") or {}),
+        # Stripe Tax computes the tax (the price's tax_behavior says whether it is inside the price).
+        "automatic_tax_enabled": bool((obj.get("automatic_tax") or {}).get("enabled")),
+        # Manual tax rates for items without their own ``tax_rates``.
+        "default_tax_rates": _tax_rates(obj.get("default_tax_rates")),
     })
     items_obj = obj.get("items") or {}
     item_rows, discount_rows = [], []
@@ -270,6 +369,8 @@ def subscription_rows(obj: dict, version_ts: int) -> Rows:
             "current_period_start": item.get("current_period_start", obj.get("current_period_start")),
             "current_period_end": item.get("current_period_end", obj.get("current_period_end")),
             "created": item.get("created"),
+            # When set, the subscription's default_tax_rates do not apply to this item.
+            "tax_rates": _tax_rates(item.get("tax_rates")),
         })
         discount_rows += _discount_rows(item.get("discounts"), customer, sub_id, item["id"], rows, version_ts)
     sub_discounts = obj.get("discounts")
@@ -373,8 +474,9 @@ _SIMPLE = {
     "dispute": money_back_row,
 }
 
-#: Stripe object types the mirror stores (``plan`` is stored as a price).
-SUPPORTED_OBJECTS = frozenset(_SIMPLE) | {"subscription"}
+#: Stripe object types the mirror stores (``plan`` is stored as a price; a
+#: ``discount`` updates the discounts table only).
+SUPPORTED_OBJECTS = frozenset(_SIMPLE) | {"subscription", "discount"}
 
 
 def to_rows(obj: dict, version_ts: int) -> Rows:
@@ -398,6 +500,8 @@ def to_rows(obj: dict, version_ts: int) -> Rows:
         # Stripe never deletes subscriptions: customer.subscription.deleted
         # carries the whole object with status "canceled".
         return subscription_rows(obj, version_ts)
+    if object_type == "discount":
+        return discount_object_rows(obj, version_ts)
     if object_type not in _SIMPLE:
         raise MalformedStripeObject(f"Stripe object {obj.get('id', '<no id>')} has unsupported type {object_type!r}")
     rows = Rows()

@@ -48,8 +48,11 @@ from s2s_pipeline.traits.frames import (
     take_text,
     text_values,
 )
-from s2s_pipeline.traits.money import exponents, major_from_exponents
-from s2s_pipeline.traits.mrr import SubscriptionArrays, compute_item_arrays, round_minor, subscription_currency
+from s2s_pipeline.traits.money import exponents, major_from_minor, ratio_half_even
+from s2s_pipeline.traits.mrr import SubscriptionArrays, compute_item_arrays, mrr_minor_totals, subscription_currency
+from s2s_pipeline.traits.payments import ChargeRows, customer_payments, lost_dispute_minor, payment_frequency_days
+from s2s_pipeline.traits.picking import pick_best
+from s2s_pipeline.traits.trials import trial_converted_at
 
 #: Extra columns for identity and group work (not traits).
 EXTRA_COLUMNS: tuple[str, ...] = ("user_id", "company_id", "company_name", "lifetime_value_minor", "mrr_minor")
@@ -61,45 +64,6 @@ DELINQUENT_STATUSES = ("past_due", "unpaid")
 
 _NO_TIME = np.iinfo(np.int64).min
 _NEVER = np.iinfo(np.int64).max
-
-
-def pick_best(group: np.ndarray, n_groups: int, keys: list[np.ndarray], ids: pd.Series,
-              largest_id: bool) -> np.ndarray:
-    """Row index of the best row of each group, -1 for a group without rows.
-
-    ``group`` holds each row's group (-1: row not eligible). ``keys`` are
-    compared in order, larger wins; rows still tied are decided by their id
-    (``largest_id`` or the smallest), so the choice never depends on row order.
-    Cost: one ``np.maximum.at`` per key over the remaining candidates; only the
-    few exact ties look at id strings.
-    """
-    rows = np.flatnonzero(group >= 0)
-    g = group[rows]
-    for key in keys:
-        if rows.size == 0:
-            break
-        k = key[rows]
-        if k.dtype == bool:
-            k = k.astype(np.int8)
-        elif k.dtype.kind == "f":
-            k = np.nan_to_num(k, nan=-np.inf)  # NaN never wins (and never drops a row)
-        lowest = -np.inf if k.dtype.kind == "f" else np.iinfo(k.dtype).min
-        best = np.full(n_groups, lowest, dtype=k.dtype)
-        np.maximum.at(best, g, k)
-        keep = k == best[g]
-        rows, g = rows[keep], g[keep]
-    out = np.full(n_groups, -1, dtype=np.int64)
-    if rows.size == 0:
-        return out
-    single = np.bincount(g, minlength=n_groups)[g] == 1
-    out[g[single]] = rows[single]
-    if not single.all():
-        tied_rows, tied_groups = rows[~single], g[~single]
-        ties = pd.DataFrame({"g": tied_groups, "id": pd.Series(take_text(ids, tied_rows), dtype=object).astype(str),
-                             "row": tied_rows}).sort_values(["g", "id"], kind="stable")
-        chosen = ties.drop_duplicates("g", keep="last" if largest_id else "first")
-        out[chosen["g"].to_numpy()] = chosen["row"].to_numpy()
-    return out
 
 
 def _text(values: np.ndarray) -> pd.Series:
@@ -151,67 +115,18 @@ def _spend_tier(ltv_major: np.ndarray, currency: np.ndarray, currencies: Vocabul
     return names[index] if n else np.zeros(0, dtype=object)
 
 
-@dataclass
-class _Charges:
-    """Per customer (arrays of length n): what its succeeded charges add up to."""
-
-    payment_count: np.ndarray
-    first_paid: np.ndarray  # Unix seconds, _NEVER without payments
-    last_paid: np.ndarray  # Unix seconds, _NO_TIME without payments
-    latest_paid: np.ndarray  # row of the latest succeeded charge, -1 without
-    captured: np.ndarray  # minor units captured, in the customer's currency
-    refunded: np.ndarray  # minor units refunded, in the customer's currency
-
-
-@dataclass
-class _ChargeRows:
-    """The charges table as arrays, keyed by customer row (-1: no known customer)."""
-
-    ids: pd.Series
-    customer: np.ndarray
-    succeeded: np.ndarray
-    created: np.ndarray
-    currency: np.ndarray  # vocabulary codes
-    latest_paid: np.ndarray  # per customer: row of its latest succeeded charge, -1 without
-
-    @classmethod
-    def build(cls, charges: pd.DataFrame, n: int, customers: Lookup, currencies: Vocabulary) -> "_ChargeRows":
-        customer = customers.positions(column(charges, "customer"))
-        succeeded = isin(column(charges, "status"), ["succeeded"]) & (customer >= 0)
-        created = ints(column(charges, "created"), _NO_TIME)
-        ids = column(charges, "id")
-        latest_paid = pick_best(np.where(succeeded, customer, -1), n, [created], ids, largest_id=True)
-        return cls(ids, customer, succeeded, created, currencies.encode(column(charges, "currency")), latest_paid)
-
-
 def _customer_currency(customers_df: pd.DataFrame, currencies: Vocabulary, main_sub_currency: np.ndarray,
-                       ch: _ChargeRows) -> np.ndarray:
+                       ch: ChargeRows) -> np.ndarray:
     """Currency code per customer: its own column, else its main subscription's, else its latest charges'."""
     n = len(customers_df)
     currency = currencies.encode(column(customers_df, "currency"))
-    for fallback in (main_sub_currency, np.append(ch.currency, -1)[ch.latest_paid]):
+    for fallback in (main_sub_currency, np.append(ch.currency, -1)[ch.latest_succeeded]):
         currency = np.where(currency >= 0, currency, fallback)
     if (currency < 0).any():
         needs = np.append(currency < 0, False)[ch.customer]
         latest_any = pick_best(np.where(needs, ch.customer, -1), n, [ch.created], ch.ids, largest_id=True)
         currency = np.where(currency >= 0, currency, np.append(ch.currency, -1)[latest_any])
     return currency
-
-
-def _charge_money(charges: pd.DataFrame, n: int, ch: _ChargeRows, customer_currency: np.ndarray) -> _Charges:
-    """Payments, their times and the money of succeeded charges in the customer's currency (exact int64)."""
-    g = ch.customer[ch.succeeded]
-    first_paid = np.full(n, _NEVER, dtype=np.int64)
-    np.minimum.at(first_paid, g, ch.created[ch.succeeded])
-    in_currency = ch.succeeded & (ch.currency == customer_currency[ch.customer]) & (ch.currency >= 0)
-    gc = ch.customer[in_currency]
-    captured = np.zeros(n, dtype=np.int64)
-    refunded = np.zeros(n, dtype=np.int64)
-    np.add.at(captured, gc, ints(column(charges, "amount_captured"), 0)[in_currency])
-    np.add.at(refunded, gc, ints(column(charges, "amount_refunded"), 0)[in_currency])
-    return _Charges(payment_count=np.bincount(g, minlength=n), first_paid=first_paid,
-                    last_paid=np.append(ch.created, _NO_TIME)[ch.latest_paid], latest_paid=ch.latest_paid,
-                    captured=captured, refunded=refunded)
 
 
 @dataclass
@@ -304,16 +219,16 @@ def compute_customer_traits(frames: MirrorFrames, config: TraitsConfig, now: int
     items = compute_item_arrays(frames, config, now, customers, currencies, subs, Lookup(sub_ids))
     sub_currency = subscription_currency(subs, items)
 
-    charge_rows = _ChargeRows.build(frames.charges, n, customers, currencies)
+    charge_rows = ChargeRows.build(frames.charges, n, customers, currencies)
     currency = _customer_currency(customers_df, currencies, np.append(sub_currency, -1)[main_sub], charge_rows)
     customer_currency = np.append(currency, -1)  # index -1 (unknown customer) -> no currency
-    money = _charge_money(frames.charges, n, charge_rows, customer_currency)
-    ltv_minor = money.captured - money.refunded
+    money = customer_payments(charge_rows, lost_dispute_minor(frames.disputes, charge_rows, currencies), n,
+                              customer_currency)
+    ltv_minor = money.lifetime_value_minor
 
     item_in_currency = (items.customer >= 0) & (items.currency == customer_currency[items.customer]) \
         & (items.currency >= 0)
-    mrr_float = np.bincount(items.customer[item_in_currency], weights=items.mrr[item_in_currency], minlength=n)
-    mrr_minor = round_minor(mrr_float)
+    mrr_minor = mrr_minor_totals(items, items.customer, n, item_in_currency)
     main = _main_item(frames, n, items, subs, current, item_in_currency)
 
     # the current subscription's facts
@@ -331,10 +246,12 @@ def compute_customer_traits(frames: MirrorFrames, config: TraitsConfig, now: int
         user_id[missing] = metadata[key][missing]
 
     exp = np.append(exponents(currencies.values), 2)[currency]
-    ltv_major = major_from_exponents(ltv_minor, exp)
+    ltv_major = major_from_minor(ltv_minor, exp)
     captured = money.captured
-    refund_rate = np.round(np.divide(money.refunded, captured, out=np.zeros(n), where=captured != 0), 4)
+    refund_rate = ratio_half_even(money.refunded, captured, 4)
     paid = money.payment_count > 0
+    frequency = payment_frequency_days(charge_rows, n, now)
+    converted_at, converted = trial_converted_at(subs_df, frames.invoices, subs.customer, n)
     ch = frames.charges
     out = pd.DataFrame({
         "email": _text(text_values(column(customers_df, "email"))[:n]),
@@ -342,12 +259,15 @@ def compute_customer_traits(frames: MirrorFrames, config: TraitsConfig, now: int
         "stripe_customer_id": _text(text_values(column(customers_df, "id"))[:n]),
         "currency": _text(currencies.decode(currency)),
         "lifetime_value": ltv_major,
-        "mrr": major_from_exponents(mrr_minor, exp),
+        "mrr": major_from_minor(mrr_minor, exp),
         "spend_tier": _text(_spend_tier(ltv_major, currency, currencies, config)),
-        "refund_rate": pd.arrays.FloatingArray(refund_rate, captured == 0),
+        "refund_rate": pd.arrays.FloatingArray(np.nan_to_num(refund_rate), captured == 0),
         "payment_count": pd.arrays.IntegerArray(money.payment_count.astype(np.int64), np.zeros(n, dtype=bool)),
         "first_payment_at": _text(iso_utc_array(money.first_paid, paid)),
         "last_payment_at": _text(iso_utc_array(money.last_paid, paid)),
+        "payment_frequency_days": pd.arrays.FloatingArray(np.nan_to_num(frequency), np.isnan(frequency)),
+        "paying_customer": pd.arrays.BooleanArray(mrr_minor > 0, np.zeros(n, dtype=bool)),
+        "trial_converted_at": _text(iso_utc_array(converted_at, converted)),
         "plan": _text(main.plan),
         "billing_interval": _text(main.billing_interval),
         "subscription_status": _text(status),
@@ -355,8 +275,8 @@ def compute_customer_traits(frames: MirrorFrames, config: TraitsConfig, now: int
         "next_billing_date": _text(iso_utc_array(main.period_end, main.renews)),
         "trial_end_date": _text(iso_utc_array(trial_end, trial_end != _NO_TIME)),
         "payment_delinquent": pd.arrays.BooleanArray(_delinquent(frames, n, customers, subs), np.zeros(n, dtype=bool)),
-        "payment_method_type": _text(take_text(column(ch, "payment_method_type"), money.latest_paid)),
-        "card_brand": _text(take_text(column(ch, "card_brand"), money.latest_paid)),
+        "payment_method_type": _text(take_text(column(ch, "payment_method_type"), charge_rows.latest_succeeded)),
+        "card_brand": _text(take_text(column(ch, "card_brand"), charge_rows.latest_succeeded)),
         "user_id": _text(user_id),
         "company_id": _text(metadata[config.company_id_key]),
         "company_name": _text(metadata[config.company_name_key]),

@@ -17,7 +17,7 @@ so plain frames built by hand work as well as the loader's):
   hashing 10M id strings alone costs several seconds.
 - integers: ``int64`` or nullable ``Int64`` (or float with NaN);
 - booleans: ``bool`` or nullable ``boolean``;
-- JSON (``metadata``, ``tiers``): Python dicts/lists (or JSON text) and None.
+- JSON (``metadata``, ``tiers``, ``currency_options``, ``tax_rates`` ...): Python dicts/lists (or JSON text) and None.
 """
 
 from __future__ import annotations
@@ -38,19 +38,24 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = MIRROR_FRAME_COLUMNS
 TRAIT_INPUT_COLUMNS: dict[str, tuple[str, ...]] = {
     "customers": ("id", "email", "name", "currency", "metadata", "deleted"),
     "subscriptions": ("id", "customer", "status", "currency", "created", "cancel_at_period_end", "cancel_at",
-                      "ended_at", "trial_end", "pause_collection_behavior", "deleted"),
-    "subscription_items": ("id", "subscription", "customer", "price", "quantity", "current_period_end"),
+                      "ended_at", "trial_end", "pause_collection_behavior", "deleted", "automatic_tax_enabled",
+                      "default_tax_rates"),
+    "subscription_items": ("id", "subscription", "customer", "price", "quantity", "current_period_end",
+                           "tax_rates"),
     "prices": ("id", "product", "currency", "nickname", "billing_scheme", "unit_amount", "unit_amount_decimal",
                "tiers_mode", "tiers", "recurring_interval", "recurring_interval_count", "recurring_usage_type",
-               "recurring_meter", "transform_divide_by", "transform_round"),
+               "recurring_meter", "transform_divide_by", "transform_round", "tax_behavior", "currency_options"),
     "products": ("id", "name"),
-    "coupons": ("id", "percent_off", "amount_off", "currency", "duration"),
+    "coupons": ("id", "percent_off", "amount_off", "currency", "duration", "applies_to_products",
+                "currency_options"),
     "discounts": ("id", "customer", "subscription", "subscription_item", "coupon", "start", "end"),
-    "invoices": ("id", "customer", "status", "attempt_count", "created", "deleted"),
-    "charges": ("id", "customer", "status", "currency", "amount_captured", "amount_refunded",
+    "invoices": ("id", "customer", "subscription", "status", "attempt_count", "total", "total_excluding_tax",
+                 "amount_paid", "paid_at", "created", "deleted"),
+    "charges": ("id", "customer", "status", "currency", "amount", "amount_captured", "amount_refunded", "captured",
                 "payment_method_type", "card_brand", "created"),
+    # refunds: not read -- the charge's amounts already say what was refunded after capture (docs/traits.md)
     "refunds": (),
-    "disputes": (),
+    "disputes": ("id", "charge", "status", "currency", "amount", "deleted"),
 }
 
 #: Columns that hold another table's id: (table, column) -> referenced table.
@@ -67,6 +72,8 @@ REFERENCES: dict[tuple[str, str], str] = {
     ("invoices", "customer"): "customers",
     ("invoices", "subscription"): "subscriptions",
     ("charges", "customer"): "customers",
+    ("refunds", "charge"): "charges",
+    ("disputes", "charge"): "charges",
 }
 
 #: Low-cardinality text columns, stored as ``category`` by :func:`with_fast_dtypes`.
@@ -86,7 +93,7 @@ INT_COLUMNS: frozenset[str] = frozenset({
 })
 BOOL_COLUMNS: frozenset[str] = frozenset({
     "delinquent", "livemode", "deleted", "cancel_at_period_end", "active", "valid", "attempted", "captured",
-    "paid", "refunded", "disputed",
+    "paid", "refunded", "disputed", "automatic_tax_enabled",
 })
 FLOAT_COLUMNS: frozenset[str] = frozenset({"percent_off"})
 

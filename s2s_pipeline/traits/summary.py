@@ -31,7 +31,7 @@ def tier_distribution(traits: pd.DataFrame) -> dict[str, int]:
 
 
 def mrr_by_currency(traits: pd.DataFrame) -> dict[str, float]:
-    """Total MRR per currency in major units (summed exactly in minor units, then converted)."""
+    """Total MRR per currency in major units (summed exactly in minor units, then converted by the one rule)."""
     known = traits[traits["currency"].notna()]
     totals = known.groupby(known["currency"].astype(object))["mrr_minor"].sum()
     majors = minor_to_major(totals.to_numpy(dtype=np.int64), totals.index.to_numpy(dtype=object))
@@ -75,6 +75,8 @@ def summary_metadata(traits: pd.DataFrame, preview_rows: int = 10, top_n: int = 
     """Everything above in one JSON-serializable dict, for ``MaterializeResult(metadata=...)``."""
     return {
         "customers": int(len(traits)),
+        # customers with at least one payment (captured money); not the ``paying_customer`` trait,
+        # which is ``customers_with_mrr`` (mrr > 0)
         "paying_customers": int((traits["payment_count"] > 0).sum()),
         "customers_with_mrr": int((traits["mrr_minor"] > 0).sum()),
         "delinquent_customers": int(traits["payment_delinquent"].sum()),

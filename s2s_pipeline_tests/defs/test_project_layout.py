@@ -26,6 +26,8 @@ CONTRACT = {
     "resources": {"stripe", "state_store", "segment", "trait_rules"},
     "asset_checks": {"one_row_per_customer", "non_negative_money", "refund_rate_within_bounds", "spend_tier_valid"},
 }
+#: Checks of other assets than customer_traits: segment_regulations' own.
+OTHER_CHECKS = {"no_stuck_regulations"}
 DOMAINS = {"stripe", "traits", "segment"}
 NIGHTLY_FRESHNESS = {"stripe_change_feed", "customer_traits"}
 
@@ -48,7 +50,7 @@ def test_dg_list_defs_shows_the_contract_names_with_owners_and_tags(cli_env):
     for section, expected in CONTRACT.items():
         assert expected <= names[section], f"dg list defs lacks {section} {sorted(expected - names[section])}"
     assets = {a["asset_key"]: a for a in listed["assets"]}
-    assert len(assets) == 15
+    assert len(assets) == 16
     for key, asset in assets.items():
         assert asset["owners"], f"{key} has no owners"
         tags = {t["key"]: t["value"] for t in asset["tags"]}
@@ -122,5 +124,5 @@ def test_the_change_feed_and_the_traits_are_stale_26_hours_after_their_last_nigh
 def test_trait_checks_run_in_the_customer_traits_step():
     traits_def = defs.resolve_assets_def("customer_traits")
     assert {c.name for c in traits_def.check_keys} == CONTRACT["asset_checks"]
-    assert {c.name for c in defs.resolve_asset_graph().asset_check_keys} == CONTRACT["asset_checks"]
+    assert {c.name for c in defs.resolve_asset_graph().asset_check_keys} == CONTRACT["asset_checks"] | OTHER_CHECKS
     assert traits_def.op.name == "customer_traits"  # one step computes the table and its checks

@@ -63,10 +63,10 @@ def account_digest(account: DemoAccount) -> str:
 @pytest.mark.parametrize(
     ("params", "digest"),
     [
-        (dict(customers=300, seed=7), "89b7f3f1ab9133942fab110b9cfea9e6206b57357b2736415648b2857afce15e"),
+        (dict(customers=300, seed=7), "1064f673720dc543a872c673ab046e061151a09e222946907ab24e6bf89d8bdf"),
         (
             dict(customers=60, seed=11, months=18, events_since=NOW - 30 * DAY),
-            "18cec478fdb6675676eb7a5da87780d2383794dfbb6c75cfa042a2bac0521c14",
+            "7d803255d61d1b21e1960f5f80825697cd07c8e3958e0b3ada60c9b19dd94ab6",
         ),
     ],
 )
@@ -376,3 +376,215 @@ def test_seeded_standin_serves_the_account():
         recent = [e for e in account.events if e["created"] >= NOW - 30 * DAY]
         assert len(events) == len(recent) > 0
         assert len(events) < len(account.events)  # the rest is past Stripe's 30 days
+
+
+# ------------------------------------------------------- contract v2 scenarios (issue #10)
+
+
+def customer_of(account: DemoAccount, **where) -> dict:
+    """The one scripted customer whose objects match (the scenarios are fixed, so exactly one does)."""
+    (found,) = [c for c in of(account, "customer") if all(c.get(k) == v for k, v in where.items())]
+    return found
+
+
+def owned(account: DemoAccount, kind: str, customer: dict) -> list[dict]:
+    return [o for o in of(account, kind) if o.get("customer") == customer["id"]]
+
+
+def subscription_events(account: DemoAccount, sub_id: str) -> list[dict]:
+    return [e for e in account.events if e["type"].startswith("customer.subscription.") and e["data"]["object"]["id"] == sub_id]
+
+
+def test_eu_customer_on_a_vat_inclusive_price(account):
+    (rate,) = of(account, "tax_rate")
+    assert rate["id"].startswith("txr_")
+    assert (rate["percentage"], rate["inclusive"], rate["country"], rate["tax_type"]) == (19.0, True, "DE", "vat")
+    (sub,) = [s for s in of(account, "subscription") if s["default_tax_rates"]]
+    assert sub["default_tax_rates"] == [rate] and sub["currency"] == "eur" and sub["status"] == "active"
+    customer = account.by_id()[sub["customer"]]
+    assert customer["address"]["country"] == "DE" and customer["currency"] == "eur"
+    (item,) = sub["items"]["data"]
+    assert item["price"]["tax_behavior"] == "inclusive" and item["price"]["unit_amount"] == 5355
+    assert item["quantity"] == 2 and item["tax_rates"] == []
+    invoices = owned(account, "invoice", customer)
+    assert len(invoices) >= 3 and all(i["status"] == "paid" for i in invoices)
+    for i in invoices:
+        # 2 seats × 53.55 = 107.10 with VAT; VAT = 107.10 × 19 / 119 = 17.10; net 107.10 − 17.10 = 90.00
+        assert (i["subtotal"], i["total"], i["amount_paid"]) == (10710, 10710, 10710)
+        assert (i["subtotal_excluding_tax"], i["total_excluding_tax"]) == (9000, 9000)
+        assert i["total_taxes"] == [
+            {
+                "amount": 1710,
+                "tax_behavior": "inclusive",
+                "tax_rate_details": {"tax_rate": rate["id"]},
+                "taxability_reason": "standard_rated",
+                "taxable_amount": 9000,
+                "type": "tax_rate_details",
+            }
+        ]
+        assert i["default_tax_rates"] == [rate]
+        assert i["lines"]["data"][0]["taxes"] == i["total_taxes"]
+    # no other invoice has tax
+    assert all(i["total_excluding_tax"] == i["total"] and not i["total_taxes"] for i in of(account, "invoice") if i not in invoices)
+
+
+def test_manual_capture_partly_captured_and_expired(account):
+    manual = [pi for pi in of(account, "payment_intent") if pi["capture_method"] == "manual"]
+    assert len(manual) == 2
+    customer = account.by_id()[manual[0]["customer"]]
+    charges = {c["amount"]: c for c in owned(account, "charge", customer)}
+    assert set(charges) == {10000, 5000}
+    captured, expired = charges[10000], charges[5000]
+    # authorized 100.00, captured 60.00: the 40.00 remainder is released, not refunded (API 2025-03-31.basil+)
+    assert (captured["captured"], captured["amount_captured"], captured["amount_refunded"], captured["refunded"]) == (True, 6000, 0, False)
+    assert captured["status"] == "succeeded" and captured["paid"] and captured["balance_transaction"]
+    card = captured["payment_method_details"]["card"]
+    assert card["amount_authorized"] == 10000 and card["capture_before"] == captured["created"] + 7 * DAY
+    # the 50.00 authorization expired: never captured, nothing refunded
+    assert (expired["captured"], expired["amount_captured"], expired["amount_refunded"], expired["refunded"]) == (False, 0, 0, False)
+    assert expired["balance_transaction"] is None
+    pis = account.by_id()
+    assert (pis[captured["payment_intent"]]["status"], pis[captured["payment_intent"]]["amount_received"]) == ("succeeded", 6000)
+    lapsed = pis[expired["payment_intent"]]
+    assert (lapsed["status"], lapsed["cancellation_reason"], lapsed["amount_received"]) == ("canceled", "expired", 0)
+    assert not [r for r in of(account, "refund") if r["charge"] in (captured["id"], expired["id"])]
+
+    def story(charge):
+        return [(e["type"], e["data"]["object"]["captured"], e["data"]["object"]["amount_captured"], e["created"])
+                for e in account.events if e["data"]["object"]["id"] == charge["id"]]
+
+    assert story(captured) == [
+        ("charge.succeeded", False, 0, captured["created"]),
+        ("charge.captured", True, 6000, captured["created"] + 2 * DAY),
+    ]
+    assert story(expired) == [
+        ("charge.succeeded", False, 0, expired["created"]),
+        ("charge.expired", False, 0, expired["created"] + 7 * DAY),
+    ]
+    assert all("previous_attributes" not in e["data"] for e in account.events if e["type"] in ("charge.captured", "charge.expired"))
+
+
+def test_eur_subscription_on_a_multi_currency_usd_price(account):
+    (price,) = [p for p in of(account, "price") if p.get("currency_options")]
+    assert (price["currency"], price["unit_amount"]) == ("usd", 1000)
+    assert price["currency_options"]["eur"] == {
+        "custom_unit_amount": None, "tax_behavior": "exclusive", "unit_amount": 900, "unit_amount_decimal": "900"}
+    assert price["currency_options"]["usd"]["unit_amount"] == 1000
+    (sub,) = [s for s in of(account, "subscription") if s["items"]["data"][0]["price"]["id"] == price["id"]]
+    assert sub["currency"] == "eur" and sub["status"] == "active"
+    invoices = [i for i in of(account, "invoice") if i["parent"]["subscription_details"]["subscription"] == sub["id"]]
+    assert invoices and all((i["currency"], i["total"]) == ("eur", 900) for i in invoices)
+    assert all(i["lines"]["data"][0]["pricing"]["unit_amount_decimal"] == "900" for i in invoices)
+    charges = owned(account, "charge", account.by_id()[sub["customer"]])
+    assert charges and all((c["currency"], c["amount"]) == ("eur", 900) for c in charges)
+
+
+def test_coupon_restricted_to_one_product(account):
+    coupon = {c["id"]: c for c in of(account, "coupon")}["PRO50"]
+    products = {p["metadata"]["catalog_key"]: p["id"] for p in of(account, "product")}
+    assert coupon["applies_to"] == {"products": [products["pro"]]} and coupon["percent_off"] == 50.0
+    assert all("applies_to" not in c for c in of(account, "coupon") if c["id"] != "PRO50")
+    (sub,) = [s for s in of(account, "subscription") if any(d["source"]["coupon"]["id"] == "PRO50" for d in s["discounts"])]
+    items = {it["price"]["product"]: it for it in sub["items"]["data"]}
+    assert set(items) == {products["pro"], products["support"]}
+    assert (items[products["pro"]]["price"]["unit_amount"], items[products["pro"]]["quantity"]) == (4900, 2)
+    assert (items[products["support"]]["price"]["unit_amount"], items[products["support"]]["quantity"]) == (9900, 1)
+    (invoice,) = [i for i in of(account, "invoice") if i["parent"]["subscription_details"]["subscription"] == sub["id"]]
+    # Pro 2 × 49.00 = 98.00, half off = 49.00; Support 99.00 full price: 197.00 − 49.00 = 148.00
+    assert invoice["subtotal"] == 19700
+    assert [d["amount"] for d in invoice["total_discount_amounts"]] == [4900]
+    assert invoice["total"] == invoice["amount_paid"] == 14800
+
+
+def test_amount_off_coupon_has_currency_options(account):
+    coupon = {c["id"]: c for c in of(account, "coupon")}["WELCOME10"]
+    assert (coupon["amount_off"], coupon["currency"]) == (1000, "usd")
+    assert coupon["currency_options"] == {"eur": {"amount_off": 900}, "gbp": {"amount_off": 800}}
+
+
+def cancellation_updates(account: DemoAccount, sub_id: str) -> list[tuple]:
+    """(cancel_at_period_end before → after, cancel_at before → after) of each update that touched them."""
+    out = []
+    for e in subscription_events(account, sub_id):
+        prev = e["data"].get("previous_attributes") or {}
+        obj = e["data"]["object"]
+        if "cancel_at" in prev or "cancel_at_period_end" in prev:
+            out.append((prev.get("cancel_at_period_end", obj["cancel_at_period_end"]), obj["cancel_at_period_end"],
+                        prev["cancel_at"], obj["cancel_at"], e["created"]))
+    return out
+
+
+def test_scheduled_cancellation_withdrawn(account):
+    subs = [s for s in of(account, "subscription") if len(cancellation_updates(account, s["id"])) == 2]
+    by_flag = {cancellation_updates(account, s["id"])[0][1]: s for s in subs}
+    sub = by_flag[True]
+    (scheduled, withdrawn) = cancellation_updates(account, sub["id"])
+    period_end = scheduled[3]
+    assert scheduled[:4] == (False, True, None, period_end) and period_end > scheduled[4]
+    assert withdrawn[:4] == (True, False, period_end, None) and scheduled[4] < withdrawn[4] < period_end
+    # it renewed after the date it would have ended, and still runs
+    assert sub["status"] == "active" and not sub["cancel_at_period_end"] and sub["cancel_at"] is None
+    assert sub["canceled_at"] is None and sub["cancellation_details"] == {"comment": None, "feedback": None, "reason": None}
+    assert any(i["created"] > period_end for i in of(account, "invoice")
+               if i["parent"]["subscription_details"]["subscription"] == sub["id"])
+
+
+def test_cancel_at_scheduled_withdrawn_and_scheduled_again(account):
+    (sub,) = [s for s in of(account, "subscription")
+              if [u[:2] for u in cancellation_updates(account, s["id"])] == [(False, False)] * 3]
+    first, withdrawn, again = cancellation_updates(account, sub["id"])
+    assert first[2] is None and first[3] is not None  # cancel_at set, cancel_at_period_end stays false
+    assert withdrawn[2:4] == (first[3], None)
+    assert again[2] is None and again[3] == sub["cancel_at"] > NOW
+    assert sub["status"] == "active" and not sub["cancel_at_period_end"] and sub["canceled_at"] == again[4]
+    assert sub["cancel_at"] == sub["items"]["data"][0]["current_period_end"]
+
+
+def test_new_scenarios_are_in_every_scripted_account():
+    small = generate_account(customers=SCRIPTED_COUNT, seed=99, now=NOW)
+    assert of(small, "tax_rate") and any(s["default_tax_rates"] for s in of(small, "subscription"))
+    assert any(pi["capture_method"] == "manual" for pi in of(small, "payment_intent"))
+    assert any(s["currency"] != s["items"]["data"][0]["price"]["currency"] for s in of(small, "subscription"))
+    assert any(s["cancel_at"] and not s["cancel_at_period_end"] for s in of(small, "subscription"))
+    types = {e["type"] for e in small.events}
+    assert {"charge.captured", "charge.expired", "tax_rate.created"} <= types
+
+
+def test_includable_fields_only_when_expanded_over_http(account):
+    prices = of(account, "price")
+    multi = next(p for p in prices if p.get("currency_options"))
+    sub = next(s for s in of(account, "subscription") if s["items"]["data"][0]["price"]["id"] == multi["id"])
+    coupon_sub = next(s for s in of(account, "subscription") if any(d["source"]["coupon"]["id"] == "PRO50" for d in s["discounts"]))
+    with StripeStandIn() as standin:
+        seed_standin(standin, account)
+        client = stripe.StripeClient("sk_test_x", base_addresses={"api": standin.base_url}, max_network_retries=0)
+        assert "currency_options" not in client.v1.prices.retrieve(multi["id"])
+        expanded = client.v1.prices.retrieve(multi["id"], params={"expand": ["currency_options"]})
+        assert expanded.currency_options["eur"].unit_amount == 900
+        listed = client.v1.prices.list(params={"limit": 100, "expand": ["data.currency_options", "data.tiers"]}).data
+        assert {p.id for p in listed if "currency_options" in p} == {multi["id"]}
+
+        plain = client.v1.subscriptions.retrieve(sub["id"])
+        assert "currency_options" not in plain["items"].data[0].price
+        deep = client.v1.subscriptions.retrieve(sub["id"], params={"expand": ["items.data.price.currency_options"]})
+        assert deep["items"].data[0].price.currency_options["eur"].unit_amount == 900
+
+        assert "applies_to" not in client.v1.coupons.retrieve("PRO50")
+        assert client.v1.coupons.retrieve("PRO50", params={"expand": ["applies_to"]}).applies_to.products
+        assert "currency_options" not in client.v1.coupons.retrieve("WELCOME10")
+        welcome = client.v1.coupons.retrieve("WELCOME10", params={"expand": ["currency_options"]})
+        assert welcome.currency_options["eur"].amount_off == 900
+        # the coupon inside a discount: expanded, but its own includable fields still need naming
+        in_discount = client.v1.subscriptions.retrieve(coupon_sub["id"], params={"expand": ["discounts.source.coupon"]})
+        assert in_discount.discounts[0].source.coupon.id == "PRO50"
+        assert "applies_to" not in in_discount.discounts[0].source.coupon
+        with_scope = client.v1.subscriptions.retrieve(
+            coupon_sub["id"], params={"expand": ["discounts.source.coupon.applies_to"]})
+        assert with_scope.discounts[0].source.coupon.applies_to.products
+
+        # webhook-style event payloads never carry includable fields
+        events = [e for e in client.v1.events.list(params={"limit": 100, "type": "customer.subscription.*"}).auto_paging_iter()
+                  if e.data.object.id == sub["id"]]
+        assert events and all("currency_options" not in e.data.object["items"].data[0].price for e in events)
+        (rate,) = client.v1.tax_rates.list().data
+        assert (rate.percentage, rate.inclusive) == (19.0, True)

@@ -322,6 +322,61 @@ def test_discounts_and_coupons_collapse_like_stripe(standin):
     assert "4 levels" in str(err.value)
 
 
+MULTI_CURRENCY_PRICE = {
+    "id": "price_m",
+    "object": "price",
+    "created": NOW - 100,
+    "currency": "usd",
+    "unit_amount": 1000,
+    "currency_options": {"eur": {"unit_amount": 900, "tax_behavior": "exclusive"}, "usd": {"unit_amount": 1000, "tax_behavior": "exclusive"}},
+}
+RESTRICTED_COUPON = {
+    "id": "PRO50",
+    "object": "coupon",
+    "created": NOW - 100,
+    "percent_off": 50.0,
+    "applies_to": {"products": ["prod_a"]},
+}
+AMOUNT_OFF_COUPON = {
+    "id": "TEN",
+    "object": "coupon",
+    "created": NOW - 99,
+    "amount_off": 1000,
+    "currency": "usd",
+    "currency_options": {"eur": {"amount_off": 900}},
+}
+
+
+def test_price_currency_options_only_when_expanded(standin):
+    standin.load([MULTI_CURRENCY_PRICE, dict(SUBSCRIPTION, items={"object": "list", "data": [
+        {"id": "si_1", "object": "subscription_item", "price": MULTI_CURRENCY_PRICE, "discounts": []}]})])
+    client = client_for(standin)
+    assert "currency_options" not in client.v1.prices.retrieve("price_m")
+    assert client.v1.prices.retrieve("price_m", params={"expand": ["currency_options"]}).currency_options["eur"].unit_amount == 900
+    assert client.v1.prices.list(params={"expand": ["data.currency_options"]}).data[0].currency_options["usd"].unit_amount == 1000
+    assert "currency_options" not in client.v1.subscriptions.retrieve("sub_x")["items"].data[0].price
+    one = client.v1.subscriptions.retrieve("sub_x", params={"expand": ["items.data.price.currency_options"]})
+    assert one["items"].data[0].price.currency_options["eur"].unit_amount == 900
+
+
+def test_coupon_applies_to_and_currency_options_only_when_expanded(standin):
+    restricted = dict(DISCOUNT, source={"type": "coupon", "coupon": RESTRICTED_COUPON})
+    standin.load([RESTRICTED_COUPON, AMOUNT_OFF_COUPON, dict(SUBSCRIPTION, discounts=[restricted])])
+    client = client_for(standin)
+    listed = {c.id: c for c in client.v1.coupons.list().data}
+    assert "applies_to" not in listed["PRO50"] and "currency_options" not in listed["TEN"]
+    listed = {c.id: c for c in client.v1.coupons.list(params={"expand": ["data.applies_to", "data.currency_options"]}).data}
+    assert listed["PRO50"].applies_to.products == ["prod_a"]
+    assert listed["TEN"].currency_options["eur"].amount_off == 900
+    coupon = client.v1.subscriptions.retrieve("sub_x", params={"expand": ["discounts.source.coupon"]}).discounts[0].source.coupon
+    assert coupon.percent_off == 50.0 and "applies_to" not in coupon
+    scoped = client.v1.subscriptions.retrieve("sub_x", params={"expand": ["discounts.source.coupon.applies_to"]})
+    assert scoped.discounts[0].source.coupon.applies_to.products == ["prod_a"]
+    standin.emit("coupon.created", RESTRICTED_COUPON, created=NOW - 1)
+    event = client.v1.events.list(params={"type": "coupon.created"}).data[0]
+    assert event.data.object.id == "PRO50" and "applies_to" not in event.data.object
+
+
 def test_invoice_payments_and_charge_refunds_only_when_expanded(standin):
     standin.load(
         [

@@ -263,7 +263,7 @@ def test_refused_expand_fails_the_backfill_naming_the_parameter(standin, make_re
     from s2s_pipeline.stripe.errors import ExpansionRefused
 
     standin.load([_per_unit_price()])
-    with pytest.raises(ExpansionRefused, match=r"expand parameter \['data.tiers'\] while reading prices"):
+    with pytest.raises(ExpansionRefused, match=r"expand parameter \['data.tiers', 'data.currency_options'\] while reading prices"):
         backfill(_refusing(make_reader(), "expand"), state_store, ["price"], 1_759_000_000, 1_761_000_000)
     assert not [r for r in standin.requests if r["path"] == "/v1/prices"]  # never listed without expand
     assert table_rows(state_store, schema.prices) == []

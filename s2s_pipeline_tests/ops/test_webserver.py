@@ -74,6 +74,7 @@ REQUIRED_NOW = {
         "segment_track_events": "segment",
         "failed_payment_alerts": "segment",
         "segment_payment_history": "segment",
+        "segment_regulations": "segment",
     },
     "groups": ["stripe", "traits", "segment"],
 }

@@ -26,6 +26,7 @@ def customer(cid="cus_1", user_id=None, **traits):
         "email": f"{cid}@example.com", "name": "Ada Lovelace", "currency": "usd",
         "lifetime_value": 120.5, "mrr": 29.0, "spend_tier": "medium", "refund_rate": 0.0, "payment_count": 4,
         "first_payment_at": "2026-01-01T00:00:00Z", "last_payment_at": "2026-04-01T00:00:00Z",
+        "payment_frequency_days": 30.0, "paying_customer": True, "trial_converted_at": "2026-01-01T00:00:00Z",
         "plan": "Pro", "billing_interval": "month", "subscription_status": "active", "cancel_at_period_end": False,
         "next_billing_date": "2026-06-01T00:00:00Z", "trial_end_date": None, "payment_delinquent": False,
         "payment_method_type": "card", "card_brand": "visa",
@@ -40,9 +41,9 @@ def table(*rows) -> pd.DataFrame:
     for name in frame.columns:
         if name in ("payment_count",):
             frame[name] = frame[name].astype("Int64")
-        elif name in ("cancel_at_period_end", "payment_delinquent"):
+        elif name in ("cancel_at_period_end", "payment_delinquent", "paying_customer"):
             frame[name] = frame[name].astype("boolean")
-        elif name in ("lifetime_value", "mrr", "refund_rate"):
+        elif name in ("lifetime_value", "mrr", "refund_rate", "payment_frequency_days"):
             frame[name] = frame[name].astype("float64")
         else:
             frame[name] = frame[name].astype(object).where(frame[name].notna(), None)
@@ -280,14 +281,19 @@ _count = st.one_of(st.none(), st.integers(min_value=0, max_value=10**6))
 _flag = st.one_of(st.none(), st.booleans())
 
 
+_days = st.one_of(st.none(), st.floats(min_value=0, max_value=365, allow_nan=False).map(lambda x: round(x, 1)))
+
+
 def _value(name):
     if name in ("lifetime_value", "mrr"):
         return _money
     if name == "refund_rate":
         return _rate
+    if name == "payment_frequency_days":
+        return _days
     if name == "payment_count":
         return _count
-    if name in ("cancel_at_period_end", "payment_delinquent"):
+    if name in ("cancel_at_period_end", "payment_delinquent", "paying_customer"):
         return _flag
     return _text
 

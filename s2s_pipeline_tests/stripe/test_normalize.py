@@ -120,3 +120,52 @@ def test_decimal_fields_from_stripe_python_are_stored_as_exact_text():
     assert row["unit_amount_decimal"] == "1234.5678"
     assert row["tiers"][0] == {"up_to": None, "unit_amount_decimal": "0.25", "flat_amount_decimal": "100"}
     assert row["raw"]["unit_amount_decimal"] == "1234.5678"
+
+
+# -- MRR inputs (issue #10): includable fields, tax rates, deleted coupons, discount objects ------------
+
+
+def test_includable_fields_are_stored_only_when_the_response_has_them():
+    from s2s_pipeline_tests.traits.stripe_objects import coupon as coupon_obj, price as price_obj
+    bare = to_rows(price_obj("p", 1000), 5).parents["price"][0]
+    assert "currency_options" not in bare  # not expanded: the stored options are left alone
+    options = {"eur": {"unit_amount": 900, "unit_amount_decimal": "900", "tax_behavior": "inclusive"}}
+    row = to_rows(price_obj("p", 1000, currency_options=options), 5).parents["price"][0]
+    assert row["currency_options"] == {"eur": {"unit_amount_decimal": "900", "tiers": None,
+                                               "tax_behavior": "inclusive"}}
+    restricted = to_rows(coupon_obj("c", amount_off=500, currency="usd", applies_to=["prod_A"],
+                                    currency_options={"eur": {"amount_off": 400}}), 5).parents["coupon"][0]
+    assert restricted["applies_to_products"] == ["prod_A"]
+    assert restricted["currency_options"] == {"eur": {"amount_off": 400}}
+    unexpanded = to_rows(coupon_obj("c", percent_off=10.0, expanded=False), 5).parents["coupon"][0]
+    assert "applies_to_products" not in unexpanded and "currency_options" not in unexpanded
+
+
+def test_deleted_coupon_keeps_its_terms_and_a_bare_stub_stays_a_stub():
+    from s2s_pipeline_tests.traits.stripe_objects import coupon as coupon_obj
+    row = to_rows({**coupon_obj("c", percent_off=25.0, expanded=False), "deleted": True}, 5).parents["coupon"][0]
+    assert (row["deleted"], row["percent_off"], row["duration"]) == (True, 25.0, "forever")
+    stub = to_rows({"id": "c", "object": "coupon", "deleted": True}, 5).parents["coupon"][0]
+    assert set(stub) == {"id", "livemode", "version_ts", "deleted"}
+
+
+def test_tax_rates_and_automatic_tax_of_a_subscription():
+    from s2s_pipeline_tests.traits.stripe_objects import price as price_obj, subscription, tax_rate
+    sub = subscription("sub", "cus", [(price_obj("p", 1000), 1, {"tax_rates": [tax_rate("txr_1", 19.0, True)]})],
+                       default_tax_rates=[tax_rate("txr_2", 7.0, False)], automatic_tax=False)
+    rows = to_rows(sub, 5)
+    (sub_row,) = rows.parents["subscription"]
+    assert sub_row["automatic_tax_enabled"] is False
+    assert sub_row["default_tax_rates"] == [{"id": "txr_2", "percentage": 7.0, "inclusive": False,
+                                             "rate_type": "percentage"}]
+    assert rows.items["sub"][0]["tax_rates"][0]["inclusive"] is True
+
+
+def test_discount_objects_of_customer_discount_events():
+    from s2s_pipeline_tests.traits.stripe_objects import discount
+    rows = to_rows(discount("di_1", "co_1", "cus_1"), 5)
+    assert rows.parents == {}
+    assert rows.standalone_discounts["di_1"]["coupon"] == "co_1"
+    assert rows.standalone_discounts["di_1"]["subscription"] is None
+    gone = to_rows({**discount("di_1", "co_1", "cus_1"), "deleted": True}, 6)
+    assert gone.standalone_discounts == {"di_1": None}

@@ -6,6 +6,7 @@ import itertools
 
 import pandas as pd
 
+from s2s_pipeline.stripe.normalize import to_rows
 from s2s_pipeline.traits.frames import TABLE_COLUMNS, MirrorFrames
 
 #: "now" of the tests: 2026-01-31T12:00:00Z
@@ -35,6 +36,11 @@ _DEFAULTS: dict[str, dict] = {
     "refunds": {"status": "succeeded", "deleted": False, "livemode": False, "version_ts": NOW},
     "disputes": {"deleted": False, "livemode": False, "version_ts": NOW},
 }
+
+
+#: Stripe object type -> mirror frame.
+_TABLE_OF = {"customer": "customers", "charge": "charges", "refund": "refunds", "dispute": "disputes",
+             "invoice": "invoices", "price": "prices", "product": "products", "coupon": "coupons"}
 
 
 class Mirror:
@@ -100,6 +106,15 @@ class Mirror:
     def invoice(self, customer: str, created: int, id: str | None = None, **kw) -> "Mirror":
         self._add("invoices", {"id": id or f"in_{next(self._seq):06d}", "customer": customer, "created": created,
                                **kw})
+        return self
+
+    def stripe(self, *objects: dict) -> "Mirror":
+        """Stripe objects (pinned API shapes) through the mirror's own normalisation (``to_rows``)."""
+        for obj in objects:
+            rows = to_rows(obj, NOW)
+            for object_type, parents in rows.parents.items():
+                for row in parents:
+                    self._add(_TABLE_OF[object_type], {k: v for k, v in row.items() if k != "raw"})
         return self
 
     def frames(self) -> MirrorFrames:

@@ -119,8 +119,10 @@ def test_trait_table_invariants(spec):
         assert by_id.loc[cid, "lifetime_value_minor"] == expected
         if currency_of[cid] is not None:
             assert currency == currency_of[cid]
-        succeeded = [c for c in mirror.rows["charges"] if c["customer"] == cid and c["status"] == "succeeded"]
-        assert by_id.loc[cid, "payment_count"] == len(succeeded)
+        # contract v2: a payment is a succeeded charge that captured money
+        payments = [c for c in mirror.rows["charges"]
+                    if c["customer"] == cid and c["status"] == "succeeded" and c["amount_captured"] > 0]
+        assert by_id.loc[cid, "payment_count"] == len(payments)
 
     # refund rate within 0..1
     rates = table["refund_rate"].dropna()

@@ -50,11 +50,13 @@ def simulate_changes(standin, account: DemoAccount, at: int | None = None) -> li
                        amount_remaining=invoice.get("amount_due"), next_payment_attempt=at + 3 * 86400)
         standin.emit("invoice.payment_failed", invoice, created=at + 2, previous_attributes=previous)
         done.append(f"invoice {invoice['id']} (customer {invoice['customer']}): payment failed")
+    # only captured money can be refunded (an authorization is released instead)
     refundable = [c for c in account.of_type("charge")
-                  if c.get("status") == "succeeded" and not c.get("amount_refunded") and c.get("customer")]
+                  if c.get("status") == "succeeded" and c.get("captured", True) and not c.get("amount_refunded")
+                  and c.get("customer")]
     if refundable:
         charge = copy.deepcopy(refundable[0])
-        amount = max(1, int(charge["amount"]) // 2)
+        amount = max(1, int(charge.get("amount_captured", charge["amount"])) // 2)
         refund = {"id": f"re_demo{charge['id'][-10:]}", "object": "refund", "amount": amount,
                   "charge": charge["id"], "currency": charge["currency"], "status": "succeeded",
                   "reason": "requested_by_customer", "created": at + 3, "payment_intent": charge.get("payment_intent")}

@@ -4,7 +4,7 @@
 everything Stripe Billing then records about them, as API ``2026-10-28.endive``
 objects plus the events Stripe would have sent along the way:
 
-- a catalog of products and prices: monthly, annual, quarterly and weekly
+- a catalog of products, prices and tax rates: monthly, annual, quarterly and weekly
   per-seat prices in USD, EUR, GBP and JPY (JPY has no minor unit: 3000 is
   ¥3000), a graduated and a volume tiered price, and metered usage prices
   (billed in arrears, excluded from MRR);
@@ -20,7 +20,16 @@ objects plus the events Stripe would have sent along the way:
   recover, stay ``past_due`` or end the subscription;
 - partial and full refunds, disputes, one-off (invoice-less) charges that
   succeed or fail, B2B customers with ``company_id``/``company_name``
-  metadata, customers identified by ``segment_user_id`` or ``user_id``.
+  metadata, customers identified by ``segment_user_id`` or ``user_id``;
+- the billing setups of contract v2: an EU customer on a VAT-inclusive price
+  (an inclusive TaxRate in ``default_tax_rates``; invoices with
+  ``total_taxes`` and ``total_excluding_tax``), manual capture (an
+  authorization captured in part, ``charge.captured``, and one that expires,
+  ``charge.expired``), a USD price with a EUR ``currency_options`` entry used
+  by a EUR subscription, a coupon restricted by ``applies_to.products``, an
+  ``amount_off`` coupon with ``currency_options``, and scheduled
+  cancellations (``cancel_at_period_end`` and ``cancel_at``) that are
+  withdrawn.
 
 The first customers follow a fixed script so every scenario exists in any
 account with at least ``SCRIPTED_COUNT`` customers; the rest are drawn from

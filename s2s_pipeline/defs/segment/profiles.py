@@ -26,7 +26,7 @@ def segment_profiles(context: AssetExecutionContext, state_store: StateStoreReso
     """
     settings = segment.settings()
     outcome = sync_profiles(state_store.store(), settings, segment.profiles(), segment.options(),
-                            now=int(time.time()), progress=context.log.info)
+                            now=int(time.time()), progress=context.log.info, run_id=context.run_id)
     metadata = {
         "customers": outcome.customers,
         "customers_changed": outcome.customers_changed,

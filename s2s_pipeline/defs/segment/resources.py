@@ -10,6 +10,15 @@ from typing import Optional
 from dagster import ConfigurableResource, Definitions, EnvVar, Failure, definitions
 from pydantic import Field
 
+from s2s_pipeline.privacy.deletion import client_for
+from s2s_pipeline.privacy.public_api import RegulationsClient
+from s2s_pipeline.privacy.settings import (
+    DEFAULT_PUBLIC_API_HOST,
+    DEFAULT_REGULATION_TYPE,
+    DEFAULT_STUCK_AFTER_DAYS,
+    PrivacyConfigError,
+    PrivacySettings,
+)
 from s2s_pipeline.segment.delivery import DEFAULT_HOST, SegmentConfigError, SegmentSettings
 from s2s_pipeline.segment.profile_sync import ProfileSyncOptions
 from s2s_pipeline.segment.profiles_api import ProfilesClient
@@ -81,7 +90,38 @@ class SegmentResource(ConfigurableResource):
         )
 
 
+class SegmentPublicApiResource(ConfigurableResource):
+    """Segment's Public API, for deletion/suppression regulations of customers deleted in Stripe.
+
+    Without a token no regulation is filed and deleted customers are purged from the state store at once.
+    """
+
+    token: Optional[str] = Field(default=None, description="Public API token with deletion permission. "
+                                 "Env: SEGMENT_PUBLIC_API_TOKEN. Unset: no regulations are filed.")
+    host: Optional[str] = Field(default=None, description="Env: SEGMENT_PUBLIC_API_HOST. "
+                                f"Default {DEFAULT_PUBLIC_API_HOST}.")
+    regulation_type: str = Field(default=DEFAULT_REGULATION_TYPE, description="SUPPRESS_WITH_DELETE (Segment and "
+                                 "destinations), DELETE_ONLY, SUPPRESS_WITH_DELETE_INTERNAL, DELETE_INTERNAL or "
+                                 "SUPPRESS_ONLY.")
+    stuck_after_days: int = Field(default=DEFAULT_STUCK_AFTER_DAYS, description="The no_stuck_regulations check "
+                                  "fails for a regulation Segment has not finished this many days after the "
+                                  "deletion (Segment's own SLA is 30 days).")
+
+    def settings(self) -> PrivacySettings:
+        try:
+            return PrivacySettings.from_env(token=self.token or None, host=self.host or None,
+                                            regulation_type=self.regulation_type,
+                                            stuck_after_days=self.stuck_after_days)
+        except PrivacyConfigError as exc:
+            raise Failure(description=str(exc)) from exc
+
+    def client(self) -> Optional[RegulationsClient]:
+        return client_for(self.settings())
+
+
 @definitions
 def resources() -> Definitions:
-    """Segment as the shipped code location uses it: the write key from ``SEGMENT_WRITE_KEY``."""
-    return Definitions(resources={"segment": SegmentResource(write_key=EnvVar("SEGMENT_WRITE_KEY"))})
+    """Segment as the shipped code location uses it: the write key from ``SEGMENT_WRITE_KEY``; the Public API
+    token, when set, from ``SEGMENT_PUBLIC_API_TOKEN``."""
+    return Definitions(resources={"segment": SegmentResource(write_key=EnvVar("SEGMENT_WRITE_KEY")),
+                                  "segment_public_api": SegmentPublicApiResource()})

@@ -1,7 +1,8 @@
-"""The demo business's catalogue: products, prices (flat, tiered, metered, four currencies) and coupons.
+"""The demo business's catalogue: products, prices (flat, tiered, metered, four currencies), coupons and tax rates.
 
-Also what a price charges for a quantity and what a coupon takes off, which
-invoices and the traits both depend on.
+Also what a price charges for a quantity (in the subscription's currency,
+for multi-currency prices), what a coupon takes off and how much of an
+amount is tax, which invoices and the traits all depend on.
 """
 
 from __future__ import annotations
@@ -20,11 +21,14 @@ PRODUCTS: dict[str, tuple[str, str]] = {
     "enterprise": ("Enterprise", "Volume pricing for large organisations"),
     "api": ("API Calls", "Metered API usage, billed monthly in arrears"),
     "support": ("Priority Support", "24/7 support add-on"),
+    "lite": ("Lite", "The essentials, one price list in several currencies"),
 }
 
 # price family -> product, nickname, interval, interval_count, amounts per
 # currency (minor units; JPY in yen). Families without a currency fall back
-# to one that exists for the customer (see family_for).
+# to one that exists for the customer (see family_for). ``tax_behavior``
+# defaults to exclusive; ``currency_options`` are further currencies of the
+# one (multi-currency) price, Stripe's ``price.currency_options``.
 FAMILIES: dict[str, dict[str, Any]] = {
     "starter_month": dict(
         product="starter",
@@ -104,14 +108,55 @@ FAMILIES: dict[str, dict[str, Any]] = {
         amounts={"usd": 9900},
         recent=True,
     ),
+    # EU pricing with VAT included: 53.55 = 45.00 net + 19% VAT (the
+    # subscription carries the inclusive DE_VAT tax rate)
+    "pro_month_gross": dict(
+        product="pro",
+        nickname="Pro Monthly (VAT incl.)",
+        interval="month",
+        count=1,
+        amounts={"eur": 5355},
+        tax_behavior="inclusive",
+    ),
+    # one USD price that also sells in EUR at its own amount (not converted)
+    "lite_month": dict(
+        product="lite",
+        nickname="Lite Monthly",
+        interval="month",
+        count=1,
+        amounts={"usd": 1000},
+        currency_options={"eur": 900},
+    ),
 }
 
 # coupon id -> fields
 COUPONS: dict[str, dict[str, Any]] = {
     "FOREVER20": dict(name="20% off forever", percent_off=20.0, duration="forever"),
     "LAUNCH50": dict(name="Launch: 50% off for 3 months", percent_off=50.0, duration="repeating", duration_in_months=3),
-    "WELCOME10": dict(name="$10 off your first invoice", amount_off=1000, currency="usd", duration="once"),
+    "WELCOME10": dict(
+        name="$10 off your first invoice",
+        amount_off=1000,
+        currency="usd",
+        duration="once",
+        currency_options={"eur": 900, "gbp": 800},
+    ),
     "JPY500OFF": dict(name="¥500 off every month", amount_off=500, currency="jpy", duration="forever"),
+    # restricted by applies_to.products to the Pro product: other items of
+    # the subscription pay full price
+    "PRO50": dict(name="50% off Pro seats", percent_off=50.0, duration="forever", applies_to=("pro",)),
+}
+
+# tax rate key -> TaxRate fields (manual tax rates, not Stripe Tax)
+TAX_RATES: dict[str, dict[str, Any]] = {
+    "DE_VAT_INCL": dict(
+        display_name="VAT",
+        description="VAT Germany (included in prices)",
+        country="DE",
+        jurisdiction="DE",
+        percentage=19.0,
+        inclusive=True,
+        tax_type="vat",
+    ),
 }
 
 UPGRADES = {"starter_month": "pro_month", "starter_year": "pro_year"}
@@ -131,22 +176,61 @@ def percent_of(amount: int, pct: float) -> int:
     return int((Decimal(amount) * Decimal(str(pct)) / 100).quantize(Decimal(1), ROUND_HALF_UP))
 
 
+def coupon_applies_to(coupon: dict, product_id: str) -> bool:
+    """Whether ``coupon`` discounts an item of ``product_id`` (``applies_to.products`` restricts it)."""
+    applies_to = coupon.get("applies_to")
+    return not applies_to or product_id in applies_to["products"]
+
+
 def discount_off(coupon: dict, amount: int, currency: str) -> int:
-    """What ``coupon`` takes off ``amount`` (an amount-off coupon only applies in its own currency)."""
+    """What ``coupon`` takes off ``amount`` in ``currency``.
+
+    An amount-off coupon applies in its own currency or one of its
+    ``currency_options``, and not at all in any other currency.
+    """
     if coupon.get("percent_off"):
         return percent_of(amount, coupon["percent_off"])
-    if coupon.get("amount_off") and coupon.get("currency") == currency:
-        return min(amount, coupon["amount_off"])
+    if coupon.get("amount_off"):
+        if coupon.get("currency") == currency:
+            return min(amount, coupon["amount_off"])
+        option = (coupon.get("currency_options") or {}).get(currency)
+        if option:
+            return min(amount, option["amount_off"])
     return 0
 
 
-def price_amount(price: dict, quantity: int) -> int:
-    """What a price charges for ``quantity`` in one period, in minor units.
+def tax_in(amount: int, rate: dict) -> int:
+    """The tax on ``amount`` at a TaxRate, rounded half up.
+
+    For an inclusive rate the tax is the part of ``amount`` that is tax
+    (``amount × p / (100 + p)``); for an exclusive one it comes on top
+    (``amount × p / 100``).
+    """
+    pct = Decimal(str(rate["percentage"]))
+    base = 100 + pct if rate["inclusive"] else Decimal(100)
+    return int((Decimal(amount) * pct / base).quantize(Decimal(1), ROUND_HALF_UP))
+
+
+def in_currency(price: dict, currency: str) -> dict:
+    """The price's terms in ``currency``: its own, or its ``currency_options`` entry for that currency."""
+    if price["currency"] == currency:
+        return price
+    option = (price.get("currency_options") or {}).get(currency)
+    if option is None:
+        raise ValueError(f"price {price['id']} is not sold in {currency}")
+    return {**price, **option, "currency": currency}
+
+
+def price_amount(price: dict, quantity: int, currency: str | None = None) -> int:
+    """What a price charges for ``quantity`` in one period, in minor units of ``currency`` (default: the price's).
 
     Applies ``transform_quantity`` (divide, then round) and tiers the way
     Stripe does: volume prices every unit at the tier the quantity falls in,
     graduated prices each unit at its own tier, and flat amounts are added.
+    A multi-currency price charges its ``currency_options`` entry.
     """
+    if currency is not None:
+        price = in_currency(price, currency)
     q = quantity
     tq = price.get("transform_quantity")
     if tq:
@@ -174,18 +258,31 @@ def price_amount(price: dict, quantity: int) -> int:
 
 
 class Catalogue(SimulationPart):
-    """The account's products, prices and coupons, and the coupons' redemptions."""
+    """The account's products, prices, coupons and tax rates, and the coupons' redemptions."""
 
     def __init__(self, rec: AccountRecorder):
         super().__init__(rec)
         self.prices: dict[tuple[str, str], dict] = {}  # (family, currency) -> price object
         self.embedded: dict[str, tuple[dict, dict]] = {}  # price id -> (price, plan) shared in items
         self.product_names: dict[str, str] = {}
+        self.product_ids: dict[str, str] = {}  # product key -> id
         self.coupons: dict[str, dict] = {}
         self.coupon_uses: dict[str, int] = {}
+        self.tax_rates: dict[str, dict] = {}  # tax rate key -> TaxRate object
+        self.embedded_tax_rates: dict[str, dict] = {}  # tax rate key -> the copy shared where it is applied
+
+    def price_for(self, family: str, currency: str) -> dict | None:
+        """The family's price a ``currency`` subscription uses: one in that currency, or one with a currency option for it."""
+        price = self.prices.get((family, currency))
+        if price is not None:
+            return price
+        for (fam, _), candidate in self.prices.items():
+            if fam == family and currency in (candidate.get("currency_options") or {}):
+                return candidate
+        return None
 
     def build(self) -> None:
-        """Create every product, price and coupon (with their events), two weeks before the first customer."""
+        """Create every product, price, coupon and tax rate (with their events), two weeks before the first customer."""
         t0 = self.start - 14 * DAY
         products: dict[str, dict] = {}
         for i, (key, (name, desc)) in enumerate(PRODUCTS.items()):
@@ -213,6 +310,7 @@ class Catalogue(SimulationPart):
                 "url": None,
             }
             products[key] = prod
+            self.product_ids[key] = prod["id"]
             self.product_names[prod["id"]] = name
             self.out["product"].append(prod)
 
@@ -256,10 +354,45 @@ class Catalogue(SimulationPart):
                 "times_redeemed": 0,
                 "valid": True,
             }
+            # includable fields (returned only when expanded): present only
+            # on the coupons that have them
+            if spec.get("applies_to"):
+                coupon["applies_to"] = {"products": [self.product_ids[k] for k in spec["applies_to"]]}
+            if spec.get("currency_options"):
+                coupon["currency_options"] = {cur: {"amount_off": off} for cur, off in spec["currency_options"].items()}
             self.coupons[cid] = coupon
             self.coupon_uses[cid] = 0
             self.out["coupon"].append(coupon)
             self.emit("coupon.created", coupon, created, api=True)
+
+        for i, (key, spec) in enumerate(TAX_RATES.items()):
+            created = t0 + 7200 + i * 60
+            rate = {
+                "id": self.rid("txr"),
+                "object": "tax_rate",
+                "active": True,
+                "country": spec["country"],
+                "created": created,
+                "description": spec["description"],
+                "display_name": spec["display_name"],
+                "effective_percentage": None,
+                "flat_amount": None,
+                "inclusive": spec["inclusive"],
+                "jurisdiction": spec["jurisdiction"],
+                "jurisdiction_level": "country",
+                "livemode": False,
+                "metadata": {},
+                "percentage": spec["percentage"],
+                "rate_type": "percentage",
+                "state": None,
+                "tax_type": spec["tax_type"],
+            }
+            self.tax_rates[key] = rate
+            embedded = self.snap(rate)  # in subscriptions and invoices, never changed: shared
+            self.rec.shared.add(id(embedded))
+            self.embedded_tax_rates[key] = embedded
+            self.out["tax_rate"].append(rate)
+            self.emit("tax_rate.created", rate, created, api=True)
 
     def _price(self, fam: str, spec: dict, cur: str, product_id: str, created: int) -> dict:
         """The recurring price of family ``fam`` in currency ``cur``."""
@@ -294,7 +427,7 @@ class Catalogue(SimulationPart):
                 "trial_period_days": None,
                 "usage_type": usage,
             },
-            "tax_behavior": "exclusive",
+            "tax_behavior": spec.get("tax_behavior", "exclusive"),
             "tiers_mode": spec.get("tiers_mode"),
             "transform_quantity": dict(transform) if transform else None,
             "type": "recurring",
@@ -312,6 +445,14 @@ class Catalogue(SimulationPart):
                 }
                 for t in tiers
             ]
+        if spec.get("currency_options"):
+            # an includable field; when expanded it lists the price's own
+            # currency too
+            options = {cur: {"unit_amount": unit_amount, "unit_amount_decimal": unit_dec}}
+            options.update({c: {"unit_amount": a, "unit_amount_decimal": str(a)} for c, a in spec["currency_options"].items()})
+            price["currency_options"] = {
+                c: {"custom_unit_amount": None, "tax_behavior": price["tax_behavior"], **o} for c, o in options.items()
+            }
         return price
 
     @staticmethod

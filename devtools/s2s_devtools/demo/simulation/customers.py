@@ -70,7 +70,8 @@ class Customers(SimulationPart):
             first, last = r.choice(_JP_FIRST), r.choice(_JP_LAST)
         else:
             first, last = r.choice(_FIRST), r.choice(_LAST)
-        country, city, state, postal = r.choice(_COUNTRIES[money])
+        places = [p for p in _COUNTRIES[money] if s.country in (None, p[0])]
+        country, city, state, postal = r.choice(places)
         cus_id = self.short_id("cus")
         email = f"{first}.{last}.{index}@example.com".lower().replace(" ", "")
         metadata: dict[str, str] = {}
@@ -91,7 +92,7 @@ class Customers(SimulationPart):
             "state": state,
         }
         has_card = s.currency is not None and s.trial != "cancel" and s.trial != "pause"
-        pm = self.rid("pm") if has_card or s.one_off else None
+        pm = self.rid("pm") if has_card or s.one_off or s.manual_captures else None
         cust = {
             "id": cus_id,
             "object": "customer",
@@ -141,3 +142,7 @@ class Customers(SimulationPart):
             when = t + (j + 1) * r.randint(DAY, 20 * DAY)
             if when < self.now - 60:
                 self.payments.one_off_charge(ctx, when, status)
+        for j, (authorized, captured) in enumerate(s.manual_captures):
+            when = t + (j + 1) * r.randint(DAY, 10 * DAY)
+            if when < self.now - 60:
+                self.payments.manual_capture(ctx, when, authorized, captured)

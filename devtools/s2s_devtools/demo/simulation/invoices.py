@@ -1,4 +1,9 @@
-"""Subscription invoices: lines, discounts, finalization and collection with Smart-Retries-like dunning.
+"""Subscription invoices: lines, discounts, tax, finalization and collection with Smart-Retries-like dunning.
+
+Tax comes from manual tax rates (an item's ``tax_rates``, else the
+subscription's ``default_tax_rates``): an inclusive rate's tax is part of the
+line amount, an exclusive one's is added to the total; either way
+``total_excluding_tax`` is the total without tax and ``total_taxes`` lists it.
 
 A failed renewal is retried on ``RETRY_DAYS``; the subscription goes
 ``past_due`` and the customer delinquent until a retry succeeds, and the
@@ -7,9 +12,10 @@ subscription is canceled when the retries run out (Stripe's default).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
-from .catalogue import Catalogue, discount_off, price_amount
+from .catalogue import Catalogue, coupon_applies_to, discount_off, in_currency, price_amount, tax_in
 from .periods import DAY, HOUR
 from .payments import Payments
 from .recording import AccountRecorder, SimulationPart
@@ -19,6 +25,44 @@ from .subscription_changes import SubscriptionChanges
 
 # Smart Retries-like schedule: days after the previous failed attempt.
 RETRY_DAYS = (3, 5, 7)
+
+
+@dataclass
+class Billed:
+    """What an invoice bills: its lines and the money in them (minor units)."""
+
+    lines: list[dict] = field(default_factory=list)
+    discount_amounts: list[dict] = field(default_factory=list)  # per discount, over the invoice
+    subtotal: int = 0  # sum of the line amounts (tax included for inclusive tax rates)
+    discounted: int = 0  # what discounts took off
+    inclusive_tax: int = 0
+    exclusive_tax: int = 0
+    total_taxes: list[dict] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return self.subtotal - self.discounted + self.exclusive_tax
+
+
+def _allocate(amount: int, weights: list[int]) -> list[int]:
+    """``amount`` split over ``weights`` proportionally (floors; the remainder to the last share)."""
+    whole = sum(weights)
+    if not whole:
+        return [0] * len(weights)
+    shares = [amount * w // whole for w in weights]
+    shares[-1] += amount - sum(shares)
+    return shares
+
+
+def _tax_entry(amount: int, taxable: int, rate: dict) -> dict:
+    return {
+        "amount": amount,
+        "tax_behavior": "inclusive" if rate["inclusive"] else "exclusive",
+        "tax_rate_details": {"tax_rate": rate["id"]},
+        "taxability_reason": "standard_rated",
+        "taxable_amount": taxable,
+        "type": "tax_rate_details",
+    }
 
 
 class Invoices(SimulationPart):
@@ -35,13 +79,14 @@ class Invoices(SimulationPart):
 
     def lines(
         self, ctx: CustomerRun, inv_id: str, period: tuple[int, int], usage_period: tuple[int, int] | None
-    ) -> tuple[list[dict], list[dict], int, int]:
-        """Invoice lines for the subscription's items; returns (lines, discount amounts, subtotal, discount total)."""
+    ) -> Billed:
+        """Invoice lines for the subscription's items, with their discounts and tax."""
         sub = ctx.sub
         cur = sub["currency"]
-        lines: list[dict] = []
+        billed = Billed()
         totals: dict[str, int] = {}
-        subtotal = 0
+        items: list[dict] = []
+        nets: list[int] = []  # each line's amount after discounts, the base of its tax
         for it in sub["items"]["data"]:
             price = it["price"]
             metered = price["recurring"]["usage_type"] == "metered"
@@ -53,15 +98,18 @@ class Invoices(SimulationPart):
             else:
                 qty = it.get("quantity") or 1
                 line_period = period
-            amount = price_amount(price, qty)
+            amount = price_amount(price, qty, cur)
             line_discounts = []
             for d in it["discounts"]:
-                off = discount_off(d["source"]["coupon"], amount, cur)
+                coupon = d["source"]["coupon"]
+                off = discount_off(coupon, amount, cur) if coupon_applies_to(coupon, price["product"]) else 0
                 if off:
                     line_discounts.append({"amount": off, "discount": d["id"]})
                     totals[d["id"]] = totals.get(d["id"], 0) + off
-            subtotal += amount
-            lines.append(
+            billed.subtotal += amount
+            items.append(it)
+            nets.append(amount - sum(x["amount"] for x in line_discounts))
+            billed.lines.append(
                 {
                     "id": self.rid("il"),
                     "object": "line_item",
@@ -90,21 +138,45 @@ class Invoices(SimulationPart):
                     "pricing": {
                         "type": "price_details",
                         "price_details": {"price": price["id"], "product": price["product"]},
-                        "unit_amount_decimal": price["unit_amount_decimal"],
+                        "unit_amount_decimal": in_currency(price, cur)["unit_amount_decimal"],
                     },
                     "quantity": qty,
                     "subtotal": amount,
                     "taxes": [],
                 }
             )
-        remaining = subtotal - sum(totals.values())
+        # subscription-level discounts: over the lines of the products they apply to
         for d in sub["discounts"]:
-            off = min(remaining, discount_off(d["source"]["coupon"], remaining, cur))
+            coupon = d["source"]["coupon"]
+            eligible = [i for i, it in enumerate(items) if coupon_applies_to(coupon, it["price"]["product"])]
+            base = sum(nets[i] for i in eligible)
+            off = min(base, discount_off(coupon, base, cur))
             if off:
                 totals[d["id"]] = totals.get(d["id"], 0) + off
-                remaining -= off
-        discount_amounts = [{"amount": v, "discount": k} for k, v in totals.items()]
-        return lines, discount_amounts, subtotal, subtotal - remaining
+                for i, share in zip(eligible, _allocate(off, [nets[i] for i in eligible])):
+                    nets[i] -= share
+        billed.discount_amounts = [{"amount": v, "discount": k} for k, v in totals.items()]
+        billed.discounted = sum(totals.values())
+        self._tax(billed, items, nets, sub)
+        return billed
+
+    @staticmethod
+    def _tax(billed: Billed, items: list[dict], nets: list[int], sub: dict) -> None:
+        """Tax each line at its item's tax rates, else the subscription's default ones, and add it up."""
+        by_rate: dict[str, dict] = {}
+        for line, it, net in zip(billed.lines, items, nets):
+            for rate in it.get("tax_rates") or sub.get("default_tax_rates") or []:
+                tax = tax_in(net, rate)
+                taxable = net - tax if rate["inclusive"] else net
+                line["taxes"].append(_tax_entry(tax, taxable, rate))
+                if rate["inclusive"]:
+                    billed.inclusive_tax += tax
+                else:
+                    billed.exclusive_tax += tax
+                entry = by_rate.setdefault(rate["id"], _tax_entry(0, 0, rate))
+                entry["amount"] += tax
+                entry["taxable_amount"] += taxable
+        billed.total_taxes = list(by_rate.values())
 
     def invoice_flow(
         self,
@@ -126,15 +198,19 @@ class Invoices(SimulationPart):
         cur = sub["currency"]
         trial_invoice = reason == "subscription_create" and sub["status"] == "trialing"
         if trial_invoice:
-            lines, discount_amounts, subtotal, off = [], [], 0, 0
             # the $0 trial invoice still has a line for the trial period
-            lines_src, _, _, _ = self.lines(ctx, inv_id, (sub["trial_start"], sub["trial_end"]), None)
-            for line in lines_src:
-                line.update(amount=0, subtotal=0, description=f"Trial period for {line['description'].split(' × ')[1]}")
-            lines = lines_src
+            trial_lines = self.lines(ctx, inv_id, (sub["trial_start"], sub["trial_end"]), None).lines
+            for line in trial_lines:
+                line.update(
+                    amount=0,
+                    subtotal=0,
+                    description=f"Trial period for {line['description'].split(' × ')[1]}",
+                    taxes=[],
+                )
+            billed = Billed(lines=trial_lines)
         else:
-            lines, discount_amounts, subtotal, off = self.lines(ctx, inv_id, period, usage_period)
-        total = subtotal - off
+            billed = self.lines(ctx, inv_id, period, usage_period)
+        lines, discount_amounts, subtotal, total = billed.lines, billed.discount_amounts, billed.subtotal, billed.total
         seq = cust["next_invoice_sequence"]
         cust["next_invoice_sequence"] = seq + 1
         prev_period = usage_period or (t - 1, t - 1)
@@ -172,7 +248,7 @@ class Invoices(SimulationPart):
             "customer_tax_ids": [],
             "default_payment_method": None,
             "default_source": None,
-            "default_tax_rates": [],
+            "default_tax_rates": [self.snap(rate) for rate in sub["default_tax_rates"]],
             "description": None,
             "discounts": sub_discount_ids,
             "due_date": None,
@@ -217,13 +293,13 @@ class Invoices(SimulationPart):
             "status": "draft",
             "status_transitions": {"finalized_at": None, "marked_uncollectible_at": None, "paid_at": None, "voided_at": None},
             "subtotal": subtotal,
-            "subtotal_excluding_tax": subtotal,
+            "subtotal_excluding_tax": subtotal - billed.inclusive_tax,
             "test_clock": None,
             "total": total,
             "total_discount_amounts": discount_amounts,
-            "total_excluding_tax": total,
+            "total_excluding_tax": total - billed.inclusive_tax - billed.exclusive_tax,
             "total_pretax_credit_amounts": [],
-            "total_taxes": [],
+            "total_taxes": billed.total_taxes,
             "webhooks_delivered_at": t,
         }
         self.out["invoice"].append(inv)

@@ -1,4 +1,12 @@
-"""Card payments: PaymentIntents and their charges (approved or declined), and one-off purchases outside invoices."""
+"""Card payments: PaymentIntents and their charges (approved or declined), one-off purchases outside invoices,
+and manual-capture payments (authorized, then captured in part or left to expire).
+
+Manual capture follows API 2025-03-31.basil and later: a partial capture or an
+expired authorization creates no Refund and leaves ``amount_refunded`` alone
+(Stripe changelog 2025-03-31.basil, "Partially capturing or cancelling payments
+no longer creates a Refund"); Stripe sends ``charge.captured`` and
+``charge.expired`` for them.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +14,7 @@ import string
 
 from s2s_devtools.fakes.stripe.api import random_alnum
 
+from .periods import DAY
 from .recording import AccountRecorder, SimulationPart
 from .refunds import Refunds
 from .scripts import CustomerRun
@@ -203,3 +212,38 @@ class Payments(SimulationPart):
         self.emit("charge.succeeded" if ok else "charge.failed", charge, when + 1, api=True)
         if ok:
             self.refunds.after_success(ctx, charge, when + 1)
+
+    def manual_capture(self, ctx: CustomerRun, when: int, authorized: int, captured: int | None) -> None:
+        """An invoice-less card payment authorized for ``authorized`` at ``when`` and captured two days later for
+        ``captured`` (at most the authorization), or, when ``captured`` is None, left to expire after 7 days.
+
+        At authorization the charge is ``succeeded`` and ``paid`` but not ``captured`` (``amount_captured`` 0) and
+        Stripe sends ``charge.succeeded``. A capture sets ``captured``/``amount_captured`` and sends
+        ``charge.captured``; the uncaptured remainder is released, not refunded. An expiry sends
+        ``charge.expired`` and cancels the PaymentIntent (``cancellation_reason`` ``expired``); the charge keeps
+        ``captured`` false, ``amount_captured`` 0, ``amount_refunded`` 0 and ``refunded`` false.
+        """
+        saved, ctx.sub = ctx.sub, None
+        pi = self.payment_intent(ctx, authorized, when, "Implementation services")
+        ctx.sub = saved
+        pi["capture_method"] = "manual"
+        at = when + 1
+        charge = self.charge(ctx, pi, authorized, at, True, "Implementation services")
+        # authorized, not captured: no money has moved yet
+        expires = at + 7 * DAY  # Stripe's default window for card authorizations
+        charge.update(amount_captured=0, balance_transaction=None, captured=False)
+        charge["payment_method_details"]["card"]["capture_before"] = expires
+        pi.update(amount_capturable=authorized, amount_received=0, status="requires_capture")
+        self.emit("charge.succeeded", charge, at, api=True)
+        if captured is not None:
+            captured_at = at + 2 * DAY
+            if captured_at >= self.now:
+                return
+            assert 0 < captured <= authorized
+            charge.update(amount_captured=captured, balance_transaction=self.rid("txn", lead="3"), captured=True)
+            pi.update(amount_capturable=0, amount_received=captured, status="succeeded")
+            self.emit("charge.captured", charge, captured_at, api=True)
+            self.refunds.after_success(ctx, charge, captured_at)
+        elif expires < self.now:
+            pi.update(amount_capturable=0, canceled_at=expires, cancellation_reason="expired", status="canceled")
+            self.emit("charge.expired", charge, expires)

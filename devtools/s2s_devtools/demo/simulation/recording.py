@@ -19,6 +19,7 @@ OBJECT_TYPES = (
     "product",
     "price",
     "coupon",
+    "tax_rate",
     "customer",
     "subscription",
     "invoice",

@@ -43,8 +43,9 @@ class Refunds(SimulationPart):
             self.dispute(charge, max(when + 60, min(at, self.now - HOUR)))
 
     def refund(self, charge: dict, when: int, kind: str) -> None:
-        """Refund a charge at ``when``, in part (half) or in ``full``."""
-        amount = charge["amount"] if kind == "full" else max(1, charge["amount"] // 2)
+        """Refund a charge at ``when``, in part (half) or in ``full`` (of the money captured)."""
+        captured = charge["amount_captured"]
+        amount = captured if kind == "full" else max(1, captured // 2)
         refund = {
             "id": self.rid("re", lead="3"),
             "object": "refund",
@@ -88,7 +89,7 @@ class Refunds(SimulationPart):
         dispute = {
             "id": self.rid("dp"),
             "object": "dispute",
-            "amount": charge["amount"],
+            "amount": charge["amount_captured"],
             "balance_transactions": [],
             "charge": charge["id"],
             "created": when,

@@ -20,20 +20,29 @@ class Script:
     """What happens to one customer (times are chosen by the simulation)."""
 
     currency: str | None = "usd"
+    country: str | None = None  # the customer's country (default: one of the currency's)
     b2b: bool = False
     created: int | None = None
     family: str | None = "starter_month"
     quantity: int = 1
+    add_ons: tuple[str, ...] = ()  # further licensed price families on the subscription, one unit each
+    tax_rate: str | None = None  # a TAX_RATES key: the subscription's default_tax_rates
     metered: bool = False
     trial: str | None = None  # convert | cancel | pause
     coupon: str | None = None
     item_coupon: bool = False  # the coupon sits on the main item, not the subscription
     change: tuple[str, int] | None = None  # (upgrade|downgrade|seats_up|seats_down, period); -1 = current period
-    cancel: tuple[str, int] | None = None  # (immediate|period_end, period); -1 = current period
+    # (immediate|period_end|cancel_at, period); -1 = current period. cancel_at
+    # schedules the end with cancel_at alone (cancel_at_period_end stays false)
+    cancel: tuple[str, int] | None = None
+    withdrawn_cancel: tuple[str, int] | None = None  # (period_end|cancel_at, period): scheduled, then withdrawn
     fail: dict[int, str] = field(default_factory=dict)  # period -> recover|exhaust|pending; -1 = current period
     fail_rate: float = 0.0  # chance that a renewal payment fails (random customers)
     pause_collection_at: int | None = None
     one_off: tuple[str, ...] = ()  # statuses of invoice-less charges: succeeded|failed
+    # invoice-less manual-capture payments: (amount authorized, amount
+    # captured); None captured = the authorization expires uncaptured
+    manual_captures: tuple[tuple[int, int | None], ...] = ()
     refund: dict[int, str] = field(default_factory=dict)  # n-th succeeded charge -> partial|full
     dispute: int | None = None  # n-th succeeded charge is disputed
     refund_rate: float = 0.0
@@ -81,6 +90,19 @@ def scripted(now: int) -> list[Script]:
         S(currency="usd", created=months(4, 9), family="pro_month", pause_collection_at=2, id_key="user_id"),
         S(currency="usd", created=months(2, 3), family="starter_year", coupon="WELCOME10"),
         S(currency="gbp", b2b=True, created=ago(20), family="pro_year", quantity=3),
+        # contract v2 scenarios (issue #10):
+        # an EU customer on a VAT-inclusive price (19% inclusive tax rate)
+        S(currency="eur", country="DE", created=months(4, 3), family="pro_month_gross", quantity=2, tax_rate="DE_VAT_INCL"),
+        # manual capture: 100.00 authorized and 60.00 captured; a 50.00 authorization that expires
+        S(currency="usd", created=ago(50), family=None, manual_captures=((10000, 6000), (5000, None))),
+        # a EUR subscription on a USD price, billed at the price's EUR currency option
+        S(currency="eur", created=months(3, 5), family="lite_month"),
+        # a coupon restricted to the Pro product on a subscription that also has Priority Support
+        S(currency="usd", b2b=True, created=ago(15), family="pro_month", quantity=2, add_ons=("support_month",), coupon="PRO50"),
+        # cancellation at period end scheduled, then withdrawn
+        S(currency="usd", created=months(5, 2), family="pro_month", withdrawn_cancel=("period_end", 2)),
+        # cancel_at scheduled and withdrawn, then scheduled again and pending at now
+        S(currency="usd", created=months(4, 6), family="starter_month", withdrawn_cancel=("cancel_at", 1), cancel=("cancel_at", -1)),
     ]
 
 

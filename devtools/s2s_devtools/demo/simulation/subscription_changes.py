@@ -40,6 +40,47 @@ class SubscriptionChanges(SimulationPart):
             main["price"], main["plan"] = embedded, plan
         self.emit("customer.subscription.updated", sub, when, {"items": old_items}, api=True)
 
+    def schedule_cancellation(self, ctx: CustomerRun, kind: str, when: int, period_end: int) -> None:
+        """The customer asks at ``when`` for the subscription to end at ``period_end``.
+
+        ``period_end`` sets ``cancel_at_period_end`` (and Stripe fills in
+        ``cancel_at``); ``cancel_at`` sets only ``cancel_at`` (as the update
+        parameter ``cancel_at=min_period_end`` does), leaving the flag false.
+        """
+        sub = ctx.sub
+        before = {
+            "cancel_at": sub["cancel_at"],
+            "canceled_at": sub["canceled_at"],
+            "cancellation_details": self.snap(sub["cancellation_details"]),
+        }
+        if kind == "period_end":
+            before["cancel_at_period_end"] = sub["cancel_at_period_end"]
+            sub["cancel_at_period_end"] = True
+        sub["cancel_at"] = period_end
+        sub["canceled_at"] = when
+        sub["cancellation_details"] = {
+            "comment": None,
+            "feedback": self.rng.choice(["too_expensive", "switched_service", "unused", "missing_features"]),
+            "reason": "cancellation_requested",
+        }
+        self.emit("customer.subscription.updated", sub, when, before, api=True)
+
+    def withdraw_cancellation(self, ctx: CustomerRun, when: int) -> None:
+        """The customer withdraws a scheduled cancellation at ``when``: the subscription renews again."""
+        sub = ctx.sub
+        before: dict = {
+            "cancel_at": sub["cancel_at"],
+            "canceled_at": sub["canceled_at"],
+            "cancellation_details": self.snap(sub["cancellation_details"]),
+        }
+        if sub["cancel_at_period_end"]:
+            before["cancel_at_period_end"] = True
+        sub["cancel_at"] = None
+        sub["cancel_at_period_end"] = False
+        sub["canceled_at"] = None
+        sub["cancellation_details"] = {"comment": None, "feedback": None, "reason": None}
+        self.emit("customer.subscription.updated", sub, when, before, api=True)
+
     def cancel(self, ctx: CustomerRun, when: int, canceled_at: int | None, reason: str | None, api: bool) -> None:
         """The subscription ends at ``when`` (``api``: the customer asked; otherwise Stripe ended it)."""
         sub = ctx.sub

@@ -59,7 +59,8 @@ class Subscriptions(SimulationPart):
         cur = s.currency
         assert cur is not None and s.family is not None
         spec = FAMILIES[s.family]
-        price = self.catalogue.prices[(s.family, cur)]
+        price = self.catalogue.price_for(s.family, cur)
+        assert price is not None, f"no {s.family} price sells in {cur}"
         sub_id = self.rid("sub")
         trial_end = t0 + 14 * DAY if s.trial else None
         cycle = Cycle(trial_end or t0, spec["interval"], spec["count"])
@@ -68,6 +69,8 @@ class Subscriptions(SimulationPart):
         k_next = 1 if trial_end is None else 0  # index of period_end in cycle once billing starts
 
         items = [self.item(sub_id, price, s.quantity, t0, period_start, period_end)]
+        for add_on in s.add_ons:
+            items.append(self.item(sub_id, self.catalogue.prices[(add_on, cur)], 1, t0, period_start, period_end))
         if s.metered and (("api_metered", cur) in self.catalogue.prices):
             items.append(self.item(sub_id, self.catalogue.prices[("api_metered", cur)], None, t0, period_start, period_end))
         discounts: list[dict] = []
@@ -98,7 +101,7 @@ class Subscriptions(SimulationPart):
             "days_until_due": None,
             "default_payment_method": ctx.pm,
             "default_source": None,
-            "default_tax_rates": [],
+            "default_tax_rates": [self.catalogue.embedded_tax_rates[s.tax_rate]] if s.tax_rate else [],
             "description": None,
             "discounts": discounts,
             "ended_at": None,
@@ -162,31 +165,22 @@ class Subscriptions(SimulationPart):
                     before = {"pause_collection": None}
                     sub["pause_collection"] = {"behavior": "void", "resumes_at": None}
                     self.emit("customer.subscription.updated", sub, mid + 7, before, api=True)
+                if s.withdrawn_cancel and _hits(s.withdrawn_cancel[1], k, is_last) and mid is not None:
+                    when = mid + 13
+                    self.changes.schedule_cancellation(ctx, s.withdrawn_cancel[0], when, period_end)
+                    # the customer changes their mind before the period ends
+                    self.changes.withdraw_cancellation(ctx, max(when + 1, when + min(DAY, (min(period_end, self.now) - when) // 2)))
                 if s.cancel and _hits(s.cancel[1], k, is_last) and mid is not None:
                     when = mid + 13
                     if s.cancel[0] == "immediate":
                         self.changes.cancel(ctx, when, when, "cancellation_requested", api=True)
                         return
-                    before = {
-                        "cancel_at": None,
-                        "cancel_at_period_end": False,
-                        "canceled_at": None,
-                        "cancellation_details": self.snap(sub["cancellation_details"]),
-                    }
-                    sub["cancel_at"] = period_end
-                    sub["cancel_at_period_end"] = True
-                    sub["canceled_at"] = when
-                    sub["cancellation_details"] = {
-                        "comment": None,
-                        "feedback": r.choice(["too_expensive", "switched_service", "unused", "missing_features"]),
-                        "reason": "cancellation_requested",
-                    }
-                    self.emit("customer.subscription.updated", sub, when, before, api=True)
+                    self.changes.schedule_cancellation(ctx, s.cancel[0], when, period_end)
             self.changes.expire_discounts(ctx, min(period_end, self.now))
             if is_last:
                 return
             t = period_end
-            if sub["cancel_at_period_end"]:
+            if sub["cancel_at_period_end"] or (sub["cancel_at"] is not None and sub["cancel_at"] <= t):
                 self.changes.cancel(ctx, t, sub["canceled_at"], sub["cancellation_details"]["reason"], api=False)
                 return
             k += 1

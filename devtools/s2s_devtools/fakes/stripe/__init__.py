@@ -10,7 +10,8 @@ the extraction code can be exercised end to end without a Stripe account:
 - ``/v1/events`` only shows the last 30 days, like Stripe's Events API, so a
   pipeline that falls behind for longer really does lose changes;
 - objects are stored fully expanded and served *collapsed* as Stripe serves
-  them (price tiers, subscription discounts, coupon inside a discount, invoice
+  them (price tiers and currency options, subscription discounts, coupon
+  inside a discount, a coupon's applies_to and currency options, invoice
   payments, charge refunds) unless ``expand[]`` asks for them; event payloads
   are always served collapsed, as Stripe renders webhooks;
 - API keys, error bodies and 429s have Stripe's shapes, and ``faults`` /

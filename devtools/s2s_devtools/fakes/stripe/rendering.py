@@ -2,6 +2,12 @@
 
 The stand-in stores objects fully expanded; ``render`` produces the response
 shape for a set of expand paths relative to the object rendered (``exp``).
+
+Includable fields, returned only when expanded (REFERENCE §C.6, checked
+against the OpenAPI spec): ``price.tiers``, ``price.currency_options``,
+``coupon.applies_to``, ``coupon.currency_options``, ``invoice.payments``,
+``charge.refunds``, wherever the object appears (a price in a subscription
+item, a coupon in a discount).
 """
 
 from __future__ import annotations
@@ -25,25 +31,31 @@ def _sub(exp: frozenset[str], path: str) -> frozenset[str]:
     return frozenset(p[n:] for p in exp if p.startswith(prefix))
 
 
-def _without_unexpanded(obj: dict, field: str, exp: frozenset[str]) -> dict:
-    """``obj`` without ``field`` unless ``exp`` expands it (a copy only when something is left out)."""
-    if field in obj and not _expanded(exp, field):
-        out = dict(obj)
-        del out[field]
-        return out
-    return obj
+def _without_unexpanded(obj: dict, exp: frozenset[str], *fields: str) -> dict:
+    """``obj`` without those of ``fields`` that ``exp`` does not expand (a copy only when something is left out)."""
+    dropped = [f for f in fields if f in obj and not _expanded(exp, f)]
+    if not dropped:
+        return obj
+    return {k: v for k, v in obj.items() if k not in dropped}
 
 
 def _render_price(price: dict, exp: frozenset[str]) -> dict:
-    return _without_unexpanded(price, "tiers", exp)
+    return _without_unexpanded(price, exp, "tiers", "currency_options")
+
+
+def _render_coupon(coupon: dict, exp: frozenset[str]) -> dict:
+    return _without_unexpanded(coupon, exp, "applies_to", "currency_options")
 
 
 def _render_discount(discount: dict, exp: frozenset[str]) -> dict:
     source = discount.get("source")
-    if isinstance(source, dict) and isinstance(source.get("coupon"), dict) and not _expanded(exp, "source.coupon"):
-        out = dict(discount)
-        out["source"] = dict(source, coupon=source["coupon"].get("id"))
-        return out
+    if isinstance(source, dict) and isinstance(source.get("coupon"), dict):
+        if not _expanded(exp, "source.coupon"):
+            coupon: Any = source["coupon"].get("id")
+        else:
+            coupon = _render_coupon(source["coupon"], _sub(exp, "source.coupon"))
+        if coupon is not source["coupon"]:
+            return dict(discount, source=dict(source, coupon=coupon))
     return discount
 
 
@@ -86,7 +98,7 @@ def _render_invoice(invoice: dict, exp: frozenset[str]) -> dict:
 
 def _render_charge(charge: dict, exp: frozenset[str]) -> dict:
     # Since 2022-11-15 a charge's refunds are only returned when expanded.
-    return _without_unexpanded(charge, "refunds", exp)
+    return _without_unexpanded(charge, exp, "refunds")
 
 
 def _render_customer(customer: dict, exp: frozenset[str]) -> dict:
@@ -105,6 +117,7 @@ def _render_event(event: dict, exp: frozenset[str]) -> dict:
 
 _RENDERERS: dict[str, Callable[[dict, frozenset[str]], dict]] = {
     "price": _render_price,
+    "coupon": _render_coupon,
     "subscription": _render_subscription,
     "invoice": _render_invoice,
     "charge": _render_charge,

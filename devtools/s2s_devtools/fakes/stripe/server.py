@@ -33,6 +33,7 @@ COLLECTIONS: dict[str, str] = {
     "prices": "price",
     "products": "product",
     "coupons": "coupon",
+    "tax_rates": "tax_rate",
     "events": "event",
     "payment_intents": "payment_intent",
     "invoice_payments": "invoice_payment",

@@ -1,0 +1,1 @@
+"""Privacy lifecycle: deletion reaching Segment (regulations), purging the state store, access requests."""
