@@ -42,20 +42,18 @@ class StateStoreResource(ConfigurableResource):
     _store: Optional[StateStore] = PrivateAttr(default=None)
 
     def apply_retention(self, now: int) -> dict[str, int]:
-        """Every retention setting, in one transaction (the webhook inbox in a second one); rows changed per kind."""
+        """Every retention setting, in one transaction; rows changed per kind."""
 
         def before(days: Optional[int]) -> Optional[int]:
             return None if days is None else now - int(days) * 86400
 
         raw_before = before(self.raw_payload_retention_days)
-        out = self.store().purge(raw_before=raw_before, deleted_customer_pii=self.purge_deleted_customer_pii,
-                                 unsent_before=raw_before, ledger_before=before(self.event_ledger_retention_days),
-                                 track_sent_before=before(self.track_sent_retention_days),
-                                 audit_before=before(self.delivery_audit_retention_days),
-                                 forgotten_customers=True)
-        if raw_before is not None:  # webhook deliveries hold whole payloads (emails, names): same retention
-            out["webhook_events_dropped"] = self.store().inbox.drop_received_before(raw_before * 1000)
-        return out
+        # webhook deliveries are whole Stripe events (emails, names): kept as long as raw payloads
+        return self.store().purge(raw_before=raw_before, deleted_customer_pii=self.purge_deleted_customer_pii,
+                                  unsent_before=raw_before, ledger_before=before(self.event_ledger_retention_days),
+                                  track_sent_before=before(self.track_sent_retention_days),
+                                  audit_before=before(self.delivery_audit_retention_days),
+                                  forgotten_customers=True, inbox_before=raw_before)
 
     def url(self) -> Optional[str]:
         return self.database_url or os.environ.get("S2S_DATABASE_URL") or None

@@ -192,3 +192,11 @@ def test_the_command_exits_with_a_message_naming_the_unset_secret(monkeypatch, c
     monkeypatch.delenv("STRIPE_WEBHOOK_SECRET", raising=False)
     assert main(["--port", "0"]) == 2
     assert "STRIPE_WEBHOOK_SECRET is not set" in capsys.readouterr().err
+
+
+def test_retention_removes_webhook_deliveries_received_before_the_cutoff(state_store):
+    state_store.inbox.store(event(1), received_at_ms=1_000_000)
+    state_store.inbox.store(event(2), received_at_ms=3_000_000)
+    out = state_store.purge(raw_before=None, deleted_customer_pii=False, inbox_before=2_000)  # seconds
+    assert out == {"webhook_events_dropped": 1}
+    assert state_store.inbox.get(event(1)["id"]) is None and state_store.inbox.get(event(2)["id"]) is not None
