@@ -57,7 +57,7 @@ def scenario():
         event_id, created = h.fail_a_payment()
         event = h.standin.get("events", event_id)
         invoice = event["data"]["object"]
-        new_failed_ids = h.alerting_event_ids(created)  # the invoice's own charge.failed launches no run
+        new_failed_ids = h.failed_payment_event_ids(created)
         arrived = h.sink.wait_for(lambda: bool(payment_failed_tracks(h.sink, invoice["id"])),
                                   timeout=ARRIVAL_DEADLINE_S)
         if not arrived:
