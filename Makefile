@@ -28,10 +28,10 @@ validate: $(STAMP)
 	  DAGSTER_HOME=$$home $(BIN)/dg list defs && \
 	  DAGSTER_HOME=$$home $(BIN)/dg check defs; status=$$?; rm -rf $$home; exit $$status
 
-## The Dagster UI on http://127.0.0.1:3000 against the demo state (run `make demo` first).
+## The Dagster UI on http://127.0.0.1:3000 against the demo state (runs `make demo` first when needed), with
+## the demo's Stripe stand-in, a Segment sink and s2s-webhooks running, and a failed payment every 3 minutes.
 dev: $(STAMP)
-	DAGSTER_HOME=$(CURDIR)/.demo/dagster_home S2S_DATABASE_URL=sqlite:///$(CURDIR)/.demo/state.db \
-	  $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(BIN)/python -m s2s_devtools.demo.dev --dir .demo --port 3000
 
 bench: $(STAMP)
 	$(BIN)/python bench/extract_bench.py

@@ -38,7 +38,7 @@ class StateStoreResource(ConfigurableResource):
     )
     raw_payload_retention_days: Optional[int] = Field(
         default=30,
-        description="Keep raw Stripe payloads (mirror snapshots, event ledger) this many days; the typed columns "
+        description="Keep raw Stripe payloads (mirror snapshots, event ledger, webhook inbox) this many days; the typed columns "
         "traits use are kept. Stripe's Events API keeps 30 days too. None keeps them forever.",
     )
     purge_deleted_customer_pii: bool = Field(
@@ -75,11 +75,12 @@ class StateStoreResource(ConfigurableResource):
             return None if days is None else now - int(days) * 86400
 
         raw_before = before(self.raw_payload_retention_days)
+        # webhook deliveries are whole Stripe events (emails, names): kept as long as raw payloads
         return self.store().purge(raw_before=raw_before, deleted_customer_pii=self.purge_deleted_customer_pii,
                                   unsent_before=raw_before, ledger_before=before(self.event_ledger_retention_days),
                                   track_sent_before=before(self.track_sent_retention_days),
                                   audit_before=before(self.delivery_audit_retention_days),
-                                  forgotten_customers=True)
+                                  forgotten_customers=True, inbox_before=raw_before)
 
     def url(self) -> Optional[str]:
         return self.database_url or os.environ.get("S2S_DATABASE_URL") or None

@@ -263,6 +263,23 @@ sync_cursors = Table(
     Column("updated_at", BigInteger, nullable=False),
 )
 
+# Stripe events delivered to the webhook receiver (s2s-webhooks), once per event
+# id, stored before the receiver answers Stripe 200. ``received_at_ms`` is the
+# receiver's clock (milliseconds), the order the failed-payment sensor reads in.
+webhook_inbox = Table(
+    "stripe_webhook_inbox",
+    metadata,
+    Column("event_id", String(255), primary_key=True),
+    Column("type", String(128), nullable=False),
+    Column("created", BigInteger, nullable=False),  # the Stripe event's created
+    Column("livemode", Boolean),
+    Column("api_version", String(64)),
+    Column("received_at_ms", BigInteger, nullable=False),
+    Column("payload", JSON(none_as_null=True)),
+    Index("ix_stripe_webhook_inbox_type_received", "type", "received_at_ms"),
+    Index("ix_stripe_webhook_inbox_received", "received_at_ms"),
+)
+
 schema_info = Table(
     "s2s_schema_info",
     metadata,

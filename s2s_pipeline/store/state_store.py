@@ -5,9 +5,9 @@ each concept by name: ``mirror`` (the Stripe mirror), ``ledger`` (Stripe
 events and their track outcomes), ``cursors``, ``identities`` (Segment
 identity map), ``pushed_traits`` (what Segment acknowledged), ``track_state``
 (track calls sent), ``traits`` (the computed trait table), ``regulations``
-(the deletion path's record per customer) and ``delivery_audit`` (every
-acknowledged message, names only). Work that must be atomic across concepts
-has a method here.
+(the deletion path's record per customer), ``delivery_audit`` (every
+acknowledged message, names only) and ``inbox`` (Stripe events delivered by
+webhook). Work that must be atomic across concepts has a method here.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from s2s_pipeline.store.pushed_traits import PushedTraits
 from s2s_pipeline.store.regulations import Regulations
 from s2s_pipeline.store.track_state import SentTrackCalls
 from s2s_pipeline.store.traits_table import TraitsTable
+from s2s_pipeline.store.webhook_inbox import WebhookInbox
 
 
 class StateStore:
@@ -42,6 +43,7 @@ class StateStore:
         self.regulations = Regulations(engine)
         self.delivery_audit = DeliveryAudit(engine)
         self.customer_records = CustomerRecords(engine)
+        self.inbox = WebhookInbox(engine)
 
     @classmethod
     def from_url(cls, url: str | None = None) -> "StateStore":
@@ -68,7 +70,8 @@ class StateStore:
 
     def purge(self, *, raw_before: int | None, deleted_customer_pii: bool, unsent_before: int | None = None,
               ledger_before: int | None = None, track_sent_before: int | None = None,
-              audit_before: int | None = None, forgotten_customers: bool = False) -> dict[str, int]:
+              audit_before: int | None = None, forgotten_customers: bool = False,
+              inbox_before: int | None = None) -> dict[str, int]:
         """Apply the retention settings in one transaction; returns rows changed per kind
         (only the kinds asked for). Times are Unix seconds; None leaves that kind alone.
 
@@ -86,6 +89,8 @@ class StateStore:
         - ``audit_before``: remove delivery audit rows acknowledged before this.
         - ``forgotten_customers``: blank again the personal data of purged
           customers that a later Stripe change brought back into the mirror.
+        - ``inbox_before``: remove webhook deliveries (whole Stripe events)
+          received before this.
         """
         out: dict[str, int] = {}
         with self.engine.begin() as conn:
@@ -104,6 +109,8 @@ class StateStore:
                 out["deleted_customers_scrubbed"] = self.mirror.scrub_deleted_customers(conn)
             if forgotten_customers:
                 out["forgotten_customers_rescrubbed"] = self.customer_records.rescrub_forgotten(conn)
+            if inbox_before is not None:
+                out["webhook_events_dropped"] = self.inbox.drop_received_before(inbox_before * 1000, conn)
         return out
 
     def suppressed_customer_ids(self) -> set[str]:

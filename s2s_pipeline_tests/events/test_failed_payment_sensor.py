@@ -7,7 +7,7 @@ import pytest
 from dagster import DagsterInstance, build_sensor_context
 
 from s2s_pipeline.defs.resources import StateStoreResource
-from s2s_pipeline.defs.segment.failed_payments import failed_payment_sensor
+from s2s_pipeline.defs.segment.failed_payments import EVENT_ID_TAG, failed_payment_sensor
 from s2s_pipeline.defs.stripe.resources import StripeResource
 from s2s_devtools.fakes.stripe import StripeStandIn
 from s2s_pipeline.extract.failed_payments import poll_failed_payments
@@ -41,7 +41,7 @@ def test_first_tick_starts_at_the_newest_failed_payment_without_runs(standin):
     standin.emit("customer.created", {"id": "cus_1", "object": "customer", "created": 1}, created=now - 10)
     result = tick(standin)
     assert result.run_requests == []
-    cursor = json.loads(result.cursor)
+    cursor = json.loads(result.cursor)["poll"]  # the Events API poll's part of the sensor's cursor
     assert cursor["created"] == now - 100  # the newest FAILED PAYMENT, not any event
     (failure,) = [e for e in standin.requests if e["path"] == "/v1/events"][:1]
     assert failure["query"]["types"] == ["invoice.payment_failed", "charge.failed"]
@@ -57,9 +57,12 @@ def test_new_events_get_one_run_each_and_a_replayed_tick_gets_none(standin):
                                        "currency": "usd", "customer": "cus_1", "created": now + 2}, created=now + 2)
     standin.emit("invoice.paid", invoice(2), created=now + 3)  # not a failed payment
     second = tick(standin, first.cursor)
-    assert [(r.run_key, r.partition_key) for r in second.run_requests] == [(a["id"], a["id"]), (b["id"], b["id"])]
-    (request,) = second.dynamic_partitions_requests
-    assert list(request.partition_keys) == [a["id"], b["id"]]
+    assert [r.run_key for r in second.run_requests] == [a["id"], b["id"]]
+    # the event id travels in the run's config and tags, not as a partition
+    assert [r.tags[EVENT_ID_TAG] for r in second.run_requests] == [a["id"], b["id"]]
+    assert [r.tags["s2s/found_by"] for r in second.run_requests] == ["events_api", "events_api"]
+    assert second.run_requests[0].run_config["ops"]["failed_payment_alerts"]["config"] == {"stripe_event_id": a["id"]}
+    assert second.dynamic_partitions_requests == []
     # The same tick replayed (cursor not saved, e.g. a daemon crash) requests the same run keys,
     # which Dagster dedupes; a tick after a saved cursor requests nothing.
     replay = tick(standin, first.cursor)
@@ -87,7 +90,7 @@ def test_given_an_invoice_decline_when_ticked_then_only_its_invoice_event_launch
                                              "created": now + 3}, created=now + 3)
     second = tick(standin, first.cursor)
     assert [r.run_key for r in second.run_requests] == [failed["id"], one_off["id"]]
-    assert declined["id"] in json.loads(second.cursor)["seen"]  # considered once, never again
+    assert declined["id"] in json.loads(second.cursor)["poll"]["seen"]  # considered once, never again
     assert tick(standin, second.cursor).run_requests == []
 
 

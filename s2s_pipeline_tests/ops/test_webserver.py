@@ -121,9 +121,10 @@ def _fill_instance(home: Path) -> None:
                                          headers={"Authorization": "Bearer sk_test_ui"})
             with urllib.request.urlopen(req, timeout=10) as resp:
                 event_id = json.load(resp)["data"][0]["id"]
-            instance.add_dynamic_partitions("failed_payment_events", [event_id])
             alert = defs.resolve_job_def("failed_payment_alert")
-            assert alert.execute_in_process(instance=instance, partition_key=event_id, run_config=quiet).success
+            config = {**quiet, "ops": {"failed_payment_alerts": {"config": {"stripe_event_id": event_id}}}}
+            assert alert.execute_in_process(instance=instance, run_config=config,
+                                            tags={"s2s/stripe_event_id": event_id}).success
 
 
 # --- the webserver ------------------------------------------------------------------------

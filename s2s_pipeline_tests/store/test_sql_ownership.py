@@ -18,7 +18,7 @@ STORE = PACKAGE / "store"
 #: Names under which code outside the store holds store objects (``store``, ``state_store``,
 #: ``self.store``, ``store.mirror`` ...): any ``_private`` attribute read off them is a leak.
 STORE_HANDLES = {"store", "state_store", "mirror", "ledger", "cursors", "identities", "pushed_traits",
-                 "track_state", "traits_table"}
+                 "track_state", "traits_table", "inbox"}
 
 def _modules(root: Path):
     for path in sorted(root.rglob("*.py")):

@@ -6,7 +6,11 @@ in SQLite, the Dagster instance under .demo/dagster_home. Runs
 `nightly_trait_refresh` three times: the first run syncs everything and sends
 every customer's traits; the second, with nothing changed in Stripe, sends
 nothing; then a day of Stripe activity is simulated and the third run sends
-only what changed. Open the same runs in the UI with `make dev`.
+only what changed. Last, a card decline reaches Segment by webhook: the
+stand-in posts it, signed, to the webhook receiver (s2s-webhooks' app),
+which stores it in the inbox; failed_payment_sensor launches its alert.
+Open the same runs in the UI with `make dev`, which serves the same account
+again and keeps failing a payment every few minutes.
 """
 
 from __future__ import annotations
@@ -19,6 +23,12 @@ import time
 from pathlib import Path
 
 TELEMETRY_OFF = "telemetry:\n  enabled: false\nnux:\n  enabled: false\n"
+#: The demo instance: SQLite storage (no storage section), the run queue dequeuing every second like the
+#: shipped dagster.yaml (`make dev` runs queued alerts), telemetry off.
+DEMO_DAGSTER_YAML = ("run_coordinator:\n  module: dagster.core.run_coordinator\n  class: QueuedRunCoordinator\n"
+                     "  config:\n    dequeue_interval_seconds: 1\n" + TELEMETRY_OFF)
+#: The Stripe stand-in's account as the demo left it, for `make dev`.
+STANDIN_STATE = "stripe_account.json.gz"
 
 
 def _prepare(workdir: Path, keep: bool) -> None:
@@ -27,7 +37,7 @@ def _prepare(workdir: Path, keep: bool) -> None:
     home = workdir / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
     # SQLite instance storage (no storage section): the embedded default.
-    (home / "dagster.yaml").write_text(TELEMETRY_OFF)
+    (home / "dagster.yaml").write_text(DEMO_DAGSTER_YAML)
     os.environ["DAGSTER_HOME"] = str(home)
     os.environ["S2S_DATABASE_URL"] = f"sqlite:///{workdir / 'state.db'}"
 
@@ -102,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from s2s_devtools.demo.changes import simulate_changes
     from s2s_devtools.demo.generator import generate_account, seed_standin
+    from s2s_devtools.demo.webhook_demo import show_webhook_alert
     from s2s_devtools.fakes.segment_sink import SegmentSink
     from s2s_devtools.fakes.stripe import StripeStandIn
     from s2s_pipeline.store.state_store import StateStore
@@ -139,11 +150,15 @@ def main(argv: list[str] | None = None) -> int:
         for line in simulate_changes(standin, account):
             print(f"  - {line}")
         run("\nRun 3: nightly_trait_refresh (incremental: only the new events, only the changed traits)")
+        print("\nA failed payment by webhook (Stripe -> s2s-webhooks -> inbox -> failed_payment_sensor -> Segment):")
+        show_webhook_alert(standin, account, sink)
+        standin.save(workdir / STANDIN_STATE)  # `make dev` serves this account again
 
     counts = StateStore.from_url(os.environ["S2S_DATABASE_URL"]).counts()
     print("\nMirror rows: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
     print(f"\nDone in {time.perf_counter() - started:.1f}s. Browse the runs and asset metadata with `make dev` "
-          "(Dagster UI on http://127.0.0.1:3000).")
+          "(Dagster UI on http://127.0.0.1:3000, with this Stripe account, a Segment sink and s2s-webhooks "
+          "running, and a failed payment every few minutes).")
     return 0
 
 

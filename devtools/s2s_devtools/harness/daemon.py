@@ -10,9 +10,13 @@ subprocess -> Segment), with nothing mocked.
    `standin.now = None`, so new events carry the wall clock) and a
    `SegmentSink`, both on 127.0.0.1 in this process;
 2. prepares a throwaway DAGSTER_HOME with its own `dagster.yaml` (telemetry
-   and nux off, no storage section: SQLite under that directory; default
-   QueuedRunCoordinator + DefaultRunLauncher). The repository's
-   `dagster.yaml` (Postgres) is never read;
+   and nux off, no storage section: SQLite under that directory;
+   QueuedRunCoordinator dequeuing every second, like the shipped one, +
+   DefaultRunLauncher). The repository's `dagster.yaml` (Postgres) is never read;
+   with ``webhooks=True`` it also serves the webhook receiver (s2s-webhooks'
+   app, in this process) on the same state store and registers it as the
+   stand-in's webhook endpoint for failed payments, so every failure is
+   posted, signed, within milliseconds of being emitted;
 3. runs `nightly_trait_refresh` once in this process (same env, same
    instance), so the mirror, the event cursor and every customer's identity
    exist before any alert;
@@ -66,10 +70,14 @@ POLL_S = 0.25
 
 DAGSTER_YAML = (
     "# Throwaway test instance: SQLite storage under this directory (no storage section),\n"
-    "# default QueuedRunCoordinator and DefaultRunLauncher.\n"
+    "# QueuedRunCoordinator dequeuing every second as the shipped dagster.yaml does, DefaultRunLauncher.\n"
+    "run_coordinator:\n  module: dagster.core.run_coordinator\n  class: QueuedRunCoordinator\n"
+    "  config:\n    dequeue_interval_seconds: 1\n"
     "telemetry:\n  enabled: false\n"
     "nux:\n  enabled: false\n"
 )
+
+WEBHOOK_SECRET = "whsec_daemon_harness"
 
 DAY = 86400
 DECLINE = {
@@ -218,6 +226,8 @@ class DaemonHarness:
     rss: GroupRssSampler | None = None
     used_customers: set[str] = field(default_factory=set)
     timings: dict[str, float] = field(default_factory=dict)
+    receiver: Any = None  # the webhook receiver (``webhooks=True``)
+    endpoint: Any = None  # the stand-in's webhook endpoint pointing at it
 
     # -- the daemon ----------------------------------------------------------------------
 
@@ -402,6 +412,46 @@ class DaemonHarness:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return [e["id"] for e in json.load(resp)["data"]]
 
+    def alerting_event_ids(self, since: int) -> list[str]:
+        """Those of ``failed_payment_event_ids`` that yield an alert (core.alert_rule): an invoice's own
+        declined ``charge.failed`` does not (its ``invoice.payment_failed`` alerts), a one-off charge's does."""
+        import json
+        import urllib.parse
+        import urllib.request
+
+        from s2s_pipeline.core.alert_rule import is_failed_payment_alert
+
+        def pays_invoice(charge: dict) -> bool:
+            intent = charge.get("payment_intent")
+            intent = intent.get("id") if isinstance(intent, dict) else intent
+            if not intent:
+                return False
+            query = urllib.parse.urlencode({"payment[type]": "payment_intent", "payment[payment_intent]": intent})
+            req = urllib.request.Request(f"{self.standin.base_url}/v1/invoice_payments?{query}",
+                                         headers={"Authorization": f"Bearer {STRIPE_KEY}"})
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return bool(json.load(resp)["data"])
+
+        return [i for i in self.failed_payment_event_ids(since)
+                if is_failed_payment_alert(self.standin.get("events", i), pays_invoice)]
+
+    def webhook_posted_at(self, event_id: str) -> float | None:
+        """When the stand-in first started posting ``event_id`` to the receiver (Unix s), None if never."""
+        if self.endpoint is None:
+            return None
+        starts = [a.at - a.seconds for a in list(self.endpoint.attempts) if a.event_id == event_id]
+        return min(starts) if starts else None
+
+    def wait_for_webhook(self, event_id: str, timeout_s: float = 10) -> float:
+        """Until the receiver answered 2xx for ``event_id``; returns when the first POST started."""
+        deadline = time.monotonic() + timeout_s
+        while event_id not in self.endpoint.delivered():
+            if time.monotonic() > deadline:
+                raise HarnessError(f"webhook for {event_id} not accepted within {timeout_s} s: "
+                                   f"{[a for a in self.endpoint.attempts if a.event_id == event_id]}")
+            self._pause()
+        return self.webhook_posted_at(event_id)
+
     def fail_a_payment(self) -> tuple[str, int]:
         """``fail_a_payment`` on a customer this harness has not failed yet (when there is one)."""
         event_id, created = fail_a_payment(self.standin, self.account, exclude=self.used_customers)
@@ -411,9 +461,10 @@ class DaemonHarness:
 
 
 @contextlib.contextmanager
-def daemon_harness(*, customers: int = 20, seed: int = 7,
-                   first_tick_deadline_s: float = FIRST_TICK_DEADLINE_S) -> Iterator[DaemonHarness]:
-    """Stand-in + sink + instance + initial nightly run + running daemon whose sensor has ticked once."""
+def daemon_harness(*, customers: int = 20, seed: int = 7, first_tick_deadline_s: float = FIRST_TICK_DEADLINE_S,
+                   webhooks: bool = False) -> Iterator[DaemonHarness]:
+    """Stand-in + sink + instance + initial nightly run + running daemon whose sensor has ticked once
+    (+ the webhook receiver and the stand-in's endpoint with ``webhooks=True``)."""
     from dagster import DagsterInstance
     from dagster._core.instance.ref import InstanceRef
 
@@ -441,12 +492,20 @@ def daemon_harness(*, customers: int = 20, seed: int = 7,
             "SEGMENT_HOST": sink.base_url,
             "S2S_DATABASE_URL": state_url,
         }
+        if webhooks:
+            values["STRIPE_WEBHOOK_SECRET"] = WEBHOOK_SECRET
         stack.enter_context(_patched_environ(values, remove=["DAGSTER_PG_URL"]))
         env = {k: v for k, v in os.environ.items() if k != "DAGSTER_PG_URL"}
         env["PYTHONUNBUFFERED"] = "1"
         instance = stack.enter_context(DagsterInstance.from_ref(InstanceRef.from_dir(str(home))))
         h = DaemonHarness(standin=standin, sink=sink, account=account, home=home, state_url=state_url, env=env,
                           log_path=tmp / "daemon.log", instance=instance)
+        if webhooks:
+            from s2s_devtools.harness.receiver import running_receiver
+            from s2s_pipeline.core.alert_rule import FAILED_PAYMENT_EVENT_TYPES
+
+            h.receiver = stack.enter_context(running_receiver(WEBHOOK_SECRET, state_url))
+            h.endpoint = standin.add_webhook_endpoint(h.receiver.url, WEBHOOK_SECRET, FAILED_PAYMENT_EVENT_TYPES)
         h.timings["account_seconds"] = round(time.monotonic() - t0, 2)
         t1 = time.monotonic()
         h.run_job_in_process(NIGHTLY_JOB)
@@ -660,6 +719,6 @@ def fail_a_payment(standin: Any, account: Any, *, exclude: Collection[str] = (),
 
 
 __all__ = [
-    "ALERT_JOB", "NIGHTLY_JOB", "PAYMENT_FAILED", "SENSOR_NAME", "DaemonHarness", "HarnessError",
+    "ALERT_JOB", "NIGHTLY_JOB", "PAYMENT_FAILED", "SENSOR_NAME", "WEBHOOK_SECRET", "DaemonHarness", "HarnessError",
     "daemon_harness", "fail_a_payment", "identity_of", "kill_group", "payment_failed_tracks", "received_at",
 ]

@@ -15,7 +15,9 @@ the extraction code can be exercised end to end without a Stripe account:
   payments, charge refunds) unless ``expand[]`` asks for them; event payloads
   are always served collapsed, as Stripe renders webhooks;
 - API keys, error bodies and 429s have Stripe's shapes, and ``faults`` /
-  ``rate_limit_per_second`` inject the failures a real account produces.
+  ``rate_limit_per_second`` inject the failures a real account produces;
+- ``add_webhook_endpoint(url, secret)`` posts every event emitted afterwards
+  to ``url``, signed like Stripe (``Stripe-Signature: t=...,v1=...``), with retries.
 
 Standard library only; the server listens on 127.0.0.1 in a daemon thread.
 
@@ -24,7 +26,7 @@ Modules: ``api`` (API version, ids, the event envelope), ``errors``
 ``rendering`` (stored objects -> response shapes, ``expand[]``),
 ``querying`` (query strings, list filters, ``created`` ranges, cursors,
 pages), ``store`` (objects and sort indexes), ``server`` (HTTP, API keys,
-``StripeStandIn``).
+``StripeStandIn``), ``webhooks`` (signed deliveries).
 
 Example::
 
@@ -42,6 +44,7 @@ from .faults import FaultPlan, error_body
 from .querying import parse_query
 from .rendering import render
 from .server import COLLECTIONS, DELETABLE, StripeStandIn
+from .webhooks import WebhookEndpoint, post_signed, sign, webhook_body
 
 __all__ = [
     "API_VERSION",
@@ -55,5 +58,9 @@ __all__ = [
     "parse_query",
     "random_alnum",
     "render",
+    "post_signed",
+    "sign",
     "sortable_event_id",
+    "webhook_body",
+    "WebhookEndpoint",
 ]

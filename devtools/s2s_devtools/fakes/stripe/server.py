@@ -20,6 +20,7 @@ from .faults import FaultPlan, SlidingWindowLimit, error_body
 from .querying import expand_paths, parse_list_query, parse_query
 from .rendering import render
 from .store import StoredObjects, deep_copy
+from .webhooks import WebhookEndpoint, WebhookSender
 
 # URL collection name -> the ``object`` value of what it holds.
 COLLECTIONS: dict[str, str] = {
@@ -92,6 +93,7 @@ class StripeStandIn(LoopbackServer):
         self._rate_window = SlidingWindowLimit()
         self._rng = random.Random()
         self._seq = 0
+        self.webhooks = WebhookSender()
 
     def current_time(self) -> int:
         return int(self.now if self.now is not None else time.time())
@@ -120,7 +122,8 @@ class StripeStandIn(LoopbackServer):
         previous_attributes: dict | None = None,
         created: int | None = None,
     ) -> dict:
-        """Record a change: store ``obj`` and append the Stripe event announcing it.
+        """Record a change: store ``obj`` and append the Stripe event announcing it (and post it to the
+        webhook endpoints, if any were added).
 
         ``*.deleted`` events of customers, products, prices and coupons delete
         the object (the event still carries its last state).
@@ -138,7 +141,38 @@ class StripeStandIn(LoopbackServer):
                 data["previous_attributes"] = deep_copy(previous_attributes)
             event = event_object(sortable_event_id(when, self._seq, self._rng), type, when, data)
             self._store.put(event)
-            return event
+        if self.webhooks.endpoints:
+            self.webhooks.enqueue(render(event, frozenset()))  # collapsed, as Stripe renders webhooks
+        return event
+
+    def add_webhook_endpoint(self, url: str, secret: str, enabled_events: Iterable[str] = ("*",),
+                             **options: Any) -> WebhookEndpoint:
+        """Deliver every event emitted from now on (of ``enabled_events``) to ``url``, signed with ``secret``."""
+        return self.webhooks.add_endpoint(url, secret, enabled_events, **options)
+
+    def stop(self) -> None:
+        self.webhooks.stop()
+        super().stop()
+
+    def dump(self) -> list[dict]:
+        """Every stored object and event, then a deletion stub per deleted object (``load`` restores them)."""
+        return self._store.dump()
+
+    def save(self, path) -> None:
+        """Write the whole account (objects, events, deletions) to a gzipped JSON file; ``restore`` reads it."""
+        import gzip
+        import json
+
+        with gzip.open(path, "wt", encoding="utf-8") as f:
+            json.dump(self._store.dump(), f, separators=(",", ":"))
+
+    def restore(self, path) -> None:
+        """Load an account written by ``save`` (replacing same ids)."""
+        import gzip
+        import json
+
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            self.load(json.load(f), copy=False)
 
     def delete(self, object_type: str, obj_id: str) -> None:
         """Delete an object: it leaves lists and retrieves return the deleted stub."""

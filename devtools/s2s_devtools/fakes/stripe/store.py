@@ -95,6 +95,13 @@ class StoredObjects:
             self._deleted[kind].add(obj_id)
             self._drop_field_index(kind)
 
+    def dump(self) -> list[dict]:
+        """Every stored object (events included), then a deletion stub per deleted one: ``load`` restores it."""
+        with self.lock:
+            objects = [o for bucket in self._objects.values() for o in bucket.values()]
+            stubs = [{"id": i, "object": kind, "deleted": True} for kind, ids in self._deleted.items() for i in ids]
+            return objects + stubs
+
     def get(self, kind: str, obj_id: str) -> dict | None:
         """The stored (fully expanded) object, deleted or not."""
         with self.lock:
