@@ -97,9 +97,17 @@ class MirrorWorld:
 
     def trait_mrr(self, customer: str, now: int) -> Decimal:
         """The customer's ``mrr`` trait (major units) from the mirror."""
-        return Decimal(str(self.traits(now).loc[customer, "mrr"]))
+        return self.mrr_view(now)[0][customer]
 
     def subscription_mrr(self, now: int) -> dict[str, Decimal]:
         """Per subscription: the ``mrr`` rule applied to it alone (major units), from the mirror."""
-        subs = compute_subscription_mrr(load_mirror_frames(self.store.mirror), self.config, now)
-        return {sid: Decimal(str(mrr)) for sid, mrr in zip(subs["id"], subs["mrr"])}
+        return self.mrr_view(now)[1]
+
+    def mrr_view(self, now: int) -> tuple[dict[str, Decimal], dict[str, Decimal]]:
+        """(per customer its ``mrr`` trait, per subscription the rule applied to it alone), major units,
+        from one read of the mirror."""
+        frames = load_mirror_frames(self.store.mirror)
+        traits = compute_customer_traits(frames, self.config, now)
+        subs = compute_subscription_mrr(frames, self.config, now)
+        return ({cid: Decimal(str(mrr)) for cid, mrr in zip(traits["stripe_customer_id"], traits["mrr"])},
+                {sid: Decimal(str(mrr)) for sid, mrr in zip(subs["id"], subs["mrr"])})

@@ -111,6 +111,17 @@ class TestMultiCurrency:
         agrees(world, started(world, sub, self.usd_price(), co), "7.50")
 
 
+    def test_amount_off_coupon_embedded_without_its_options_uses_the_mirrors(self, world):
+        # An older API version's `discount` embeds the coupon without currency_options (includable); the
+        # mirror's coupon has the EUR option 150: 900 - 150 = 750 -> 7.50 EUR (not 9.00: skipped without it)
+        co = coupon("co_usd2", amount_off=200, currency="usd", currency_options={"eur": {"amount_off": 150}})
+        sub = subscription("sub", "cus", [(self.usd_price(), 1)], currency="eur")
+        sub.pop("discounts")
+        sub["discount"] = {"id": "di_1", "object": "discount", "coupon": co, "customer": "cus", "end": None,
+                           "start": NOW - 60 * DAY, "subscription": "sub"}
+        agrees(world, started(world, sub, self.usd_price(), co), "7.50")
+
+
 class TestCoupons:
     def two_products(self, discounts=None, **kw):
         a, b = price("pA", 10000, product="prod_A"), price("pB", 2000, product="prod_B")
