@@ -1,14 +1,26 @@
 """MRR of one subscription as a Stripe event shows it (before and after the change).
 
 The ``mrr`` trait's rule (``traits.mrr``, REFERENCE §A) applied to the one
-subscription of an event, at the event's ``created``: the snapshot's rows
-(``stripe.normalize.to_rows``) plus the prices and coupons its items and
-discounts reference. Embedded prices are used as they are; a tiered price
-whose tiers the payload omits (Stripe never renders tiers in events) comes
-from ``ctx.price``; coupons of collapsed discounts come from ``ctx.discount``
-and ``ctx.coupon``. Customer-level discounts are not considered (the event
-cannot see them). ``state_before`` rebuilds the subscription as it was before
-the event from ``previous_attributes``, so Upgraded/Downgraded can compare.
+subscription of an event, at the event's ``created``, on the data the trait
+reads. The snapshot's rows (``stripe.normalize.to_rows``) say the
+subscription's state (status, schedule, items, quantities, tax rates, its own
+discounts); the rest comes from the mirror through the context, because an
+event payload is never expanded:
+
+- prices: the mirror's row (with the includable ``tiers`` and
+  ``currency_options``, which the catalogue listing expands and an event
+  never carries), the payload's only for a price the mirror lacks;
+- coupons: the mirror's row (the includable ``applies_to`` and
+  ``currency_options``, a deleted coupon's terms), else the payload's;
+  discounts named by id take their coupon from ``ctx.discount``;
+- the customer's own discounts (``ctx.customer_discounts``), which the trait
+  applies to a subscription without a discount of its own;
+- with Stripe Tax, the subscription's invoices (``ctx.subscription_invoices``),
+  whose newest paid or open one gives the share that is not tax.
+
+``state_before`` rebuilds the subscription as it was before the event from
+``previous_attributes``, so Upgraded/Downgraded can compare; both states are
+priced through the same context.
 """
 
 from __future__ import annotations

@@ -54,6 +54,20 @@ class TestTax:
                                             {"tax_rates": [tax_rate("txr_incl20", 20.0, True)]})])
         agrees(world, started(world, sub, price("p120", 12000)), "100.00")
 
+    def test_inclusive_rate_leaving_a_fraction_of_a_cent(self, world):
+        # EUR 1000 with 20% inclusive: 1000 x 100/120 = 833.33... -> 833 (half-even, once) -> 8.33 in both
+        p = price("p_eur10", 1000, currency="eur")
+        sub = subscription("sub", "cus", [(p, 1, {"tax_rates": [tax_rate("txr_incl20", 20.0, True)]})],
+                           currency="eur")
+        agrees(world, started(world, sub, p), "8.33")
+
+    def test_stripe_tax_on_a_120_dollar_price(self, world):
+        # Stripe Tax invoiced 12000 of which 10000 is not tax: 12000 x 10000/12000 = 10000 -> 100.00
+        p = price("p120i", 12000, tax_behavior="inclusive")
+        sub = subscription("sub", "cus", [(p, 1)], automatic_tax=True)
+        world.put(invoice("in_1", "cus", "sub", 12000, 10000), version=LISTED)
+        agrees(world, started(world, sub, p), "100.00")
+
     def test_inclusive_subscription_default_rate(self, world):
         # 12500 x 100 / (100 + 25) = 10000 -> 100.00
         sub = subscription("sub", "cus", [(price("p125", 12500), 1)],
