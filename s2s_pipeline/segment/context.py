@@ -12,6 +12,7 @@ from s2s_pipeline.segment.event_mrr import subscription_figures
 from s2s_pipeline.store.mirror_reads import MirrorReads
 from s2s_pipeline.stripe.client import StripeReader
 from s2s_pipeline.traits.config import TraitsConfig
+from s2s_pipeline.traits.mrr import TAX_EVIDENCE_STATUSES
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,10 @@ class MirrorContext:
         self.config = config
         self.now = now
         self._row = lru_cache(maxsize=4096)(mirror.object_row)
+        # One pass maps many events of one customer / subscription: read each once (as tuples: not shared dicts).
+        self._customer_discounts = lru_cache(maxsize=4096)(lambda c: tuple(mirror.customer_level_discounts(c)))
+        self._invoices = lru_cache(maxsize=4096)(
+            lambda s: tuple(mirror.invoices_of_subscription(s, TAX_EVIDENCE_STATUSES)))
 
     # -- mirror ---------------------------------------------------------------------------
 
@@ -40,6 +45,12 @@ class MirrorContext:
 
     def discount(self, discount_id: str) -> dict | None:
         return self._row("discount", discount_id)
+
+    def customer_discounts(self, customer_id: str) -> list[dict]:
+        return [dict(row) for row in self._customer_discounts(customer_id)]
+
+    def subscription_invoices(self, subscription_id: str) -> list[dict]:
+        return [dict(row) for row in self._invoices(subscription_id)]
 
     def stored_subscription_mrr(self, subscription_id: str):
         row = self._row("subscription", subscription_id)

@@ -64,14 +64,15 @@ Rules where the contract leaves room (decided here):
   ``ctx.customer_of_charge``). An event whose customer cannot be resolved
   (e.g. a guest charge) maps to None: there is nobody to attribute it to.
 - **MRR** is the ``mrr`` trait's rule (``traits.mrr``, REFERENCE §A) applied
-  to the one subscription, at the event's ``created``: the snapshot's rows
-  (``stripe.normalize.to_rows``) plus the prices and coupons its items and
-  discounts reference. Embedded prices are used as they are; a tiered price
-  whose tiers the payload omits (Stripe never renders tiers in events) comes
-  from ``ctx.price``; coupons of collapsed discounts come from
-  ``ctx.discount`` and ``ctx.coupon``. Customer-level discounts are not
-  considered (the event cannot see them), so a customer with a customer-wide
-  ``forever`` coupon gets event MRR figures above the ``mrr`` trait.
+  to the one subscription, at the event's ``created``, on the data the trait
+  reads (``segment.event_mrr``): the snapshot's rows
+  (``stripe.normalize.to_rows``) for the subscription's state; the mirror's
+  prices (``ctx.price``: tiers, ``currency_options``) and coupons
+  (``ctx.coupon``: ``applies_to``, ``currency_options``, a deleted coupon's
+  terms) over the payload's, which never carry those includable fields;
+  coupons of collapsed discounts through ``ctx.discount``; the customer's own
+  discounts (``ctx.customer_discounts``) and, with Stripe Tax, the
+  subscription's invoices (``ctx.subscription_invoices``).
 - **Upgraded / Downgraded**: "after" is the snapshot, "before" is the
   snapshot with ``previous_attributes`` applied over it (nested objects
   merged, arrays such as ``items.data`` and ``discounts`` replaced; legacy

@@ -1,14 +1,26 @@
 """MRR of one subscription as a Stripe event shows it (before and after the change).
 
 The ``mrr`` trait's rule (``traits.mrr``, REFERENCE §A) applied to the one
-subscription of an event, at the event's ``created``: the snapshot's rows
-(``stripe.normalize.to_rows``) plus the prices and coupons its items and
-discounts reference. Embedded prices are used as they are; a tiered price
-whose tiers the payload omits (Stripe never renders tiers in events) comes
-from ``ctx.price``; coupons of collapsed discounts come from ``ctx.discount``
-and ``ctx.coupon``. Customer-level discounts are not considered (the event
-cannot see them). ``state_before`` rebuilds the subscription as it was before
-the event from ``previous_attributes``, so Upgraded/Downgraded can compare.
+subscription of an event, at the event's ``created``, on the data the trait
+reads. The snapshot's rows (``stripe.normalize.to_rows``) say the
+subscription's state (status, schedule, items, quantities, tax rates, its own
+discounts); the rest comes from the mirror through the context, because an
+event payload is never expanded:
+
+- prices: the mirror's row (with the includable ``tiers`` and
+  ``currency_options``, which the catalogue listing expands and an event
+  never carries), the payload's only for a price the mirror lacks;
+- coupons: the mirror's row (the includable ``applies_to`` and
+  ``currency_options``, a deleted coupon's terms), else the payload's;
+  discounts named by id take their coupon from ``ctx.discount``;
+- the customer's own discounts (``ctx.customer_discounts``), which the trait
+  applies to a subscription without a discount of its own;
+- with Stripe Tax, the subscription's invoices (``ctx.subscription_invoices``),
+  whose newest paid or open one gives the share that is not tax.
+
+``state_before`` rebuilds the subscription as it was before the event from
+``previous_attributes``, so Upgraded/Downgraded can compare; both states are
+priced through the same context.
 """
 
 from __future__ import annotations
@@ -80,17 +92,24 @@ def _unique(rows: list[dict]) -> dict[str, dict]:
     return out
 
 
-def subscription_figures(snapshot: dict, ctx: MappingContext, config: TraitsConfig, now: int) -> SubscriptionFigures:
-    """MRR (and plan, interval) of one subscription snapshot at ``now``, as the ``mrr`` trait computes it."""
-    rows = to_rows(snapshot, now)
-    sub_row = rows.parents["subscription"][0]
-    sub_id = sub_row["id"]
-    item_rows = rows.items.get(sub_id, [])
-    complete = True
+def _optional(ctx: MappingContext, name: str):
+    """An optional context method (``MappingContext`` documents which), None when the context lacks it."""
+    return getattr(ctx, name, None)
 
-    embedded_prices = _unique(rows.embedded.get("price", []))
+
+def _prices(item_rows: list[dict], embedded: dict[str, dict], ctx: MappingContext) -> tuple[dict, dict, bool]:
+    """The price rows the items use, as the trait reads them: the mirror's row, else the payload's.
+
+    The mirror holds a price as the catalogue listing returned it, with the
+    includable ``tiers`` and ``currency_options`` expanded (an event never
+    carries them, and embedded prices never overwrite a stored one), so the
+    ``mrr`` trait prices from that row; the payload's own row only stands in
+    for a price the mirror lacks. Returns (price rows by id, product names of
+    expanded products by price id, whether every item's price was known).
+    """
     prices: dict[str, dict] = {}
-    raw_products: dict[str, str] = {}
+    product_names: dict[str, str] = {}
+    complete = True
     for item in item_rows:
         price_id = item.get("price")
         if price_id is None:
@@ -98,22 +117,30 @@ def subscription_figures(snapshot: dict, ctx: MappingContext, config: TraitsConf
             continue
         if price_id in prices:
             continue
-        row = embedded_prices.get(price_id)
-        if row is None or (row.get("billing_scheme") == "tiered" and row.get("tiers") is None):
-            stored = ctx.price(price_id)
-            if stored is not None and (row is None or stored.get("tiers") is not None):
-                row = {**(row or {}), **stored}
+        row = embedded.get(price_id)
+        product = ((row or {}).get("raw") or {}).get("product")
+        if isinstance(product, dict) and product.get("name"):
+            product_names[price_id] = product["name"]
+        stored = ctx.price(price_id)
+        if stored is not None:
+            row = {**(row or {}), **stored}
         if row is None:
             complete = False
             continue
         prices[price_id] = row
-        product = (row.get("raw") or {}).get("product")
-        if isinstance(product, dict) and product.get("name"):
-            raw_products[price_id] = product["name"]
+    return prices, product_names, complete
 
-    discount_rows = []
-    resolve = getattr(ctx, "discount", None)
-    for d in rows.discounts.get(sub_id, []):
+
+def _discounts(rows, sub_row: dict, ctx: MappingContext) -> tuple[list[dict], bool]:
+    """The snapshot's discount rows (collapsed ones resolved from the mirror) and the customer's own.
+
+    Customer-level discounts are the mirror's (an event about a subscription
+    does not carry them); the trait applies them to a subscription without a
+    discount of its own in effect, so they are passed on for the same rule.
+    """
+    out, complete = [], True
+    resolve = _optional(ctx, "discount")
+    for d in rows.discounts.get(sub_row["id"], []):
         d = dict(d)
         if d.get("coupon") is None:
             stored = resolve(d["id"]) if resolve is not None else None
@@ -121,18 +148,71 @@ def subscription_figures(snapshot: dict, ctx: MappingContext, config: TraitsConf
                 complete = False
                 continue
             d.update(coupon=id_of(stored["coupon"]), start=stored.get("start"), end=stored.get("end"))
-        discount_rows.append(d)
-    coupons = _unique(rows.embedded.get("coupon", []))
+        out.append(d)
+    of_customer = _optional(ctx, "customer_discounts")
+    if of_customer is not None and sub_row.get("customer"):
+        own = {d["id"] for d in out}
+        out += [dict(d) for d in of_customer(sub_row["customer"]) or [] if d.get("id") not in own]
+    return out, complete
+
+
+def _coupons(discount_rows: list[dict], embedded: dict[str, dict], ctx: MappingContext,
+             subscription_id: str) -> tuple[dict, bool]:
+    """The coupon rows of the discounts: the mirror's row, else the payload's.
+
+    The mirror's row has what an embedded coupon lacks: the includable
+    ``applies_to`` and ``currency_options`` (the coupon listing expands them),
+    and the terms of a deleted coupon (kept from ``coupon.deleted``). A coupon
+    known nowhere leaves the figures incomplete when a discount of the
+    subscription uses it (one of the customer's discounts is simply skipped,
+    as the trait skips it).
+    """
+    coupons: dict[str, dict] = {}
+    complete = True
     for d in discount_rows:
-        if d["coupon"] not in coupons:
-            stored = ctx.coupon(d["coupon"])
-            if stored is None:
-                complete = False
-                continue
-            coupons[d["coupon"]] = stored
+        coupon_id = d.get("coupon")
+        if coupon_id is None or coupon_id in coupons:
+            continue
+        row = ctx.coupon(coupon_id)
+        if row is not None:
+            row = {**embedded.get(coupon_id, {}), **row}
+        else:
+            row = embedded.get(coupon_id)
+        if row is None:
+            complete = complete and d.get("subscription") != subscription_id
+            continue
+        coupons[coupon_id] = row
+    return coupons, complete
+
+
+def _tax_invoices(sub_row: dict, ctx: MappingContext) -> list[dict]:
+    """With Stripe Tax: the subscription's invoices from the mirror (the trait takes the newest one's share)."""
+    if not sub_row.get("automatic_tax_enabled"):
+        return []
+    invoices = _optional(ctx, "subscription_invoices")
+    return list(invoices(sub_row["id"]) or []) if invoices is not None else []
+
+
+def subscription_figures(snapshot: dict, ctx: MappingContext, config: TraitsConfig, now: int) -> SubscriptionFigures:
+    """MRR (and plan, interval) of one subscription snapshot at ``now``, as the ``mrr`` trait computes it.
+
+    The snapshot says the subscription's state; everything else the trait
+    reads comes from the mirror through ``ctx``, as the trait reads it (module doc).
+    """
+    rows = to_rows(snapshot, now)
+    sub_row = rows.parents["subscription"][0]
+    sub_id = sub_row["id"]
+    item_rows = rows.items.get(sub_id, [])
+    prices, raw_products, prices_known = _prices(item_rows, _unique(rows.embedded.get("price", [])), ctx)
+    discount_rows, discounts_known = _discounts(rows, sub_row, ctx)
+    coupons, coupons_known = _coupons(discount_rows, _unique(rows.embedded.get("coupon", [])), ctx, sub_id)
+    complete = prices_known and discounts_known and coupons_known
+    customers = [{"id": sub_row["customer"]}] if sub_row.get("customer") else []
 
     tables = _empty_tables()
     tables.update(
+        customers=_frame("customers", customers),
+        invoices=_frame("invoices", _tax_invoices(sub_row, ctx)),
         subscriptions=_frame("subscriptions", [sub_row]),
         subscription_items=_frame("subscription_items", item_rows),
         prices=_frame("prices", list(prices.values())),

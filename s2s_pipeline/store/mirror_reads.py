@@ -40,6 +40,28 @@ class MirrorReads:
                                 .where(r.c.charge == charge_id)).mappings().all()
         return [dict(row) for row in rows]
 
+    def customer_level_discounts(self, customer_id: str) -> list[dict]:
+        """The discounts applied to the customer itself (not to one subscription or item), oldest first.
+
+        Stripe applies them to every subscription of the customer that has no
+        discount of its own; ``stripe_discounts`` holds them with
+        ``subscription`` and ``subscription_item`` null.
+        """
+        d = schema.discounts
+        query = (select(d).where(d.c.customer == customer_id, d.c.subscription.is_(None),
+                                 d.c.subscription_item.is_(None)).order_by(d.c.start, d.c.id))
+        with self.engine.connect() as conn:
+            return [dict(row) for row in conn.execute(query).mappings()]
+
+    def invoices_of_subscription(self, subscription_id: str, statuses: Iterable[str]) -> list[dict]:
+        """The subscription's mirrored invoices with one of ``statuses``, oldest first, without ``raw``."""
+        inv = schema.invoices
+        columns = [c for c in inv.columns if c.name != "raw"]
+        query = (select(*columns).where(inv.c.subscription == subscription_id, inv.c.status.in_(list(statuses)))
+                 .order_by(inv.c.created, inv.c.id))
+        with self.engine.connect() as conn:
+            return [dict(row) for row in conn.execute(query).mappings()]
+
     def has_unpaid_invoice_for(self, customer: str, currency: str | None, amount, created_by: int) -> bool:
         """Whether the customer has an open or uncollectible invoice in ``currency`` created no later than
         ``created_by`` whose amount still due (or amount due) equals ``amount``."""

@@ -34,6 +34,8 @@ class FakeContext:
         self.refunds: dict[str, list[dict]] = {}
         self.charge_customers: dict[str, str] = {}
         self.charges: dict[str, dict] = {}
+        self.customer_level: dict[str, list[dict]] = {}
+        self.invoices: dict[str, list[dict]] = {}
 
     def price(self, price_id):
         return self.prices.get(price_id)
@@ -46,6 +48,12 @@ class FakeContext:
 
     def discount(self, discount_id):
         return self.discounts.get(discount_id)
+
+    def customer_discounts(self, customer_id):
+        return list(self.customer_level.get(customer_id, []))
+
+    def subscription_invoices(self, subscription_id):
+        return list(self.invoices.get(subscription_id, []))
 
     def stored_subscription_mrr(self, subscription_id):
         return self.stored.get(subscription_id)
