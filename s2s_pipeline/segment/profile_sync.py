@@ -6,6 +6,7 @@ Plain Python; the ``segment_profiles`` asset calls ``sync_profiles``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Collection
 
 import time
 
@@ -39,6 +40,8 @@ class ProfileSyncOutcome:
     identity_sources: dict[str, int] = field(default_factory=dict)
     profiles_lookups: int = 0
     changes: pd.DataFrame | None = None
+    #: "full" (every customer compared) or "changed" (the queued ones), set by ``sync_pending_profiles``.
+    scope: str = "full"
 
     def sample_markdown(self, limit: int = 10) -> str:
         """Which customers changed and which traits (names only: no values, no PII)."""
@@ -72,10 +75,16 @@ def _missing(value) -> bool:
 
 
 def sync_profiles(store: StateStore, settings: SegmentSettings, profiles, options: ProfileSyncOptions,
-                  now: int, *, progress: ProgressSink | None = None, run_id: str | None = None) -> ProfileSyncOutcome:
+                  now: int, *, progress: ProgressSink | None = None, run_id: str | None = None,
+                  customer_ids: Collection[str] | None = None) -> ProfileSyncOutcome:
     """Identify/group calls for the customers whose traits changed; ``run_id`` (the Dagster run) goes
-    into the delivery audit. Customers deleted in Stripe or forgotten are never sent."""
-    traits = store.traits.read()
+    into the delivery audit. Customers deleted in Stripe or forgotten are never sent.
+
+    ``customer_ids`` limits the pass to those customers (the ones the incremental trait refresh
+    recomputed): only their traits, identities and pushed state are read. None compares everyone.
+    """
+    subset = None if customer_ids is None else sorted(set(customer_ids))
+    traits = store.traits.read() if subset is None else store.trait_rows.read_customers(subset)
     if not traits.empty:
         traits = traits[~traits["stripe_customer_id"].isin(store.suppressed_customer_ids())]
     if traits.empty:
@@ -88,7 +97,7 @@ def sync_profiles(store: StateStore, settings: SegmentSettings, profiles, option
 
     identities = resolve_identities(
         traits[["stripe_customer_id", "email", "user_id"]],
-        store.identities.read_all(),
+        store.identities.read_all() if subset is None else store.identities.read_for(traits["stripe_customer_id"]),
         lookup=lookup if profiles is not None else None,
         now=now,
         recheck_after_seconds=options.recheck_after_seconds,
@@ -96,12 +105,14 @@ def sync_profiles(store: StateStore, settings: SegmentSettings, profiles, option
     )
     current = traits.drop(columns=["user_id"]).merge(
         identities[["stripe_customer_id", "user_id", "anonymous_id"]], on="stripe_customer_id", how="left")
-    pushed = store.pushed_traits.read_all()
+    pushed = (store.pushed_traits.read_all() if subset is None
+              else store.pushed_traits.read_for(traits["stripe_customer_id"]))
     # A row written only by a delivered group call has no acknowledged identify yet.
     identified = pushed[pushed["identify_pushed_at"].notna()] if not pushed.empty else pushed
     changes = diff_identify(current, identified, allow_list=options.allow_list)
     groups = diff_group(current, pushed)
-    last_change = store.mirror.customer_last_change()
+    last_change = (store.mirror.customer_last_change() if subset is None else store.mirror.last_change_of(
+        set(changes["stripe_customer_id"]) | set(groups["stripe_customer_id"])))
 
     identify_by_customer = _identify_messages(changes, options.routing, last_change, now)
     group_by_customer: dict[str, Message] = {}
@@ -158,3 +169,25 @@ def _record_delivered(store: StateStore, report: DeliveryReport, current: pd.Dat
                            "group_mrr": message.traits.get("mrr"), "group_message_id": message.message_id,
                            "group_pushed_at": now})
     store.pushed_traits.record(group_rows)
+
+
+def sync_pending_profiles(store: StateStore, settings: SegmentSettings, profiles, options: ProfileSyncOptions,
+                          now: int, *, progress: ProgressSink | None = None,
+                          run_id: str | None = None) -> ProfileSyncOutcome:
+    """The nightly profile pass: every customer after a full trait recompute (or when no refresh
+    said otherwise), else only the customers the trait refresh queued (``store.profile_queue``).
+
+    Queued customers are settled once the pass is done; a customer with a call Segment did not
+    acknowledge is queued again, so the next run re-sends it (same messageId). A dry run settles nothing.
+    """
+    scope = store.profile_queue.scope()
+    outcome = sync_profiles(store, settings, profiles, options, now, progress=progress, run_id=run_id,
+                            customer_ids=None if scope.full else scope.customer_ids)
+    if outcome.report.dry_run:
+        return outcome
+    failed = set(outcome.report.failed)
+    retry = {m.stripe_customer_id for m in outcome.report.attempted if m.message_id in failed} \
+        if failed else set()
+    store.profile_queue.settle(scope, retry)
+    outcome.scope = "full" if scope.full else "changed"
+    return outcome

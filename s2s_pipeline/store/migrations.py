@@ -32,7 +32,7 @@ from alembic.migration import MigrationContext
 from alembic.operations import Operations
 from sqlalchemy import Column, Connection, Engine, String, func, inspect, select
 
-from s2s_pipeline.store import privacy_schema  # noqa: F401 - registers its tables on schema.metadata
+from s2s_pipeline.store import changed_objects, privacy_schema, profile_queue  # noqa: F401 - register tables
 from s2s_pipeline.store import schema
 
 #: pg_advisory_xact_lock key of the state store's schema migration (any fixed 64-bit number).

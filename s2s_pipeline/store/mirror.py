@@ -9,6 +9,7 @@ from typing import Iterable, Protocol
 from sqlalchemy import Connection, Engine, and_, func, select, update
 
 from s2s_pipeline.store import schema
+from s2s_pipeline.store.changed_objects import ChangedObjects, touched_objects
 from s2s_pipeline.store.mirror_reads import MirrorReads
 from s2s_pipeline.store.statements import chunks, group_by_shape, insert_for, insert_ignoring_existing
 
@@ -62,6 +63,8 @@ class MirrorStore(MirrorReads):
     def __init__(self, engine: Engine) -> None:
         super().__init__(engine)
         self._dialect = engine.dialect.name
+        # Every write also records what it touched, for the incremental trait refresh.
+        self._changes = ChangedObjects(engine)
 
     # -- upserts ---------------------------------------------------------------
 
@@ -150,6 +153,7 @@ class MirrorStore(MirrorReads):
             with self.engine.begin() as own:
                 return self.apply(rows, own)
         stats = ApplyStats()
+        touched = touched_objects(rows, conn)
         for object_type in ("product", "price", "coupon"):
             if rows.embedded.get(object_type):
                 self._insert_missing(conn, object_type, rows.embedded[object_type])
@@ -172,6 +176,7 @@ class MirrorStore(MirrorReads):
             for chunk in chunks(fresh):
                 conn.execute(d.insert(), list(chunk))
             stats.applied["discount"] += len(standalone)
+        self._changes.record(touched, conn)
         return stats
 
     def mark_deleted(self, object_type: str, ids: Iterable[str], version_ts: int,
@@ -192,6 +197,7 @@ class MirrorStore(MirrorReads):
                 .values(deleted=True, version_ts=version_ts)
             )
             count += result.rowcount or 0
+        self._changes.record({object_type: set(ids)}, conn)
         return count
 
     def live_ids(self, object_type: str, created_gte: int | None, created_lt: int | None) -> set[str]:
@@ -252,6 +258,7 @@ class MirrorStore(MirrorReads):
         """Write complete snapshots fetched by id regardless of the embedded copies' versions."""
         table = schema.MIRROR_TABLES[object_type]
         with self.engine.begin() as conn:
+            self._changes.record({object_type: {row["id"] for row in rows}}, conn)
             for row in rows:
                 stmt = self._insert(table)
                 conn.execute(stmt.on_conflict_do_update(

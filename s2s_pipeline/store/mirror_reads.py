@@ -8,7 +8,7 @@ import pandas as pd
 from sqlalchemy import Engine, func, select, union_all
 
 from s2s_pipeline.store import schema
-from s2s_pipeline.store.frames import read_frames
+from s2s_pipeline.store.frames import read_customer_frames, read_frames
 from s2s_pipeline.store.statements import chunks
 
 #: Object type -> table, for single-row look-ups (the versioned tables plus the children of subscriptions).
@@ -24,6 +24,11 @@ class MirrorReads:
     def read_frames(self, columns: Mapping[str, tuple[str, ...]]) -> dict[str, pd.DataFrame]:
         """Per mirror frame name with columns wanted, its rows as a DataFrame (see ``store.frames``)."""
         return read_frames(self.engine, columns)
+
+    def read_customer_frames(self, columns: Mapping[str, tuple[str, ...]], customer_ids: Iterable[str]
+                             ) -> dict[str, pd.DataFrame]:
+        """Like ``read_frames``, only the rows of the given customers (and the whole catalogue)."""
+        return read_customer_frames(self.engine, columns, customer_ids)
 
     def object_row(self, object_type: str, object_id: str) -> dict | None:
         """The mirrored row of one object (``price``, ``discount``, ``charge`` ...), ``raw`` included."""
@@ -108,4 +113,21 @@ class MirrorReads:
             unioned.c.customer)
         with self.engine.connect() as conn:
             frame = pd.read_sql(query, conn)
+        return frame.set_index("customer")["last_change"]
+
+    def last_change_of(self, customer_ids: Iterable[str]) -> pd.Series:
+        """``customer_last_change`` for the given customers only (one query per chunk of ids)."""
+        ids = sorted(set(customer_ids))
+        out = []
+        with self.engine.connect() as conn:
+            for chunk in chunks(ids, 2000):
+                parts = [select(schema.customers.c.id.label("customer"), schema.customers.c.version_ts)
+                         .where(schema.customers.c.id.in_(chunk))]
+                for table in (schema.subscriptions, schema.invoices, schema.charges):
+                    parts.append(select(table.c.customer, table.c.version_ts).where(table.c.customer.in_(chunk)))
+                unioned = union_all(*parts).subquery()
+                query = select(unioned.c.customer, func.max(unioned.c.version_ts).label("last_change")).group_by(
+                    unioned.c.customer)
+                out.extend(conn.execute(query).all())
+        frame = pd.DataFrame(out, columns=["customer", "last_change"])
         return frame.set_index("customer")["last_change"]

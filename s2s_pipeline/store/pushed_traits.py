@@ -23,6 +23,17 @@ class PushedTraits:
         with self.engine.connect() as conn:
             return pd.read_sql(select(schema.pushed_traits), conn)
 
+    def read_for(self, customer_ids: Iterable[str]) -> pd.DataFrame:
+        """The acknowledged values of the given customers (absent ones have none yet)."""
+        ids = sorted(set(customer_ids))
+        p = schema.pushed_traits
+        with self.engine.connect() as conn:
+            parts = [pd.read_sql(select(p).where(p.c.stripe_customer_id.in_(list(chunk))), conn)
+                     for chunk in chunks(ids, 2000)]
+            if not parts:
+                return pd.read_sql(select(p).where(p.c.stripe_customer_id.is_(None)), conn)
+        return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+
     def record(self, rows: list[dict]) -> None:
         """Upsert acknowledged values; each row updates only the columns it carries."""
         if not rows:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
+from s2s_pipeline.store.changed_objects import ChangedObjects
 from s2s_pipeline.store.cursors import SyncCursors
 from s2s_pipeline.store.customer_records import CustomerRecords
 from s2s_pipeline.store.db import make_engine
@@ -21,9 +22,11 @@ from s2s_pipeline.store.delivery_audit import DeliveryAudit
 from s2s_pipeline.store.identities import IdentityMap
 from s2s_pipeline.store.ledger import EventLedger
 from s2s_pipeline.store.mirror import ApplyStats, MirrorRows, MirrorStore
+from s2s_pipeline.store.profile_queue import ProfileQueue
 from s2s_pipeline.store.pushed_traits import PushedTraits
 from s2s_pipeline.store.regulations import Regulations
 from s2s_pipeline.store.track_state import SentTrackCalls
+from s2s_pipeline.store.traits_rows import TraitRows
 from s2s_pipeline.store.traits_table import TraitsTable
 from s2s_pipeline.store.webhook_inbox import WebhookInbox
 
@@ -44,6 +47,11 @@ class StateStore:
         self.delivery_audit = DeliveryAudit(engine)
         self.customer_records = CustomerRecords(engine)
         self.inbox = WebhookInbox(engine)
+        # The incremental nightly path: what changed in the mirror, trait rows by customer,
+        # customers whose new traits Segment has still to acknowledge.
+        self.changed_objects = ChangedObjects(engine)
+        self.trait_rows = TraitRows(engine)
+        self.profile_queue = ProfileQueue(engine)
 
     @classmethod
     def from_url(cls, url: str | None = None) -> "StateStore":

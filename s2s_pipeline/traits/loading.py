@@ -25,7 +25,19 @@ def load_mirror_frames(mirror: MirrorReads, columns: Mapping[str, tuple[str, ...
       what makes the trait computation fast) unless ``fast_dtypes`` is False.
     """
     wanted = TRAIT_INPUT_COLUMNS if columns is None else columns
-    read = mirror.read_frames(wanted)
+    return _as_mirror_frames(mirror.read_frames(wanted), wanted, fast_dtypes)
+
+
+def load_customer_frames(mirror: MirrorReads, customer_ids, columns: Mapping[str, tuple[str, ...]] | None = None,
+                         fast_dtypes: bool = True) -> MirrorFrames:
+    """``load_mirror_frames`` for some customers only: their rows and the whole catalogue
+    (``store.frames.read_customer_frames``); the traits computed from it are those customers' traits."""
+    wanted = TRAIT_INPUT_COLUMNS if columns is None else columns
+    return _as_mirror_frames(mirror.read_customer_frames(wanted, customer_ids), wanted, fast_dtypes)
+
+
+def _as_mirror_frames(read: dict[str, pd.DataFrame], wanted: Mapping[str, tuple[str, ...]],
+                      fast_dtypes: bool) -> MirrorFrames:
     tables: dict[str, pd.DataFrame] = {}
     for name in MirrorFrames.__dataclass_fields__:
         cols = tuple(wanted.get(name, ()))

@@ -9,7 +9,7 @@ from s2s_pipeline.defs.resources import StateStoreResource
 from s2s_pipeline.defs.segment.catalog import CODE_VERSION, OWNERS, tags
 from s2s_pipeline.defs.segment.resources import SEGMENT_POOL, SegmentResource
 from s2s_pipeline.defs.traits.assets import customer_traits
-from s2s_pipeline.segment.profile_sync import sync_profiles
+from s2s_pipeline.segment.profile_sync import sync_pending_profiles
 
 
 @asset(group_name="segment", deps=[customer_traits], pool=SEGMENT_POOL, kinds={"segment"}, owners=OWNERS,
@@ -25,11 +25,13 @@ def segment_profiles(context: AssetExecutionContext, state_store: StateStoreReso
     is committed.
     """
     settings = segment.settings()
-    outcome = sync_profiles(state_store.store(), settings, segment.profiles(), segment.options(),
+    outcome = sync_pending_profiles(state_store.store(), settings, segment.profiles(), segment.options(),
                             now=int(time.time()), progress=context.log.info, run_id=context.run_id)
     metadata = {
         "customers": outcome.customers,
         "customers_changed": outcome.customers_changed,
+        # "changed": only the customers the trait refresh recomputed were compared; "full": everyone.
+        "diff_scope": outcome.scope,
         "skipped_unchanged": outcome.customers - outcome.customers_changed,
         "identify_sent": outcome.report.count("identify"),
         "group_sent": outcome.report.count("group"),

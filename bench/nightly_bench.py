@@ -1,0 +1,403 @@
+"""The nightly path end to end: apply Stripe changes, recompute traits, diff, deliver to a local Segment sink.
+
+    python bench/nightly_bench.py --customers N --changed FRACTION [--postgres URL] [--full] [--seed S]
+
+1. **The state store** (built once, then cached; not timed): N synthetic
+   customers' mirror (bench/synth_mirror.py: ~10 charges, 1.2 subscriptions
+   each), their full trait table, the pushed state Segment acknowledged after
+   a first full sync through the real ``segment_profiles`` path (to a local
+   sink), and the change feed's cursor. Cached under ``--cache-dir`` (default
+   ``$S2S_BENCH_CACHE`` or ``/tmp/s2s_bench_cache``) keyed by N, seed and
+   the cache version: a SQLite file copied per run, or with ``--postgres`` a
+   database used as the template of a scratch database per run.
+2. **The change set**: FRACTION of the customers get one Stripe change each
+   (new succeeded charge 35%, subscription seats changed 30%, customer email
+   changed 20%, a failed invoice 15%), emitted as events by the Stripe
+   stand-in (``devtools/s2s_devtools/fakes/stripe``) in a child process,
+   which enforces Stripe's live-mode limit of 100 requests/s; the client
+   paces itself at the same limit (``StripeSettings.rate_limit``).
+3. **Timed steps**: ``apply`` (``extract.change_feed.sync_changes``:
+   listing the events, re-fetching what the events cannot tell, committing),
+   ``traits`` (``traits.refresh.refresh_customer_traits``: incremental, or
+   full with ``--full``), ``diff`` and ``delivery``
+   (``segment.profile_sync.sync_pending_profiles``, delivery being its
+   ``deliver`` call, to the Segment sink in a child process).
+
+Prints one JSON line: ``seconds`` (the four steps), ``peak_rss_mb`` (this
+process, the cache build included when it ran in this process: pass
+``--build-only`` first to measure runs alone), ``customers_changed``,
+``messages_sent``, ``seconds_<step>``, Stripe requests and more.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from _common import machine, peak_rss_mb  # noqa: E402  (sets the import path)
+
+import numpy as np  # noqa: E402
+from sqlalchemy import create_engine, text  # noqa: E402
+
+from bench.synth_mirror import NOW, synth_mirror  # noqa: E402
+from bench.traits_asset_bench import fill  # noqa: E402
+from s2s_devtools.fakes.segment_sink import SegmentSink  # noqa: E402
+from s2s_devtools.fakes.stripe import StripeStandIn  # noqa: E402
+from s2s_pipeline.extract.change_feed import EVENTS_CURSOR, sync_changes  # noqa: E402
+from s2s_pipeline.segment import profile_sync  # noqa: E402
+from s2s_pipeline.segment.delivery import SegmentSettings  # noqa: E402
+from s2s_pipeline.segment.profile_sync import ProfileSyncOptions, sync_pending_profiles  # noqa: E402
+from s2s_pipeline.store.db import normalize_url  # noqa: E402
+from s2s_pipeline.store.state_store import StateStore  # noqa: E402
+from s2s_pipeline.stripe.client import StripeReader  # noqa: E402
+from s2s_pipeline.stripe.settings import LIVE_MODE_LIMIT, StripeSettings  # noqa: E402
+from s2s_pipeline.traits.config import TraitsConfig  # noqa: E402
+from s2s_pipeline.traits.frames import TABLE_COLUMNS  # noqa: E402
+from s2s_pipeline.traits.refresh import refresh_customer_traits  # noqa: E402
+
+#: Bump when the cached store's content changes (synthetic data, schema, the first sync).
+CACHE_VERSION = 1
+WRITE_KEY = "bench_write_key"
+DAY = 86_400
+#: The nightly run happens a day after the cached store's last run.
+NIGHT = NOW + DAY
+
+
+# -- child processes: the Segment sink and the Stripe stand-in ------------------------------------
+
+def _serve_sink(ready, stop, counts) -> None:
+    with SegmentSink(write_key=WRITE_KEY) as sink:
+        ready.put(sink.base_url)
+        stop.wait()
+        counts.put(len(sink.accepted))
+
+
+def _serve_stripe(events: list[dict], objects: list[dict], now: int, limit: float, ready, stop) -> None:
+    with StripeStandIn(now=now) as standin:
+        standin.load(objects, copy=False)
+        standin.load_events(events, copy=False)
+        # A 10% server-side margin so timer jitter is not mistaken for overshoot (as bench/extract_bench.py).
+        standin.rate_limit_per_second = limit * 1.1
+        ready.put(standin.base_url)
+        stop.wait()
+
+
+class Child:
+    """A server in a spawned process (it does not compete with the measured process for the GIL)."""
+
+    def __init__(self, target, *args) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.ready, self.stop, self.counts = ctx.Queue(), ctx.Event(), ctx.Queue()
+        extra = (self.counts,) if target is _serve_sink else ()
+        self.process = ctx.Process(target=target, args=(*args, self.ready, self.stop, *extra), daemon=True)
+
+    def __enter__(self) -> str:
+        self.process.start()
+        return self.ready.get(timeout=600)
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.process.join(timeout=30)
+
+
+# -- the cached state store -------------------------------------------------------------------
+
+def _build(url: str, customers: int, seed: int) -> None:
+    """Mirror, full traits, a first full Segment sync and the change feed's cursor, into an empty store."""
+    store = StateStore.from_url(url)
+    frames, now = synth_mirror(customers, seed=seed, all_columns=True)
+    fill(store.engine, frames)
+    del frames
+    store.cursors.set(EVENTS_CURSOR, {"created": now, "baseline": now, "baseline_ids": [], "last_full_sync": now,
+                                      "updated_at": now})
+    refresh_customer_traits(store, TraitsConfig(), now)
+    with Child(_serve_sink) as host:
+        outcome = sync_pending_profiles(store, SegmentSettings(write_key=WRITE_KEY, host=host, upload_size=500),
+                                        None, ProfileSyncOptions(), now)
+    assert not outcome.report.failed, outcome.report.failed
+    store.dispose()
+
+
+def _key(customers: int, seed: int) -> str:
+    return f"nightly_v{CACHE_VERSION}_n{customers}_s{seed}"
+
+
+def sqlite_store(cache_dir: Path, customers: int, seed: int, workdir: str) -> tuple[str, bool]:
+    """A fresh copy of the cached SQLite store (built first if missing), and whether it was built now."""
+    cached = cache_dir / f"{_key(customers, seed)}.db"
+    built = False
+    if not cached.exists():
+        partial = cached.with_suffix(".building")
+        partial.unlink(missing_ok=True)
+        _build(f"sqlite:///{partial}", customers, seed)
+        partial.rename(cached)
+        built = True
+    copy = Path(workdir) / "state.db"
+    shutil.copyfile(cached, copy)
+    return f"sqlite:///{copy}", built
+
+
+class PostgresStore:
+    """A scratch database cloned from the cached one (``CREATE DATABASE ... TEMPLATE``), dropped afterwards."""
+
+    def __init__(self, admin_url: str, customers: int, seed: int) -> None:
+        self.admin_url = normalize_url(admin_url)
+        self.cache = f"s2s_{_key(customers, seed)}"
+        self.name = f"s2s_nightly_{uuid.uuid4().hex[:8]}"
+        self.customers, self.seed = customers, seed
+        self.built = False
+
+    def _url(self, name: str) -> str:
+        return self.admin_url.rsplit("/", 1)[0] + f"/{name}"
+
+    def __enter__(self) -> str:
+        admin = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": self.cache}).first():
+                building = self.cache + "_building"
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{building}" WITH (FORCE)'))
+                conn.execute(text(f'CREATE DATABASE "{building}"'))
+                _build(self._url(building), self.customers, self.seed)
+                conn.execute(text(f'ALTER DATABASE "{building}" RENAME TO "{self.cache}"'))
+                self.built = True
+            conn.execute(text(f'CREATE DATABASE "{self.name}" TEMPLATE "{self.cache}"'))
+        admin.dispose()
+        return self._url(self.name)
+
+    def __exit__(self, *exc) -> None:
+        admin = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+# -- the change set ---------------------------------------------------------------------------
+
+def _none(value):
+    return None if value is None or value is np.nan or (isinstance(value, float) and value != value) \
+        or str(value) in ("<NA>", "nan") else value
+
+
+def _int(value):
+    value = _none(value)
+    return None if value is None else int(value)
+
+
+def _price_object(row) -> dict:
+    tiers = row.get("tiers")
+    if isinstance(tiers, str):
+        tiers = json.loads(tiers)
+    return {
+        "id": row["id"], "object": "price", "product": row["product"], "currency": row["currency"],
+        "nickname": _none(row["nickname"]), "active": True, "type": "recurring",
+        "billing_scheme": row["billing_scheme"], "unit_amount": _int(row["unit_amount"]),
+        "unit_amount_decimal": _none(row["unit_amount_decimal"]), "tiers_mode": _none(row["tiers_mode"]),
+        "tiers": tiers,
+        "recurring": {"interval": row["recurring_interval"], "interval_count": _int(row["recurring_interval_count"]),
+                      "usage_type": row["recurring_usage_type"]},
+        "transform_quantity": ({"divide_by": _int(row["transform_divide_by"]), "round": row["transform_round"]}
+                               if _none(row["transform_divide_by"]) else None),
+        "created": _int(row["created"]),
+    }
+
+
+def change_set(store: StateStore, customers: int, fraction: float, seed: int) -> tuple[list[dict], list[dict], int]:
+    """Stripe events changing ``fraction`` of the customers (one change each), the objects the stand-in
+    must also hold (subscriptions it may be asked to re-fetch), and how many customers were changed."""
+    rng = np.random.default_rng(seed + 1)
+    k = int(round(customers * fraction))
+    chosen = sorted(f"cus_{i:010d}" for i in rng.choice(customers, size=k, replace=False))
+    frames = store.mirror.read_customer_frames(
+        {name: cols for name, cols in TABLE_COLUMNS.items() if name not in ("refunds", "disputes", "invoices",
+                                                                             "charges")}, chosen)
+    prices = {row["id"]: _price_object(row) for row in frames["prices"].to_dict("records")}
+    coupons = {row["id"]: row for row in frames["coupons"].to_dict("records")}
+    subs = frames["subscriptions"].groupby("customer")
+    items = frames["subscription_items"].groupby("subscription")
+    discounts = frames["discounts"].groupby("subscription")
+    customers_by_id = {row["id"]: row for row in frames["customers"].to_dict("records")}
+    kinds = rng.choice(4, size=k, p=[0.35, 0.30, 0.20, 0.15])
+    events, objects = [], []
+    seq = 0
+    for customer_id, kind in zip(chosen, kinds):
+        seq += 1
+        when = NOW + 60 + seq * (DAY - 3600) // (k + 1)  # spread over the day, before the run
+        customer = customers_by_id[customer_id]
+        currency = _none(customer["currency"]) or "usd"
+        sub_rows = subs.get_group(customer_id) if customer_id in subs.groups else None
+        if kind == 1 and sub_rows is not None:
+            sub = sub_rows.iloc[0]
+            sub_items = items.get_group(sub["id"]).to_dict("records") if sub["id"] in items.groups else []
+            if not sub_items:
+                kind = 0
+            else:
+                sub_discounts = (discounts.get_group(sub["id"]).to_dict("records")
+                                 if sub["id"] in discounts.groups else [])
+
+                def discount_object(d):
+                    coupon = coupons.get(d["coupon"]) or {}
+                    return {"id": d["id"], "object": "discount", "customer": customer_id,
+                            "start": _int(d["start"]), "end": _int(d["end"]),
+                            "source": {"type": "coupon", "coupon": {
+                                "id": d["coupon"], "object": "coupon", "percent_off": _none(coupon.get("percent_off")),
+                                "amount_off": _int(coupon.get("amount_off")), "currency": _none(coupon.get("currency")),
+                                "duration": coupon.get("duration"),
+                                "duration_in_months": _int(coupon.get("duration_in_months")), "valid": True}}}
+
+                obj = {
+                    "id": sub["id"], "object": "subscription", "customer": customer_id, "status": sub["status"],
+                    "currency": sub["currency"], "created": _int(sub["created"]),
+                    "start_date": _int(sub["start_date"]), "cancel_at_period_end": bool(sub["cancel_at_period_end"]),
+                    "cancel_at": _int(sub["cancel_at"]), "canceled_at": _int(sub["canceled_at"]),
+                    "ended_at": _int(sub["ended_at"]), "trial_start": _int(sub["trial_start"]),
+                    "trial_end": _int(sub["trial_end"]),
+                    "pause_collection": ({"behavior": sub["pause_collection_behavior"]}
+                                         if _none(sub["pause_collection_behavior"]) else None),
+                    "discounts": [discount_object(d) for d in sub_discounts if _none(d["subscription_item"]) is None],
+                    "items": {"object": "list", "data": [{
+                        "id": it["id"], "object": "subscription_item", "price": prices[it["price"]],
+                        "quantity": (_int(it["quantity"]) or 0) + (1 if n == 0 else 0),
+                        "current_period_start": _int(it["current_period_start"]),
+                        "current_period_end": _int(it["current_period_end"]), "created": _int(it["created"]),
+                        "discounts": [discount_object(d) for d in sub_discounts
+                                      if _none(d["subscription_item"]) == it["id"]],
+                    } for n, it in enumerate(sub_items)]},
+                }
+                objects.append(obj)
+                events.append(_event("customer.subscription.updated", obj, when, seq))
+                continue
+        if kind == 2:
+            obj = {"id": customer_id, "object": "customer", "email": f"changed{seq}@example.org",
+                   "name": _none(customer["name"]), "currency": _none(customer["currency"]),
+                   "created": _int(customer["created"]), "metadata": customer["metadata"] if isinstance(customer["metadata"], dict) else {},
+                   "discount": None}
+            events.append(_event("customer.updated", obj, when, seq))
+        elif kind == 3 and sub_rows is not None:
+            sub = sub_rows.iloc[0]
+            amount = int(rng.integers(500, 50_000))
+            obj = {"id": f"in_n{seq:010d}", "object": "invoice", "customer": customer_id, "status": "open",
+                   "currency": sub["currency"], "amount_due": amount, "amount_paid": 0, "amount_remaining": amount,
+                   "total": amount, "subtotal": amount, "attempt_count": 1, "attempted": True,
+                   "billing_reason": "subscription_cycle", "collection_method": "charge_automatically",
+                   "parent": {"subscription_details": {"subscription": sub["id"]}}, "created": when}
+            events.append(_event("invoice.payment_failed", obj, when, seq))
+        else:
+            amount = int(rng.integers(500, 50_000))
+            obj = {"id": f"ch_n{seq:010d}", "object": "charge", "customer": customer_id, "status": "succeeded",
+                   "currency": currency, "amount": amount, "amount_captured": amount, "amount_refunded": 0,
+                   "captured": True, "paid": True, "refunded": False, "disputed": False,
+                   "payment_method_details": {"type": "card", "card": {"brand": "visa"}}, "created": when}
+            events.append(_event("charge.succeeded", obj, when, seq))
+    return events, objects, k
+
+
+def _event(kind: str, obj: dict, when: int, seq: int) -> dict:
+    return {"id": f"evt_n{when:012d}{seq:08d}", "object": "event", "api_version": "2026-10-28.endive",
+            "created": when, "data": {"object": obj}, "livemode": False, "pending_webhooks": 0,
+            "request": {"id": None, "idempotency_key": None}, "type": kind}
+
+
+# -- the run ----------------------------------------------------------------------------------
+
+def run(url: str, args) -> dict:
+    store = StateStore.from_url(url)
+    events, objects, changed = change_set(store, args.customers, args.changed, args.seed)
+    timings: dict[str, float] = {}
+    real_deliver = profile_sync.deliver
+
+    def timed_deliver(*a, **kw):
+        t = time.perf_counter()
+        try:
+            return real_deliver(*a, **kw)
+        finally:
+            timings["delivery"] = time.perf_counter() - t
+
+    profile_sync.deliver = timed_deliver
+    try:
+        with Child(_serve_stripe, events, objects, NIGHT, LIVE_MODE_LIMIT) as stripe_base, \
+                Child(_serve_sink) as sink_host:
+            reader = StripeReader(StripeSettings(api_key="sk_test_bench", api_base=stripe_base,
+                                                 rate_limit=LIVE_MODE_LIMIT))
+            t0 = time.perf_counter()
+            synced = sync_changes(reader, store, clock=lambda: NIGHT)
+            t1 = time.perf_counter()
+            refresh = refresh_customer_traits(store, TraitsConfig(), NIGHT, full=args.full)
+            t2 = time.perf_counter()
+            outcome = sync_pending_profiles(store, SegmentSettings(write_key=WRITE_KEY, host=sink_host),
+                                            None, ProfileSyncOptions(), NIGHT)
+            t3 = time.perf_counter()
+    finally:
+        profile_sync.deliver = real_deliver
+    store.dispose()
+    delivery = timings.get("delivery", 0.0)
+    return {
+        "seconds": round(t3 - t0, 3),
+        "peak_rss_mb": peak_rss_mb(),
+        "customers": args.customers,
+        "changed": args.changed,
+        "customers_changed": changed,
+        "messages_sent": len(outcome.report.delivered),
+        "messages_failed": len(outcome.report.failed),
+        "seconds_apply": round(t1 - t0, 3),
+        "seconds_traits": round(t2 - t1, 3),
+        "seconds_diff": round(t3 - t2 - delivery, 3),
+        "seconds_delivery": round(delivery, 3),
+        "traits_mode": refresh.mode,
+        "customers_recomputed": refresh.customers_recomputed,
+        "seconds_traits_read": round(refresh.seconds_read_mirror, 3),
+        "seconds_traits_compute": round(refresh.seconds_compute, 3),
+        "seconds_traits_store": round(refresh.seconds_store, 3),
+        "customers_identified": outcome.customers_changed,
+        "diff_scope": outcome.scope,
+        "events": len(events),
+        "events_applied": synced.events_applied,
+        "stripe_requests": synced.requests,
+        "stripe_429s": synced.rate_limited,
+        "stripe_requests_per_changed_customer": round(synced.requests / changed, 4) if changed else None,
+        "rate_limit": LIVE_MODE_LIMIT,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=10_000)
+    parser.add_argument("--changed", type=float, default=0.01, help="fraction of customers changed")
+    parser.add_argument("--postgres", help="admin URL of a Postgres server (cache and scratch databases)")
+    parser.add_argument("--full", action="store_true", help="time a full recompute (and full diff) instead")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cache-dir", default=os.environ.get("S2S_BENCH_CACHE", "/tmp/s2s_bench_cache"))
+    parser.add_argument("--build-only", action="store_true", help="build the cached store and exit")
+    args = parser.parse_args(argv)
+    if not 0 < args.changed <= 1:
+        parser.error("--changed must be a fraction in (0, 1]")
+    cache_dir = Path(args.cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    if args.postgres:
+        scratch = PostgresStore(args.postgres, args.customers, args.seed)
+        with scratch as url:
+            if args.build_only:
+                result = {"built": scratch.built}
+            else:
+                result = {"benchmark": "nightly", "store": "postgres", **run(url, args), "cache_built": scratch.built}
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            url, built = sqlite_store(cache_dir, args.customers, args.seed, tmp)
+            result = {"built": built} if args.build_only else \
+                {"benchmark": "nightly", "store": "sqlite", **run(url, args), "cache_built": built}
+    result.update(wall_seconds=round(time.perf_counter() - started, 1), **machine())
+    if args.build_only:
+        result.update(seconds=result["wall_seconds"], peak_rss_mb=peak_rss_mb())
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,72 @@
+"""Customer-level reads and writes of the ``customer_traits`` table, for the incremental refresh.
+
+``traits_table.TraitsTable`` replaces the whole table (a full recompute);
+this module replaces the rows of some customers and reads them back, in one
+transaction each, so the diff can read only the customers that changed.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import pandas as pd
+from sqlalchemy import Engine, bindparam, inspect, text
+
+from s2s_pipeline.store.statements import chunks
+from s2s_pipeline.store.traits_table import TABLE, _storable, postgres_copy
+
+_ID_CHUNK = 2000
+
+
+class TraitRows:
+    """Rows of the ``customer_traits`` table by customer."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def exists(self) -> bool:
+        """Whether a trait table has been computed at all."""
+        return inspect(self.engine).has_table(TABLE)
+
+    def replace_customers(self, traits: pd.DataFrame, customer_ids: Iterable[str]) -> None:
+        """Replace the rows of ``customer_ids`` with ``traits`` (a customer of the ids without a row in
+        ``traits``, e.g. deleted in Stripe, loses its row), in one transaction.
+
+        The table must exist (a full ``TraitsTable.write`` creates it) with the columns of ``traits``.
+        """
+        ids = sorted({str(i) for i in customer_ids} | set(traits["stripe_customer_id"].astype(str)))
+        frame = _storable(traits)
+        method = postgres_copy if self.engine.dialect.name == "postgresql" else None
+        with self.engine.begin() as conn:
+            for chunk in chunks(ids, _ID_CHUNK):
+                conn.execute(text(f"DELETE FROM {TABLE} WHERE stripe_customer_id IN :ids")
+                             .bindparams(_expanding("ids")), {"ids": list(chunk)})
+            if len(frame):
+                frame.to_sql(TABLE, conn, index=False, if_exists="append", chunksize=20_000, method=method)
+
+    def read_customers(self, customer_ids: Iterable[str]) -> pd.DataFrame:
+        """The stored traits of the given customers (absent ones have no row); empty if never computed."""
+        if not self.exists():
+            return pd.DataFrame()
+        ids = sorted({str(i) for i in customer_ids})
+        parts = []
+        with self.engine.connect() as conn:
+            for chunk in chunks(ids, _ID_CHUNK):
+                parts.append(pd.read_sql(text(f"SELECT * FROM {TABLE} WHERE stripe_customer_id IN :ids")
+                                         .bindparams(_expanding("ids")), conn, params={"ids": list(chunk)}))
+            if not parts:
+                return pd.read_sql(text(f"SELECT * FROM {TABLE} WHERE 1 = 0"), conn)
+        return pd.concat(parts, ignore_index=True)
+
+    def row_counts(self) -> tuple[int, int]:
+        """(rows, distinct customers) of the table: the ``one_row_per_customer`` check without reading it."""
+        if not self.exists():
+            return 0, 0
+        with self.engine.connect() as conn:
+            rows, distinct = conn.execute(
+                text(f"SELECT COUNT(*), COUNT(DISTINCT stripe_customer_id) FROM {TABLE}")).one()
+        return int(rows), int(distinct)
+
+
+def _expanding(name: str):
+    return bindparam(name, expanding=True)

@@ -1,0 +1,69 @@
+"""Smoke test of bench/nightly_bench.py at a tiny size: it runs, and its JSON line says what the contract says.
+
+Not a timed test: the figures are benchmarks (docs/performance.md); this only
+checks the bench still drives the real nightly path end to end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from s2s_pipeline_tests.conftest import REPO
+
+BENCH = REPO / "bench" / "nightly_bench.py"
+
+
+def _run(tmp_path, *extra: str) -> dict:
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'devtools'}"}
+    done = subprocess.run([sys.executable, str(BENCH), "--customers", "300", "--changed", "0.05",
+                           "--cache-dir", str(tmp_path / "cache"), *extra],
+                          capture_output=True, text=True, timeout=300, env=env, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _drop_database(admin_url: str, name: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    from s2s_pipeline.store.db import normalize_url
+
+    engine = create_engine(normalize_url(admin_url), isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_nightly_bench_runs_the_incremental_path_and_the_full_one(tmp_path, store, request):
+    extra = ()
+    if store == "postgres":
+        from s2s_pipeline_tests.conftest import _pg_admin_url
+
+        admin = _pg_admin_url()
+        if admin is None:
+            pytest.skip("Postgres tests need S2S_TEST_DATABASE_URL (CI sets it)")
+        seed = str(os.getpid())
+        extra = ("--postgres", admin, "--seed", seed)  # a cache database of its own, dropped afterwards
+        request.addfinalizer(lambda: _drop_database(admin, f"s2s_nightly_v1_n300_s{seed}"))
+    incremental = _run(tmp_path, *extra)
+    assert incremental["cache_built"] is True
+    for key in ("seconds", "peak_rss_mb", "customers_changed", "messages_sent", "seconds_apply",
+                "seconds_traits", "seconds_diff", "seconds_delivery"):
+        assert key in incremental
+    assert incremental["customers_changed"] == 15
+    assert incremental["events_applied"] == 15
+    assert incremental["traits_mode"] == "incremental" and incremental["diff_scope"] == "changed"
+    assert 15 <= incremental["customers_recomputed"] < 300
+    assert 0 < incremental["messages_sent"] and incremental["messages_failed"] == 0
+    assert incremental["stripe_429s"] == 0
+
+    full = _run(tmp_path, *extra, "--full")
+    assert full["cache_built"] is False  # the cached store is reused
+    assert (full["traits_mode"], full["customers_recomputed"], full["diff_scope"]) == ("full", 300, "full")
+    # The same changes reach Segment whether 15 customers or all 300 were recomputed.
+    assert full["messages_sent"] == incremental["messages_sent"]
