@@ -155,7 +155,8 @@ def apply_events(store: StateStore, events: list[dict], cursor: dict, now: int, 
         detail = None
         if snapshot is not None:
             malformed: list[str] = []
-            rows = rows_for([snapshot], int(event["created"]), malformed)
+            # rendered at the event's API version, which may predate the pinned one
+            rows = rows_for([snapshot], int(event["created"]), malformed, event.get("api_version"))
             if malformed:
                 detail = f"not mirrored: {malformed[0]}"
                 result.malformed.append(f"event {event['id']}: {malformed[0]}")

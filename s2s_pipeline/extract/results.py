@@ -78,12 +78,16 @@ class SyncResult:
             )
 
 
-def rows_for(objects: Iterable[dict], version_ts: int, malformed: list[str]) -> Rows:
-    """Mirror rows for Stripe objects; an object that cannot be parsed is added to ``malformed`` instead."""
+def rows_for(objects: Iterable[dict], version_ts: int, malformed: list[str],
+             api_version: str | None = None) -> Rows:
+    """Mirror rows for Stripe objects; an object that cannot be parsed is added to ``malformed`` instead.
+
+    ``api_version``: the version event snapshots were rendered at (None: the pinned version).
+    """
     rows = Rows()
     for obj in objects:
         try:
-            rows.extend(to_rows(obj, version_ts))
+            rows.extend(to_rows(obj, version_ts, api_version))
         except MalformedStripeObject as exc:
             malformed.append(str(exc))
     return rows

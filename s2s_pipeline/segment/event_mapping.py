@@ -193,6 +193,7 @@ from s2s_pipeline.segment.event_mrr import (
 )
 from s2s_pipeline.segment.mapping_context import MappingContext
 from s2s_pipeline.segment.messages import message_id
+from s2s_pipeline.stripe.api_versions import releases_counted_as_refunds
 from s2s_pipeline.traits.config import TraitsConfig
 from s2s_pipeline.traits.money import to_major
 
@@ -202,10 +203,6 @@ _DEAD_REFUND_STATUSES = frozenset({"failed", "canceled"})
 #: Refund reason Stripe itself sets when an uncaptured authorization expires (Refund.reason).
 EXPIRED_UNCAPTURED = "expired_uncaptured_charge"
 
-#: From this API version on, partial captures and cancellations create no Refund
-#: (Stripe changelog 2025-03-31.basil, "Partially capturing or cancelling payments no
-#: longer creates a Refund"); events rendered before it may carry such refunds.
-RELEASES_STOPPED_CREATING_REFUNDS = "2025-03-31"
 
 
 @dataclass(frozen=True)
@@ -408,9 +405,11 @@ def _charge_of(refund: dict, ctx: MappingContext) -> dict | None:
 
 
 def _before_basil(event: dict) -> bool:
-    """The event was rendered at an API version that still turned releases into Refund objects."""
-    version = str(event.get("api_version") or "")
-    return bool(version) and version[:10] < RELEASES_STOPPED_CREATING_REFUNDS
+    """The event was rendered at an API version that still turned releases into Refund objects.
+
+    The same predicate decides how the mirror reads the charge's ``amount_refunded`` (traits).
+    """
+    return releases_counted_as_refunds(event.get("api_version"))
 
 
 def released_authorization(event: dict, refund: dict, charge: dict | None, refunds: list[dict]) -> bool:

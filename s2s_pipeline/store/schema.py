@@ -203,6 +203,9 @@ charges = _versioned(
     Column("amount", BigInteger),
     Column("amount_captured", BigInteger),
     Column("amount_refunded", BigInteger),
+    # The snapshot's API version (before 2025-03-31.basil) counted released authorizations
+    # in amount_refunded; null for rows mirrored before this column (read as the pinned shape).
+    Column("amount_refunded_includes_releases", Boolean),
     Column("captured", Boolean),
     Column("paid", Boolean),
     Column("refunded", Boolean),

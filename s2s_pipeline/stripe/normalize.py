@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from s2s_pipeline.core.ids import id_of
+from s2s_pipeline.stripe.api_versions import releases_counted_as_refunds
 from s2s_pipeline.stripe.errors import MalformedStripeObject
 
 #: Card fields that must never be stored or sent (PCI / privacy).
@@ -418,7 +419,13 @@ def invoice_row(obj: dict, version_ts: int) -> dict:
     }
 
 
-def charge_row(obj: dict, version_ts: int) -> dict:
+def charge_row(obj: dict, version_ts: int, api_version: str | None = None) -> dict:
+    """A charge; ``api_version`` is the version the snapshot was rendered at (None: the pinned one).
+
+    ``amount_refunded_includes_releases`` records whether that version counted
+    released authorizations (a partial capture's remainder, an expiry) in
+    ``amount_refunded`` -- before 2025-03-31.basil it did (``stripe.api_versions``).
+    """
     details = obj.get("payment_method_details") or {}
     method_type = details.get("type")
     card = details.get("card") or {}
@@ -435,6 +442,7 @@ def charge_row(obj: dict, version_ts: int) -> dict:
         "amount": _require(obj, "amount"),
         "amount_captured": obj.get("amount_captured", obj.get("amount") if obj.get("captured") else 0),
         "amount_refunded": obj.get("amount_refunded") or 0,
+        "amount_refunded_includes_releases": releases_counted_as_refunds(api_version),
         "captured": obj.get("captured"),
         "paid": obj.get("paid"),
         "refunded": obj.get("refunded"),
@@ -479,9 +487,12 @@ _SIMPLE = {
 SUPPORTED_OBJECTS = frozenset(_SIMPLE) | {"subscription", "discount"}
 
 
-def to_rows(obj: dict, version_ts: int) -> Rows:
+def to_rows(obj: dict, version_ts: int, api_version: str | None = None) -> Rows:
     """Mirror rows for one Stripe object snapshot.
 
+    ``api_version``: the version an event's snapshot was rendered at (the
+    event's ``api_version``); None for objects listed or retrieved by the
+    pipeline, which are always in the pinned version's shape.
     Raises MalformedStripeObject naming the object and field when a field the
     mirror needs is missing, and for object types it does not store.
     """
@@ -506,6 +517,9 @@ def to_rows(obj: dict, version_ts: int) -> Rows:
         raise MalformedStripeObject(f"Stripe object {obj.get('id', '<no id>')} has unsupported type {object_type!r}")
     rows = Rows()
     table_type = "price" if object_type == "plan" else object_type
-    rows.add(table_type, _SIMPLE[object_type](obj, version_ts))
+    if object_type == "charge":
+        rows.add(table_type, charge_row(obj, version_ts, api_version))
+    else:
+        rows.add(table_type, _SIMPLE[object_type](obj, version_ts))
     return rows
 

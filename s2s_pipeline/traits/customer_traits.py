@@ -48,7 +48,7 @@ from s2s_pipeline.traits.frames import (
     take_text,
     text_values,
 )
-from s2s_pipeline.traits.money import exponents, major_from_minor, ratio_half_even
+from s2s_pipeline.traits.money import display_step, exponents, major_from_minor, ratio_half_even
 from s2s_pipeline.traits.mrr import SubscriptionArrays, compute_item_arrays, mrr_minor_totals, subscription_currency
 from s2s_pipeline.traits.payments import ChargeRows, customer_payments, lost_dispute_minor, payment_frequency_days
 from s2s_pipeline.traits.picking import pick_best
@@ -228,7 +228,8 @@ def compute_customer_traits(frames: MirrorFrames, config: TraitsConfig, now: int
 
     item_in_currency = (items.customer >= 0) & (items.currency == customer_currency[items.customer]) \
         & (items.currency >= 0)
-    mrr_minor = mrr_minor_totals(items, items.customer, n, item_in_currency)
+    exp = np.append(exponents(currencies.values), 2)[currency]  # a customer without a currency: 2
+    mrr_minor = mrr_minor_totals(items, items.customer, n, item_in_currency, step=display_step(exp))
     main = _main_item(frames, n, items, subs, current, item_in_currency)
 
     # the current subscription's facts
@@ -245,7 +246,6 @@ def compute_customer_traits(frames: MirrorFrames, config: TraitsConfig, now: int
         missing = pd.isna(user_id)
         user_id[missing] = metadata[key][missing]
 
-    exp = np.append(exponents(currencies.values), 2)[currency]
     ltv_major = major_from_minor(ltv_minor, exp)
     captured = money.captured
     refund_rate = ratio_half_even(money.refunded, captured, 4)

@@ -51,8 +51,8 @@ TRAIT_INPUT_COLUMNS: dict[str, tuple[str, ...]] = {
     "discounts": ("id", "customer", "subscription", "subscription_item", "coupon", "start", "end"),
     "invoices": ("id", "customer", "subscription", "status", "attempt_count", "total", "total_excluding_tax",
                  "amount_paid", "paid_at", "created", "deleted"),
-    "charges": ("id", "customer", "status", "currency", "amount", "amount_captured", "amount_refunded", "captured",
-                "payment_method_type", "card_brand", "created"),
+    "charges": ("id", "customer", "status", "currency", "amount", "amount_captured", "amount_refunded",
+                "amount_refunded_includes_releases", "captured", "payment_method_type", "card_brand", "created"),
     # refunds: not read -- the charge's amounts already say what was refunded after capture (docs/traits.md)
     "refunds": (),
     "disputes": ("id", "charge", "status", "currency", "amount", "deleted"),
@@ -93,7 +93,7 @@ INT_COLUMNS: frozenset[str] = frozenset({
 })
 BOOL_COLUMNS: frozenset[str] = frozenset({
     "delinquent", "livemode", "deleted", "cancel_at_period_end", "active", "valid", "attempted", "captured",
-    "paid", "refunded", "disputed", "automatic_tax_enabled",
+    "paid", "refunded", "disputed", "automatic_tax_enabled", "amount_refunded_includes_releases",
 })
 FLOAT_COLUMNS: frozenset[str] = frozenset({"percent_off"})
 

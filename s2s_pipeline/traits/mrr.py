@@ -50,7 +50,10 @@ Rules:
 
 Exactness: the result is the exact rational value of these rules, rounded half
 to even once per customer and currency (:func:`mrr_minor_totals`), or per
-subscription for the subscription view. The rules are written once, over
+subscription for the subscription view, to the currency's display step
+(``money.display_step``: 0.01 of the major unit, e.g. 10 fils for KWD, or the
+minor unit when that is coarser), so ``mrr_minor`` is a multiple of the step
+and the major-unit figure is that same rounding, not a second one. The rules are written once, over
 vectorized columns, for two number types: float64 for every row, and exact
 ``Fraction``s (decimal text parsed exactly, factors such as 52/12 and
 100/119 kept as fractions) for the few groups whose float total lies so close
@@ -87,7 +90,7 @@ from s2s_pipeline.traits.frames import (
     take_text,
     text_values,
 )
-from s2s_pipeline.traits.money import exponents, major_from_exponents
+from s2s_pipeline.traits.money import display_step, exponents, major_from_exponents
 
 #: Statuses whose subscriptions count for MRR (Stripe Billing analytics).
 MRR_STATUSES = ("active", "past_due")
@@ -862,22 +865,29 @@ def _exact_item_mrr(frames: MirrorFrames, config: TraitsConfig, now: int, custom
 # -- totals ------------------------------------------------------------------------
 
 
-def mrr_minor_totals(items: ItemMrr, group: np.ndarray, n_groups: int, rows: np.ndarray | None = None) -> np.ndarray:
+def mrr_minor_totals(items: ItemMrr, group: np.ndarray, n_groups: int, rows: np.ndarray | None = None,
+                     step: np.ndarray | None = None) -> np.ndarray:
     """MRR per group (customer, subscription ...) in integer minor units, rounded half to even once.
 
     ``group`` holds each item's group (-1: none); ``rows`` (bool per item)
-    selects the items that count. The float total decides the rounding unless
-    it lies within the error bound of a half; those groups are summed exactly
-    (module doc), so the result is the exact total rounded half to even.
+    selects the items that count; ``step`` (int64 per group, default 1) is the
+    group's display step in minor units (``money.display_step``: 10 fils for a
+    three-decimal currency). The exact total is rounded half to even once, to
+    a whole number of steps, so the result is a multiple of the step and
+    turning it into major units rounds nothing again. The float total decides
+    the rounding unless it lies within the error bound of a half step; those
+    groups are summed exactly (module doc).
     """
     rows = (group >= 0) if rows is None else (rows & (group >= 0))
+    step = np.ones(n_groups, dtype=np.int64) if step is None else np.asarray(step, dtype=np.int64)
     g = group[rows]
     total = np.bincount(g, weights=np.asarray(items.mrr, dtype=np.float64)[rows], minlength=n_groups)
     magnitude = np.bincount(g, weights=np.abs(items.magnitude[rows]) if len(items.magnitude) else None,
                             minlength=n_groups)
-    minor = np.rint(total).astype(np.int64)
-    distance = np.abs(total - np.floor(total) - 0.5)
-    doubtful = np.flatnonzero(distance <= _ABSOLUTE_TOLERANCE + magnitude * _RELATIVE_TOLERANCE)
+    steps = total / step
+    minor = np.rint(steps).astype(np.int64) * step
+    distance = np.abs(steps - np.floor(steps) - 0.5)
+    doubtful = np.flatnonzero(distance <= _ABSOLUTE_TOLERANCE + magnitude / step * _RELATIVE_TOLERANCE)
     if doubtful.size and items.exact is not None:
         is_doubtful = np.zeros(n_groups + 1, dtype=bool)
         is_doubtful[doubtful] = True
@@ -886,7 +896,7 @@ def mrr_minor_totals(items: ItemMrr, group: np.ndarray, n_groups: int, rows: np.
         for grp, value in zip(group[redo], items.exact(redo)):
             exact_sums[int(grp)] += value
         for grp, value in exact_sums.items():
-            minor[grp] = round(value)  # Fraction rounding is half to even
+            minor[grp] = round(value / int(step[grp])) * int(step[grp])  # Fraction rounding is half to even
     return minor
 
 
@@ -924,8 +934,8 @@ def compute_item_mrr(frames: MirrorFrames, config: TraitsConfig, now: int) -> pd
 
 def compute_subscription_mrr(frames: MirrorFrames, config: TraitsConfig, now: int) -> pd.DataFrame:
     """One row per subscription: ``id``, ``customer``, ``currency``, ``mrr_minor`` (int, the exact
-    total rounded half-even once per subscription, as the customer trait rounds its total)
-    and ``mrr`` (major units, 2 decimals).
+    total rounded half-even once per subscription to the currency's display step, as the
+    customer trait rounds its total) and ``mrr`` (major units, 2 decimals).
 
     For event properties (``Subscription Started`` ...): build a MirrorFrames with
     the one subscription, its items, prices, discounts and coupons.
@@ -933,9 +943,9 @@ def compute_subscription_mrr(frames: MirrorFrames, config: TraitsConfig, now: in
     currencies, customers, sub_lookup, subs = _context(frames)
     items = compute_item_arrays(frames, config, now, customers, currencies, subs, sub_lookup)
     n_subs = len(subs.customer)
-    minor = mrr_minor_totals(items, items.subscription, n_subs)
     currency = subscription_currency(subs, items)
     exp = np.append(exponents(currencies.values), 2)
+    minor = mrr_minor_totals(items, items.subscription, n_subs, step=display_step(exp[currency]))
     return pd.DataFrame({
         "id": column(frames.subscriptions, "id").to_numpy(dtype=object),
         "customer": take_text(column(frames.subscriptions, "customer"), np.arange(n_subs)),

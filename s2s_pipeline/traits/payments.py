@@ -6,11 +6,16 @@ Rules (contract v2 ``lifetime_value``, ``refund_rate``, ``payment_count``,
 - A **payment** is a ``succeeded`` charge that captured money. Its captured money
   is ``amount_captured`` (0 while ``captured`` is false: an authorization is
   ``succeeded`` and ``paid`` before anything is captured).
-- **Released, not refunded**: Stripe releases the uncaptured remainder of a
-  partial capture and an expired authorization by marking it refunded, so
-  ``amount_refunded`` includes money that was never captured. Refunded after
-  capture = ``amount_refunded - (amount - amount_captured)``, kept within
-  ``[0, amount_captured]``; a charge never captured contributes nothing.
+- **Released, not refunded**: since API 2025-03-31.basil (the pinned version's
+  shape) a partial capture or an expired or canceled authorization creates no
+  Refund and leaves ``amount_refunded`` alone, so refunded after capture =
+  ``amount_refunded``. Snapshots rendered before basil (event payloads of an
+  older ``api_version``: ``amount_refunded_includes_releases``) counted the
+  released remainder in ``amount_refunded``; for them refunded after capture =
+  ``amount_refunded - (amount - amount_captured)``. So does a row whose
+  ``amount_refunded`` exceeds ``amount_captured``, which the basil shape cannot
+  show (a pre-basil capture listed later). Kept within ``[0, amount_captured]``;
+  a charge never captured contributes nothing.
 - **Lost disputes** (``status == "lost"``, in the charge's currency) take their
   ``amount`` back. Stripe records a dispute as its own balance transactions, not
   in ``amount_refunded``, and withdraws no more once a payment is refunded, so
@@ -67,8 +72,12 @@ class ChargeRows:
         captured = np.where(bools(column(charges, "captured"), fill=True) & succeeded, amount_captured, 0)
         amount = ints(column(charges, "amount"), -1)
         amount = np.where(amount < 0, amount_captured, amount)  # no amount known: nothing was released
-        released = np.maximum(amount - amount_captured, 0)
-        refunded = np.clip(ints(column(charges, "amount_refunded"), 0) - released, 0, captured)
+        amount_refunded = ints(column(charges, "amount_refunded"), 0)
+        # the pre-basil shape: flagged by its API version, or more refunded than captured (impossible since basil)
+        releases_included = bools(column(charges, "amount_refunded_includes_releases")) \
+            | (amount_refunded > amount_captured)
+        released = np.where(releases_included, np.maximum(amount - amount_captured, 0), 0)
+        refunded = np.clip(amount_refunded - released, 0, captured)
         latest = pick_best(np.where(succeeded, customer, -1), n, [created], ids, largest_id=True)
         return cls(ids=ids, customer=customer, succeeded=succeeded, payment=captured > 0, created=created,
                    currency=currencies.encode(column(charges, "currency")), captured=captured,

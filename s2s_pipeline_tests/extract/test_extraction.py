@@ -295,3 +295,45 @@ def test_subscription_event_with_collapsed_discounts_keeps_its_coupon(standin, m
     (item,) = table_rows(state_store, schema.subscription_items)
     (discount,) = table_rows(state_store, schema.discounts)
     assert item["quantity"] == 2 and discount["coupon"] == "co_20"
+
+
+def test_charge_snapshots_keep_the_shape_of_their_events_api_version(state_store):
+    """A pre-basil ``charge.captured`` counts the released remainder in ``amount_refunded``; a pinned one does not.
+
+    Both charges: $100 authorized, $60 captured. Before 2025-03-31.basil the release was a Refund in
+    ``amount_refunded``: 4000, then + a $10 refund = 5000 -> refunded after capture 5000 - 4000 = 1000,
+    LTV (6000 - 1000)/100 = 50.00, refund_rate 1000/6000 = 0.16666 -> 0.1667 (read as the pinned shape
+    it would be 5000 refunded: 10.00). Since basil ``amount_refunded`` holds only the refund: a $30
+    refund is 3000 -> LTV 30.00, refund_rate 3000/6000 = 0.5.
+    """
+    from s2s_pipeline.extract.change_feed import apply_events
+    from s2s_pipeline.extract.results import SyncResult
+    from s2s_pipeline.traits.config import TraitsConfig
+    from s2s_pipeline.traits.customer_traits import compute_customer_traits
+    from s2s_pipeline.traits.loading import load_mirror_frames
+
+    now = 1_767_225_600
+    old_charge = {**charge(1, now - DAY, customer="cus_old"), "amount": 10000, "amount_captured": 6000,
+                  "amount_refunded": 5000}
+    new_charge = {**charge(2, now - DAY, customer="cus_new"), "amount": 10000, "amount_captured": 6000,
+                  "amount_refunded": 3000}
+
+    def event(eid: str, type_: str, obj: dict, api_version: str) -> dict:
+        return {"id": eid, "object": "event", "api_version": api_version, "created": now, "type": type_,
+                "data": {"object": obj}, "livemode": False}
+
+    def no_refetch(object_type, object_id):
+        raise AssertionError(f"unexpected refetch of {object_type} {object_id}")
+
+    events = [event("evt_1", "customer.created", customer("cus_old", now - 2 * DAY, "o@example.com"), "2024-06-20"),
+              event("evt_2", "customer.created", customer("cus_new", now - 2 * DAY, "n@example.com"), API_VERSION),
+              event("evt_3", "charge.refunded", old_charge, "2024-06-20"),
+              event("evt_4", "charge.refunded", new_charge, API_VERSION)]
+    apply_events(state_store, events, {}, now, SyncResult(mode="incremental"), no_refetch)
+
+    flags = {r["id"]: r["amount_refunded_includes_releases"] for r in table_rows(state_store, schema.charges)}
+    assert flags == {"ch_00001": True, "ch_00002": False}
+    traits = compute_customer_traits(load_mirror_frames(state_store.mirror), TraitsConfig(), now)
+    table = traits.set_index("stripe_customer_id")
+    assert table.loc["cus_old", ["lifetime_value", "refund_rate"]].tolist() == [50.0, 0.1667]
+    assert table.loc["cus_new", ["lifetime_value", "refund_rate"]].tolist() == [30.0, 0.5]

@@ -25,6 +25,7 @@ from s2s_pipeline_tests.segment.event_builders import (  # noqa: F401 - fixtures
     plain,
     refund_row,
 )
+from s2s_pipeline_tests.traits.stripe_objects import tax_rate
 
 
 # -- customer.subscription.created ------------------------------------------------------------
@@ -56,6 +57,27 @@ def test_subscription_started_yearly_jpy_and_plan_fallbacks(fx, ctx):
     # no nickname, product unknown -> the price id; JPY has no minor unit
     assert call.properties == {"subscription_id": "sub_1", "plan": "price_yearly", "mrr": 10_000.0,
                                "currency": "jpy", "billing_interval": "year"}
+
+
+@pytest.mark.parametrize("unit_amount_decimal, currency, interval, tax_percent, mrr", [
+    # KWD 6.900 a year: 6900 / 12 = 575 fils = 57.5 steps of 10 fils -> 58 (half-even) = 0.58
+    ("6900", "kwd", "year", None, 0.58),
+    # 565.4 fils a month: 56.54 steps -> 57 = 0.57 (not 565 fils first, then 56.5 -> 56 = 0.56)
+    ("565.4", "kwd", "month", None, 0.57),
+    # BHD 20.070 a month incl. 10% tax: 20070 x 100/110 = 18245.45... fils = 1824.545... steps -> 1825 = 18.25
+    ("20070", "bhd", "month", 10.0, 18.25),
+])
+def test_three_decimal_mrr_is_rounded_once_as_the_trait_is(fx, ctx, unit_amount_decimal, currency, interval,
+                                                           tax_percent, mrr):
+    price = make_price(fx, "price_3dp", 0, nickname="Gulf", interval=interval, currency=currency)
+    price.update(unit_amount=None, unit_amount_decimal=unit_amount_decimal)
+    item = make_item(fx, price)
+    if tax_percent is not None:
+        item["tax_rates"] = [tax_rate("txr_incl", tax_percent, True)]
+    sub = make_sub(fx, [item], currency=currency)
+    call = plain(map_event(make_event(fx, "customer.subscription.created", sub), ctx))
+    assert (call.event, call.properties["mrr"], call.properties["currency"]) == \
+        ("Subscription Started", mrr, currency)
 
 
 def test_plan_is_the_main_item_and_metered_items_are_excluded(fx, ctx):

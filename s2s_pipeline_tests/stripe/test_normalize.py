@@ -169,3 +169,20 @@ def test_discount_objects_of_customer_discount_events():
     assert rows.standalone_discounts["di_1"]["subscription"] is None
     gone = to_rows({**discount("di_1", "co_1", "cus_1"), "deleted": True}, 6)
     assert gone.standalone_discounts == {"di_1": None}
+
+
+@pytest.mark.parametrize("api_version, includes_releases", [
+    (None, False),                 # listed or retrieved by the pipeline: the pinned version
+    ("2026-10-28.endive", False),  # the pinned version
+    ("2025-03-31.basil", False),   # basil itself: releases make no Refund, amount_refunded untouched
+    ("2025-02-24.acacia", True),   # the last version before basil
+    ("2024-06-20", True),
+])
+def test_charge_records_whether_its_amount_refunded_counts_released_authorizations(stripe_fixtures, api_version,
+                                                                                   includes_releases):
+    # Stripe changelog 2025-03-31.basil: partial captures and cancellations no longer create a Refund or
+    # update amount_refunded; event snapshots keep the version they were rendered at
+    from s2s_pipeline.stripe.api_versions import releases_counted_as_refunds
+    row = to_rows(stripe_fixtures["charge"], 1, api_version).parents["charge"][0]
+    assert row["amount_refunded_includes_releases"] is includes_releases
+    assert releases_counted_as_refunds(api_version) is includes_releases

@@ -108,10 +108,14 @@ class Mirror:
                                **kw})
         return self
 
-    def stripe(self, *objects: dict) -> "Mirror":
-        """Stripe objects (pinned API shapes) through the mirror's own normalisation (``to_rows``)."""
+    def stripe(self, *objects: dict, api_version: str | None = None) -> "Mirror":
+        """Stripe objects through the mirror's own normalisation (``to_rows``).
+
+        Shapes of the pinned API unless ``api_version`` says the objects are
+        event snapshots rendered at that (older) version.
+        """
         for obj in objects:
-            rows = to_rows(obj, NOW)
+            rows = to_rows(obj, NOW, api_version=api_version)
             for object_type, parents in rows.parents.items():
                 for row in parents:
                     self._add(_TABLE_OF[object_type], {k: v for k, v in row.items() if k != "raw"})

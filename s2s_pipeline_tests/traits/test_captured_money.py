@@ -2,7 +2,8 @@
 ``first_payment_at``, ``last_payment_at``), with lost disputes; plus ``payment_frequency_days``,
 ``paying_customer`` and ``trial_converted_at``. Objects in the pinned API's shapes
 (``stripe_objects``) go through the mirror's own normalisation; expected values are
-computed by hand in the comments (amounts in cents unless said otherwise)."""
+computed by hand in the comments (amounts in cents unless said otherwise). Charges
+from event snapshots rendered before API 2025-03-31.basil are labelled ``before_basil``."""
 
 from __future__ import annotations
 
@@ -21,25 +22,53 @@ def one(mirror: Mirror, customer: str = "cus") -> pd.Series:
     return traits(mirror).loc[customer]
 
 
+#: An API version before 2025-03-31.basil: event snapshots rendered at it show partial
+#: captures and expiries the old way (the released money in ``amount_refunded``, a Refund for it).
+BEFORE_BASIL = "2024-06-20"
+
+
 def partial_capture(customer: str = "cus", authorized: int = 10000, captured: int = 6000, created: int = T0,
                     refunded_after: int = 0, currency: str = "usd") -> dict:
-    """Authorized ``authorized``, captured ``captured``: Stripe releases the rest, shown in ``amount_refunded``."""
+    """Authorized ``authorized``, captured ``captured``, in the pinned API's shape (since 2025-03-31.basil).
+
+    Since basil a partial capture creates no Refund and does not update
+    ``amount_refunded``, so it holds only what was refunded after capture
+    (Stripe changelog 2025-03-31.basil, "remove refund from partial capture
+    and payment cancellation flow").
+    """
+    return so.charge(customer, authorized, created, amount_captured=captured, currency=currency,
+                     amount_refunded=refunded_after)
+
+
+def partial_capture_before_basil(customer: str = "cus", authorized: int = 10000, captured: int = 6000,
+                                 created: int = T0, refunded_after: int = 0, currency: str = "usd") -> dict:
+    """The same charge as an event snapshot rendered before basil: the released remainder is in ``amount_refunded``.
+
+    Mirror it with ``Mirror.stripe(..., api_version=BEFORE_BASIL)``.
+    """
     released = authorized - captured
     return so.charge(customer, authorized, created, amount_captured=captured, currency=currency,
                      amount_refunded=released + refunded_after)
 
 
 def expired_authorization(customer: str = "cus", amount: int = 5000, created: int = T0 + DAY) -> list[dict]:
-    """An authorization never captured: Stripe marks it refunded with reason ``expired_uncaptured_charge``."""
+    """An authorization never captured that expired, in the pinned API's shape: ``amount_captured`` 0,
+    ``amount_refunded`` not updated, no Refund (basil: cancellations, at expiry too, make none)."""
+    return [so.charge(customer, amount, created, captured=False)]
+
+
+def expired_authorization_before_basil(customer: str = "cus", amount: int = 5000,
+                                       created: int = T0 + DAY) -> list[dict]:
+    """The same before basil: Stripe marked it refunded, with a Refund of reason ``expired_uncaptured_charge``."""
     ch = so.charge(customer, amount, created, captured=False, amount_refunded=amount)
     return [ch, so.refund(ch, amount, created + 7 * DAY, reason="expired_uncaptured_charge")]
 
 
 class TestCapturedMoney:
     def test_authorize_then_capture_and_an_expired_authorization(self):
-        # $100 authorized, $60 captured (released 40 -> amount_refunded 4000) + $50 authorization expired:
-        # captured 6000 + 0; refunded after capture max(0, 4000 - (10000 - 6000)) = 0, expired one counts 0
-        # -> LTV 60.00, refund_rate 0/6000 = 0, payment_count 1 (the authorization is no payment)
+        # $100 authorized, $60 captured (amount_refunded stays 0) + $50 authorization expired (captured 0):
+        # captured 6000 + 0; refunded after capture 0 -> LTV 60.00, refund_rate 0/6000 = 0,
+        # payment_count 1 (the authorization is no payment)
         m = Mirror().customer("cus").stripe(partial_capture(), *expired_authorization())
         row = one(m)
         assert (row["lifetime_value"], row["lifetime_value_minor"], row["refund_rate"], row["payment_count"]) == \
@@ -48,9 +77,37 @@ class TestCapturedMoney:
         assert row["spend_tier"] == "low"  # 60.00 > 0 and < 100
 
     def test_refund_after_a_partial_capture(self):
-        # captured 6000, then refunded 3000: amount_refunded = 4000 released + 3000 = 7000
-        # refunded after capture 7000 - 4000 = 3000 -> LTV (6000 - 3000)/100 = 30.00, rate 3000/6000 = 0.5
-        row = one(Mirror().customer("cus").stripe(partial_capture(refunded_after=3000)))
+        # $100 authorized, $60 captured, then $30 refunded: amount_refunded 3000 (basil: the release is not in it)
+        # refunded after capture 3000 -> LTV (6000 - 3000)/100 = 30.00, rate 3000/6000 = 0.5
+        ch = partial_capture(refunded_after=3000)
+        row = one(Mirror().customer("cus").stripe(ch, so.refund(ch, 3000, T0 + DAY)))
+        assert (row["lifetime_value"], row["refund_rate"]) == (30.0, 0.5)
+
+    def test_partial_capture_refunded_in_full(self):
+        # $100 authorized, $60 captured, $60 refunded: amount_refunded 6000
+        # refunded after capture min(6000, 6000) -> LTV 0.00, rate 6000/6000 = 1.0
+        ch = partial_capture(refunded_after=6000)
+        row = one(Mirror().customer("cus").stripe(ch, so.refund(ch, 6000, T0 + DAY)))
+        assert (row["lifetime_value"], row["refund_rate"], row["payment_count"]) == (0.0, 1.0, 1)
+
+    def test_before_basil_the_released_remainder_is_no_refund(self):
+        # PRE-BASIL SHAPE (event snapshots rendered at 2024-06-20): amount_refunded includes the released 4000.
+        # No refund after capture: 4000 - (10000 - 6000) = 0 -> LTV 60.00, rate 0;
+        # $30 refunded after capture: amount_refunded 4000 + 3000 = 7000 -> 7000 - 4000 = 3000 -> 30.00, 0.5;
+        # the expired $50 authorization (amount_refunded 5000, captured 0) counts nothing.
+        m = Mirror().customer("cus").stripe(partial_capture_before_basil(), *expired_authorization_before_basil(),
+                                            api_version=BEFORE_BASIL)
+        row = one(m)
+        assert (row["lifetime_value"], row["refund_rate"], row["payment_count"]) == (60.0, 0.0, 1)
+        ch = partial_capture_before_basil(refunded_after=3000)
+        row = one(Mirror().customer("cus").stripe(ch, so.refund(ch, 3000, T0 + DAY), api_version=BEFORE_BASIL))
+        assert (row["lifetime_value"], row["refund_rate"]) == (30.0, 0.5)
+
+    def test_a_pre_basil_charge_read_in_the_pinned_shape(self):
+        # A charge partially captured before the account moved to basil, listed later at the pinned version:
+        # amount_refunded 7000 > amount_captured 6000 cannot be refunds of captured money alone, so the
+        # released 10000 - 6000 = 4000 is in it: refunded after capture 7000 - 4000 = 3000 -> 30.00, 0.5
+        row = one(Mirror().customer("cus").stripe(partial_capture_before_basil(refunded_after=3000)))
         assert (row["lifetime_value"], row["refund_rate"]) == (30.0, 0.5)
 
     def test_partial_refund_of_a_full_capture(self):
@@ -67,10 +124,13 @@ class TestCapturedMoney:
         assert row["first_payment_at"] is None and row["last_payment_at"] is None
 
     def test_only_an_expired_authorization(self):
-        # amount 5000, amount_refunded 5000 (expired) but never captured -> 0 captured, 0 refunded, rate null
-        row = one(Mirror().customer("cus").stripe(*expired_authorization()))
-        assert (row["lifetime_value"], row["payment_count"]) == (0.0, 0)
-        assert pd.isna(row["refund_rate"])
+        # never captured -> 0 captured, 0 refunded, rate null; the same for the pre-basil shape
+        # (amount_refunded 5000 and an expired_uncaptured_charge refund)
+        for objects, api_version in ((expired_authorization(), None),
+                                     (expired_authorization_before_basil(), BEFORE_BASIL)):
+            row = one(Mirror().customer("cus").stripe(*objects, api_version=api_version))
+            assert (row["lifetime_value"], row["payment_count"]) == (0.0, 0)
+            assert pd.isna(row["refund_rate"])
 
     def test_refund_rate_tie_rounds_half_even(self):
         # captured 20000, refunded 3: 3/20000 = 0.00015 -> 0.0002 (half-even; binary float gave 0.0001)
@@ -82,7 +142,8 @@ class TestCapturedMoney:
         assert table.loc["b", "refund_rate"] == 0.003
 
     def test_zero_decimal_partial_capture(self):
-        # JPY: ¥10,000 authorized, ¥6,000 captured, ¥4,000 released -> LTV 6000 (yen are major units)
+        # JPY: ¥10,000 authorized, ¥6,000 captured (¥4,000 released, not in amount_refunded) -> LTV 6000
+        # (yen are major units), rate 0/6000 = 0
         m = Mirror().customer("cus", currency="jpy")
         m.stripe(partial_capture(authorized=10000, captured=6000, currency="jpy"))
         row = one(m)

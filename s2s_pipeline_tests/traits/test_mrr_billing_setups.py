@@ -228,9 +228,38 @@ class TestCoupons:
 
 class TestExactRounding:
     def test_kwd_a_year_trait_and_subscription_agree(self):
-        # KWD 6.900 a year = 6900 fils / 12 = 575 fils exactly; trait and subscription view both 575
+        # KWD 6.900 a year = 6900 fils / 12 = 575 fils exactly = 0.575 KWD; rounded once, half-even,
+        # to the display step of 10 fils (0.01 KWD): 57.5 steps -> 58 (57 is odd) -> 580 fils = 0.58.
+        # Trait and subscription view (the events' figure) both 580.
         objs = one_sub([(price("p_kwd", 6900, currency="kwd", interval="year"), 1)], currency="kwd")
-        assert mrr_minor(*objs) == 575
+        assert mrr_minor(*objs) == 580
+        assert traits(*objs).loc["cus", "mrr"] == 0.58
+
+    def test_three_decimal_total_is_rounded_once_to_the_display_step(self):
+        # BHD 20.070 a month incl. 10% tax: 20070 fils x 100/110 = 18245.4545... fils = 18.2454... BHD.
+        # Once, half-even to 0.01 BHD (10 fils): 1824.545... steps -> 1825 -> 18250 fils = 18.25.
+        # (Rounding to whole fils first gave 18245 = 1824.5 steps -> 1824 (even) = 18.24: rounded twice.)
+        item = (price("p_bhd", 20070, currency="bhd"), 1, {"tax_rates": [tax_rate("txr_bh10", 10.0, True)]})
+        objs = one_sub([item], currency="bhd")
+        assert mrr_minor(*objs) == 18250
+        assert traits(*objs).loc["cus", "mrr"] == 18.25
+        assert compute_subscription_mrr(frames_of(*objs), TraitsConfig(), NOW)["mrr"].tolist() == [18.25]
+
+    def test_fractional_fils_are_not_rounded_to_whole_fils_first(self):
+        # 565.4 fils a month (unit_amount_decimal): 56.54 steps of 10 fils -> 57 -> 570 fils = 0.57 KWD.
+        # (565.4 -> 565 fils -> 56.5 steps -> 56 (even) = 0.56 was two roundings.)
+        p = price("p_kwd_dec", None, currency="kwd", unit_amount_decimal="565.4")
+        objs = one_sub([(p, 1)], currency="kwd")
+        assert mrr_minor(*objs) == 570
+        assert traits(*objs).loc["cus", "mrr"] == 0.57
+
+    def test_two_decimal_and_zero_decimal_steps_are_one_minor_unit(self):
+        # USD 10.05 a year: 1005 / 12 = 83.75 cents -> 84 (step 1 cent) = 0.84;
+        # JPY 1,001 a year: 1001 / 12 = 83.41... yen -> 83 (step 1 yen) = 83.0
+        usd = one_sub([(price("p_usd_y", 1005, interval="year"), 1)])
+        jpy = one_sub([(price("p_jpy_y", 1001, currency="jpy", interval="year"), 1)], currency="jpy")
+        assert (mrr_minor(*usd), traits(*usd).loc["cus", "mrr"]) == (84, 0.84)
+        assert (mrr_minor(*jpy), traits(*jpy).loc["cus", "mrr"]) == (83, 83.0)
 
     def test_just_above_a_half_rounds_up(self):
         # 100.5000001 cents: not a half, exactly -> 101 (snapping floats to 1e-6 gave 100)
