@@ -109,15 +109,6 @@ _RELATIVE_TOLERANCE = 2.0 ** -36
 _ABSOLUTE_TOLERANCE = 1e-9
 
 
-def round_minor(amounts: np.ndarray) -> np.ndarray:
-    """Float minor units -> int64, half to even, after snapping float noise to 1e-6.
-
-    Kept for callers with float amounts of their own; MRR totals are rounded
-    exactly by :func:`mrr_minor_totals`.
-    """
-    snapped = np.round(np.asarray(amounts, dtype=np.float64), 6)
-    return np.rint(snapped).astype(np.int64)
-
 
 def cancellation_scheduled(subs: pd.DataFrame) -> np.ndarray:
     """Per subscription row: a cancellation is scheduled (``cancel_at_period_end``, or ``cancel_at`` set)."""

@@ -7,7 +7,7 @@ import pytest
 from s2s_pipeline.traits.config import TraitsConfig
 from s2s_pipeline.traits.customer_traits import compute_customer_traits
 from s2s_pipeline.traits.frames import with_fast_dtypes
-from s2s_pipeline.traits.mrr import compute_item_mrr, compute_subscription_mrr, round_minor
+from s2s_pipeline.traits.mrr import compute_item_mrr, compute_subscription_mrr
 from s2s_pipeline.traits.summary import mrr_by_currency
 from s2s_pipeline_tests.traits.builders import DAY, NOW, Mirror
 
@@ -156,9 +156,6 @@ def test_half_cents_round_half_even_once_per_customer():
         m.subscription("sub", "cus", ["y"])
         assert traits(m).loc["cus", "mrr_minor"] == expected
 
-
-def test_round_minor_removes_float_noise_before_half_even():
-    assert round_minor(np.array([150.49999999999997, 151.50000000000003, 2.5, -0.0])).tolist() == [150, 152, 2, 0]
 
 
 def test_two_subscriptions_add_up_and_the_bigger_item_is_the_plan():
