@@ -11,7 +11,6 @@ from s2s_pipeline.traits.mrr import compute_item_mrr, compute_subscription_mrr
 from s2s_pipeline.traits.summary import mrr_by_currency
 from s2s_pipeline_tests.traits.builders import DAY, NOW, Mirror
 
-import numpy as np
 
 ALL_IN_EFFECT = TraitsConfig(mrr_coupon_rule="all_in_effect")
 
