@@ -60,12 +60,13 @@ class _Identity:
 
 
 def _identities(store: StateStore, customer_ids: Iterable[str], config: TraitsConfig, *, profiles=None,
-                now: int) -> dict[str, _Identity]:
+                now: int, record: bool = True) -> dict[str, _Identity]:
     """The identity each customer's calls use, resolved exactly as for identify calls.
 
     Metadata keys, else the stored identity (a Profiles user id found before),
     else a Profiles look-up when configured, else anonymous. Newly resolved
-    identities are stored, so the next identify uses the same one.
+    identities are stored (unless ``record`` is false: a dry run), so the next
+    identify uses the same one.
     """
     ids = sorted(set(customer_ids))
     if not ids:
@@ -83,7 +84,8 @@ def _identities(store: StateStore, customer_ids: Iterable[str], config: TraitsCo
                           "user_id": [metadata_user_id(cid) for cid in ids]})
     resolved = resolve_identities(frame, stored, now=now,
                                   lookup=profiles.user_id_for_email if profiles is not None else None)
-    store.identities.record_resolved(resolved, now)
+    if record:
+        store.identities.record_resolved(resolved, now)
     return {rec.stripe_customer_id: _Identity(native(rec.user_id), native(rec.anonymous_id),
                                               emails.get(rec.stripe_customer_id))
             for rec in resolved.itertuples(index=False)}
@@ -150,7 +152,9 @@ def deliver_calls(store: StateStore, settings: SegmentSettings, calls: list[tupl
             outcome[event_id] = SKIPPED_DELETED
     calls = [(e, c) for e, c in calls if c.stripe_customer_id not in suppressed]
     sent = store.track_state.already_sent(c.dedupe_key for _, c in calls)
-    identities = _identities(store, (c.stripe_customer_id for _, c in calls), config, profiles=profiles, now=now)
+    # A dry run changes no state: the identities it resolves are used for its file, not stored.
+    identities = _identities(store, (c.stripe_customer_id for _, c in calls), config, profiles=profiles, now=now,
+                             record=not settings.dry_run_path)
     messages: list[Message] = []
     by_event: dict[str, tuple[TrackCall, list[Message]]] = {}
     claimed: dict[str, str] = {}

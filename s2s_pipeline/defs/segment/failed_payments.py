@@ -51,7 +51,7 @@ def failed_payment_alerts(context: AssetExecutionContext, state_store: StateStor
                                   "event window; the nightly job reports what the mirror knows")
     store = state_store.store()
     apply_single_event(reader, store, event)  # also mirrors a customer created since the last sync
-    outcome = send_track_events(store, segment.settings(), reader=reader, profiles=segment.profiles(),
+    outcome = send_track_events(store, segment.settings_for(context), reader=reader, profiles=segment.profiles(),
                                 config=trait_rules.config(), now=int(time.time()), event_ids=[event_id],
                                 run_id=context.run_id)
     call = next((c for e, c in outcome.calls if e == event_id), None)
