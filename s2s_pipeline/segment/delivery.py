@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import threading
 import time
@@ -27,14 +26,11 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterable
 from urllib.parse import urlparse
 
-import numpy as np
-import pandas as pd
-
 from s2s_pipeline.core.progress import ProgressReporter, ProgressSink
-from s2s_pipeline.segment.messages import Message
+from s2s_pipeline.segment.messages import Message, native  # noqa: F401 - native: also imported from here
 
 log = logging.getLogger(__name__)
 
@@ -93,23 +89,6 @@ class DeliveryReport:
 
     def count(self, message_type: str) -> int:
         return sum(1 for m in self.delivered if m.type == message_type)
-
-
-def native(value: Any) -> Any:
-    """Plain JSON types: numpy scalars and NaN would be stringified or rejected by Segment."""
-    if isinstance(value, dict):
-        return {k: native(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [native(v) for v in value]
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return None if math.isnan(value) else float(value)
-    if value is None or value is pd.NA:
-        return None
-    return value
 
 
 def _reason(exc: Exception) -> str:

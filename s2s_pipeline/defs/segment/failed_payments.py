@@ -53,7 +53,7 @@ def failed_payment_alerts(context: AssetExecutionContext, state_store: StateStor
     apply_single_event(reader, store, event)  # also mirrors a customer created since the last sync
     outcome = send_track_events(store, segment.settings_for(context), reader=reader, profiles=segment.profiles(),
                                 config=trait_rules.config(), now=int(time.time()), event_ids=[event_id],
-                                run_id=context.run_id)
+                                run_id=context.run_id, options=segment.options())
     call = next((c for e, c in outcome.calls if e == event_id), None)
     metadata = {
         "stripe_event_id": event_id,
