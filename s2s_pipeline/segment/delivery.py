@@ -19,20 +19,18 @@ from __future__ import annotations
 
 import json
 import logging
-import math
+import os
 import threading
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterable
 from urllib.parse import urlparse
 
-import numpy as np
-import pandas as pd
-
 from s2s_pipeline.core.progress import ProgressReporter, ProgressSink
-from s2s_pipeline.segment.messages import Message
+from s2s_pipeline.segment.messages import Message, native  # noqa: F401 - native: also imported from here
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +59,7 @@ class SegmentSettings:
     max_retries: int = 3
     timeout: int = 15
     upload_size: int = 100
+    #: The file this delivery writes its would-be calls to instead of sending (see ``dry_run_file``).
     dry_run_path: str | None = None
 
     def __post_init__(self) -> None:
@@ -90,23 +89,6 @@ class DeliveryReport:
 
     def count(self, message_type: str) -> int:
         return sum(1 for m in self.delivered if m.type == message_type)
-
-
-def native(value: Any) -> Any:
-    """Plain JSON types: numpy scalars and NaN would be stringified or rejected by Segment."""
-    if isinstance(value, dict):
-        return {k: native(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [native(v) for v in value]
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return None if math.isnan(value) else float(value)
-    if value is None or value is pd.NA:
-        return None
-    return value
 
 
 def _reason(exc: Exception) -> str:
@@ -256,9 +238,32 @@ def _enqueue(client, message: Message):
     raise ValueError(f"unknown Segment message type {message.type!r}")
 
 
+def dry_run_file(directory: str, run_id: str, asset: str) -> str:
+    """Where a dry run of ``asset`` in run ``run_id`` writes its calls: ``<directory>/<run_id>-<asset>.jsonl``.
+
+    One file per run and asset, so the nightly run's track pass never overwrites what its profiles
+    pass wrote, and one night's file never replaces another's.
+    """
+    safe_asset = "".join(c if c.isalnum() or c in "-_." else "_" for c in asset)
+    return str(Path(directory) / f"{run_id}-{safe_asset}.jsonl")
+
+
 def _write_dry_run(messages: list[Message], path: Path) -> None:
-    """The would-be calls as JSON lines (nothing is sent, no state changes)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as fh:
-        for message in messages:
-            fh.write(json.dumps(native(message.payload()), sort_keys=True, default=str) + "\n")
+    """The would-be calls as JSON lines (nothing is sent, no state changes).
+
+    The calls carry emails and names: the file is created readable and writable by its owner only
+    (``os.open`` with mode 0600, never widened and narrowed after), in a directory created 0700. It
+    is written under a temporary name and renamed into place, so a reader never sees half a file
+    and a step retried in the same run replaces its own earlier file.
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            for message in messages:
+                fh.write(json.dumps(native(message.payload()), sort_keys=True, default=str) + "\n")
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise

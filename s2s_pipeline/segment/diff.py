@@ -61,12 +61,11 @@ import pandas as pd
 
 from s2s_pipeline.core.contract import GROUP_TRAITS, IDENTIFY_TRAITS
 from s2s_pipeline.segment.canonical import CanonicalColumn, canonical_column, canonical_traits
+from s2s_pipeline.segment.messages import ALWAYS_ALLOWED  # the allow-list rule every identify follows
 from s2s_pipeline.store.schema import GROUP_TRAIT_COLUMNS
 
 #: Prefix of the identify-trait columns of ``segment_pushed_traits``.
 PUSHED_PREFIX = "trait_"
-#: Traits that are always allowed, whatever the allow-list.
-ALWAYS_ALLOWED: frozenset[str] = frozenset({"stripe_customer_id"})
 
 REASON_FIRST = "first"
 REASON_IDENTITY = "identity_changed"

@@ -15,12 +15,12 @@ import pandas as pd
 from s2s_pipeline.core.contract import IDENTIFY_TRAITS
 from s2s_pipeline.core.progress import ProgressSink
 from s2s_pipeline.segment.audit import audit_rows
-from s2s_pipeline.segment.delivery import DeliveryReport, SegmentSettings, deliver, native
+from s2s_pipeline.segment.delivery import DeliveryReport, SegmentSettings, deliver
 from s2s_pipeline.segment.canonical import canonical_traits
 from s2s_pipeline.segment.diff import diff_group, diff_identify
 from s2s_pipeline.segment.identity import resolve_identities
 from s2s_pipeline.core.times import utc_datetime
-from s2s_pipeline.segment.messages import Message, group_message, identify_message, split_by_routing
+from s2s_pipeline.segment.messages import Message, group_message, identify_messages, native
 from s2s_pipeline.store.state_store import StateStore
 
 
@@ -53,7 +53,7 @@ class ProfileSyncOutcome:
         return "\n".join(lines)
 
 
-def _identify_messages(changes: pd.DataFrame, routing: dict | None, last_change: pd.Series,
+def _identify_messages(changes: pd.DataFrame, options: ProfileSyncOptions, last_change: pd.Series,
                        now: int) -> dict[str, list[Message]]:
     out: dict[str, list[Message]] = {}
     for row in changes.itertuples(index=False):
@@ -63,10 +63,10 @@ def _identify_messages(changes: pd.DataFrame, routing: dict | None, last_change:
         if row.reason == "identity_changed" and row.user_id is not None and _missing(row.previous_user_id):
             anonymous_id = row.stripe_customer_id
         when = utc_datetime(last_change.get(row.stripe_customer_id, now))
-        out[row.stripe_customer_id] = [
-            identify_message(row.stripe_customer_id, row.user_id, anonymous_id, native(part), when, integrations)
-            for part, integrations in split_by_routing(dict(row.traits), routing)
-        ]
+        messages = identify_messages(row.stripe_customer_id, row.user_id, anonymous_id, native(dict(row.traits)),
+                                     when, allow_list=options.allow_list, routing=options.routing)
+        if messages:  # empty only if the allow-list left none of the traits (the diff applies the same list)
+            out[row.stripe_customer_id] = messages
     return out
 
 
@@ -114,7 +114,7 @@ def sync_profiles(store: StateStore, settings: SegmentSettings, profiles, option
     last_change = (store.mirror.customer_last_change() if subset is None else store.mirror.last_change_of(
         set(changes["stripe_customer_id"]) | set(groups["stripe_customer_id"])))
 
-    identify_by_customer = _identify_messages(changes, options.routing, last_change, now)
+    identify_by_customer = _identify_messages(changes, options, last_change, now)
     group_by_customer: dict[str, Message] = {}
     for row in groups.itertuples(index=False):
         group_by_customer[row.stripe_customer_id] = group_message(

@@ -20,12 +20,12 @@ import pandas as pd
 from s2s_pipeline.core.progress import ProgressSink
 from s2s_pipeline.segment.audit import audit_rows
 from s2s_pipeline.segment.context import MirrorContext
-from s2s_pipeline.segment.delivery import DeliveryReport, SegmentSettings, deliver, native
+from s2s_pipeline.segment.delivery import DeliveryReport, SegmentSettings, deliver
 from s2s_pipeline.segment.event_mapping import TrackCall, map_event
 from s2s_pipeline.core.contract import PAYMENT_FAILED
-from s2s_pipeline.core.times import utc_datetime
-from s2s_pipeline.segment.messages import Message, content_hash, identify_message, message_id
+from s2s_pipeline.segment.messages import Identity, Message, delinquent_identify, native, track_message
 from s2s_pipeline.segment.identity import resolve_identities
+from s2s_pipeline.segment.profile_sync import ProfileSyncOptions
 from s2s_pipeline.store.state_store import StateStore
 from s2s_pipeline.traits.config import TraitsConfig
 
@@ -52,20 +52,14 @@ class TrackOutcome:
                 "track_calls_by_event": dict(self.sent_by_event), "messages_failed": len(self.report.failed)}
 
 
-@dataclass
-class _Identity:
-    user_id: str | None
-    anonymous_id: str | None
-    email: str | None
-
-
 def _identities(store: StateStore, customer_ids: Iterable[str], config: TraitsConfig, *, profiles=None,
-                now: int) -> dict[str, _Identity]:
+                now: int, record: bool = True) -> dict[str, Identity]:
     """The identity each customer's calls use, resolved exactly as for identify calls.
 
     Metadata keys, else the stored identity (a Profiles user id found before),
     else a Profiles look-up when configured, else anonymous. Newly resolved
-    identities are stored, so the next identify uses the same one.
+    identities are stored (unless ``record`` is false: a dry run), so the next
+    identify uses the same one.
     """
     ids = sorted(set(customer_ids))
     if not ids:
@@ -83,13 +77,14 @@ def _identities(store: StateStore, customer_ids: Iterable[str], config: TraitsCo
                           "user_id": [metadata_user_id(cid) for cid in ids]})
     resolved = resolve_identities(frame, stored, now=now,
                                   lookup=profiles.user_id_for_email if profiles is not None else None)
-    store.identities.record_resolved(resolved, now)
-    return {rec.stripe_customer_id: _Identity(native(rec.user_id), native(rec.anonymous_id),
+    if record:
+        store.identities.record_resolved(resolved, now)
+    return {rec.stripe_customer_id: Identity(native(rec.user_id), native(rec.anonymous_id),
                                               emails.get(rec.stripe_customer_id))
             for rec in resolved.itertuples(index=False)}
 
 
-def _attribution(profiles, identity: _Identity) -> tuple[dict, str | None]:
+def _attribution(profiles, identity: Identity) -> tuple[dict, str | None]:
     """(context.campaign, the profile's anonymous id) for Order Completed; empty when unknown."""
     if profiles is None:
         return {}, None
@@ -110,36 +105,17 @@ def _attribution(profiles, identity: _Identity) -> tuple[dict, str | None]:
     return campaign, anonymous
 
 
-def track_message(call: TrackCall, identity: _Identity, campaign: dict | None = None,
-                  profile_anonymous_id: str | None = None) -> Message:
-    context = {"campaign": campaign} if campaign else {}
-    anonymous_id = identity.anonymous_id
-    if identity.user_id and profile_anonymous_id:
-        anonymous_id = profile_anonymous_id  # beside userId: ties the order to the visit
-    return Message("track", call.message_id, call.stripe_customer_id, utc_datetime(call.timestamp),
-                   user_id=identity.user_id, anonymous_id=anonymous_id, event=call.event,
-                   properties=native(call.properties), context=context)
-
-
-def delinquent_identify(call: TrackCall, identity: _Identity, stripe_event_id: str) -> Message:
-    """``payment_delinquent = true`` with the failure: one message per failure (salted by the event)."""
-    msg = identify_message(call.stripe_customer_id, identity.user_id, identity.anonymous_id,
-                           {"payment_delinquent": True}, utc_datetime(call.timestamp))
-    msg.message_id = message_id("identify", call.stripe_customer_id, "delinquent", stripe_event_id,
-                                content_hash(msg.traits))
-    return msg
-
-
 #: Why a call about a customer deleted in Stripe (or forgotten on request) is not sent.
 SKIPPED_DELETED = "skipped: customer deleted (privacy)"
 
 
 def deliver_calls(store: StateStore, settings: SegmentSettings, calls: list[tuple[str, TrackCall]], *,
                   profiles, config: TraitsConfig, now: int, progress: ProgressSink | None = None,
-                  run_id: str | None = None) -> tuple[DeliveryReport, dict[str, str]]:
-    """Send track calls not yet acknowledged (plus delinquency identifies); record what Segment accepted
-    (and, in the delivery audit, under ``run_id``). Calls about customers deleted in Stripe or forgotten
-    are never sent.
+                  run_id: str | None = None,
+                  options: ProfileSyncOptions = ProfileSyncOptions()) -> tuple[DeliveryReport, dict[str, str]]:
+    """Send track calls not yet acknowledged (plus delinquency identifies, under the allow-list and
+    routing of ``options`` like every identify); record what Segment accepted (and, in the delivery
+    audit, under ``run_id``). Calls about customers deleted in Stripe or forgotten are never sent.
 
     Returns the report and, per Stripe event id, "sent" / "skipped: <why>" / "failed: <why>".
     """
@@ -150,7 +126,9 @@ def deliver_calls(store: StateStore, settings: SegmentSettings, calls: list[tupl
             outcome[event_id] = SKIPPED_DELETED
     calls = [(e, c) for e, c in calls if c.stripe_customer_id not in suppressed]
     sent = store.track_state.already_sent(c.dedupe_key for _, c in calls)
-    identities = _identities(store, (c.stripe_customer_id for _, c in calls), config, profiles=profiles, now=now)
+    # A dry run changes no state: the identities it resolves are used for its file, not stored.
+    identities = _identities(store, (c.stripe_customer_id for _, c in calls), config, profiles=profiles, now=now,
+                             record=not settings.dry_run_path)
     messages: list[Message] = []
     by_event: dict[str, tuple[TrackCall, list[Message]]] = {}
     claimed: dict[str, str] = {}
@@ -166,7 +144,10 @@ def deliver_calls(store: StateStore, settings: SegmentSettings, calls: list[tupl
         campaign, profile_anon = _attribution(profiles, identity) if call.needs_attribution else ({}, None)
         ms = [track_message(call, identity, campaign, profile_anon)]
         if call.event == PAYMENT_FAILED:
-            ms.append(delinquent_identify(call, identity, event_id))
+            delinquent = delinquent_identify(call, identity, event_id, allow_list=options.allow_list,
+                                             routing=options.routing)
+            if delinquent is not None:
+                ms.append(delinquent)
         by_event[event_id] = (call, ms)
         messages += ms
     report = deliver(messages, settings, progress=progress)
@@ -202,9 +183,10 @@ def _mark_delinquent_pushed(store: StateStore, customers: list[str]) -> None:
 def send_track_events(store: StateStore, settings: SegmentSettings, *, reader=None, profiles=None,
                       config: TraitsConfig = TraitsConfig(), now: int, event_ids: list[str] | None = None,
                       limit: int | None = None, progress: ProgressSink | None = None,
-                      run_id: str | None = None) -> TrackOutcome:
+                      run_id: str | None = None, options: ProfileSyncOptions = ProfileSyncOptions()) -> TrackOutcome:
     """Handle ledgered Stripe events still pending (or failed before): map, send, record outcomes
-    (``run_id``, the Dagster run, goes into the delivery audit)."""
+    (``run_id``, the Dagster run, goes into the delivery audit). ``options`` (the ``segment``
+    resource's) carry the trait allow-list and routing the delinquency identify follows."""
     rows = store.ledger.awaiting_track(event_ids=event_ids, limit=limit)
     result = TrackOutcome(considered=len(rows))
     ctx = MirrorContext(store.mirror, reader, config, now)
@@ -221,7 +203,7 @@ def send_track_events(store: StateStore, settings: SegmentSettings, *, reader=No
         else:
             result.calls.append((row.id, call))
     report, delivered = deliver_calls(store, settings, result.calls, profiles=profiles, config=config, now=now,
-                                      progress=progress, run_id=run_id)
+                                      progress=progress, run_id=run_id, options=options)
     status.update(delivered)
     result.report = report
     for event_id, call in result.calls:

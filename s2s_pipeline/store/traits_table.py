@@ -10,12 +10,16 @@ from __future__ import annotations
 import csv
 import io
 import json
+import uuid
 
 import pandas as pd
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, func, inspect, select, text
+from sqlalchemy.exc import SQLAlchemyError
 
 TABLE = "customer_traits"
-_STAGING = "customer_traits_staging"
+_STAGING_PREFIX = "customer_traits_staging_"
+#: pg_advisory_xact_lock key serialising the swap of the trait table (migrations use 0x5325_0001).
+SWAP_LOCK_KEY = 0x5325_0002
 
 
 def postgres_copy(table, conn, keys, data_iter) -> int:
@@ -51,18 +55,41 @@ class TraitsTable:
         self.engine = engine
 
     def write(self, traits: pd.DataFrame) -> None:
-        """Replace ``customer_traits`` with ``traits`` in one transaction."""
+        """Replace ``customer_traits`` with ``traits`` in one transaction.
+
+        Each write stages into a table of its own name, so two steps replacing the table at once
+        (two ``customer_traits`` runs) never drop or collide with each other's staging table: the
+        last to commit wins, whole. The swap (drop the old table, rename the staging one) is
+        serialised: on Postgres by a transaction-level advisory lock (two renames to a name that
+        neither transaction yet sees would otherwise collide), on SQLite by its single writer,
+        whose lock the first INSERT takes. On SQLite the staging table's ``CREATE`` commits on its own
+        (pysqlite opens its transaction at the first INSERT), so a failed write drops it here.
+        """
         engine = self.engine
         frame = _storable(traits)
         method = postgres_copy if engine.dialect.name == "postgresql" else None
-        with engine.begin() as conn:
-            conn.execute(text(f"DROP TABLE IF EXISTS {_STAGING}"))
-            frame.to_sql(_STAGING, conn, index=False, chunksize=20_000, method=method)
-            conn.execute(text(f"DROP TABLE IF EXISTS {TABLE}"))
-            conn.execute(text(f"ALTER TABLE {_STAGING} RENAME TO {TABLE}"))
-            if engine.dialect.name in ("postgresql", "sqlite"):
-                conn.execute(text(f"CREATE UNIQUE INDEX IF NOT EXISTS ux_{TABLE}_customer ON {TABLE} "
-                                  "(stripe_customer_id)"))
+        staging = f"{_STAGING_PREFIX}{uuid.uuid4().hex}"
+        try:
+            with engine.begin() as conn:
+                frame.to_sql(staging, conn, index=False, chunksize=20_000, method=method)
+                if engine.dialect.name == "postgresql":
+                    conn.execute(select(func.pg_advisory_xact_lock(SWAP_LOCK_KEY)))
+                conn.execute(text(f"DROP TABLE IF EXISTS {TABLE}"))
+                conn.execute(text(f"ALTER TABLE {staging} RENAME TO {TABLE}"))
+                if engine.dialect.name in ("postgresql", "sqlite"):
+                    conn.execute(text(f"CREATE UNIQUE INDEX IF NOT EXISTS ux_{TABLE}_customer ON {TABLE} "
+                                      "(stripe_customer_id)"))
+        except BaseException:
+            self._drop_staging(staging)
+            raise
+
+    def _drop_staging(self, staging: str) -> None:
+        """Best effort: the write's own error is the one to report, not a failed cleanup's."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(text(f"DROP TABLE IF EXISTS {staging}"))
+        except SQLAlchemyError:
+            pass
 
     def read(self) -> pd.DataFrame:
         """The last computed trait table (empty if never computed)."""

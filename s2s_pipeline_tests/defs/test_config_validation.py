@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from dagster import Failure
 
 from s2s_pipeline.defs.resources import StateStoreResource
+from s2s_pipeline.defs.segment.resources import SegmentResource
 from s2s_pipeline.defs.traits.resources import TraitRulesResource
 from s2s_pipeline.store.db import StateStoreConfigError, make_engine
 
@@ -35,3 +37,12 @@ def test_a_malformed_port_in_the_database_url_names_the_setting(url):
     with pytest.raises(StateStoreConfigError, match="S2S_DATABASE_URL") as failure:
         make_engine(url)
     assert "port" in str(failure.value)
+
+
+def test_a_dry_run_path_naming_a_file_is_refused_naming_the_setting(tmp_path):
+    calls = tmp_path / "calls.jsonl"
+    calls.write_text("")
+    with pytest.raises(Failure, match="dry_run_path"):
+        SegmentResource(write_key="wk", dry_run_path=str(calls)).settings()
+    settings = SegmentResource(write_key="wk", dry_run_path=str(tmp_path)).settings(run_id="r1", asset="segment_profiles")
+    assert settings.dry_run_path == str(tmp_path / "r1-segment_profiles.jsonl")

@@ -2,13 +2,21 @@
 
 import json
 import logging
+import os
+import stat
 
 import pytest
 
 from s2s_devtools.fakes.segment_sink import SegmentSink
 from s2s_pipeline.core.progress import DEFAULT_EVERY_SECONDS
 from s2s_pipeline.core.times import utc_datetime as utc
-from s2s_pipeline.segment.delivery import SegmentConfigError, SegmentSettings, _AcknowledgedProgress, deliver
+from s2s_pipeline.segment.delivery import (
+    SegmentConfigError,
+    SegmentSettings,
+    _AcknowledgedProgress,
+    deliver,
+    dry_run_file,
+)
 from s2s_pipeline.segment.messages import group_message, identify_message
 
 WRITE_KEY = "wk_test_secret_123"
@@ -84,6 +92,21 @@ def test_dry_run_writes_calls_and_sends_nothing(sink, tmp_path):
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert [line["anonymousId"] for line in lines] == ["cus_0", "cus_1", "cus_2"]
     assert report.delivered == [] and sink.requests == []
+
+
+def test_dry_run_file_is_private_even_replacing_a_world_readable_one(sink, tmp_path):
+    path = tmp_path / "calls.jsonl"
+    path.write_text("old\n")
+    path.chmod(0o644)
+    deliver(messages(2), settings(sink, dry_run_path=str(path)))
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert len(path.read_text().splitlines()) == 2 and "old" not in path.read_text()
+    assert [p.name for p in tmp_path.iterdir()] == ["calls.jsonl"]  # no partial file left
+
+
+def test_dry_run_file_is_one_per_run_and_asset(tmp_path):
+    assert dry_run_file(str(tmp_path), "run-1", "segment_profiles") == str(tmp_path / "run-1-segment_profiles.jsonl")
+    assert dry_run_file(str(tmp_path), "run-1", "a/b") == str(tmp_path / "run-1-a_b.jsonl")
 
 
 def test_logs_never_contain_the_write_key_or_payloads(sink, caplog):

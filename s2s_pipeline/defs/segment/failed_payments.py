@@ -82,9 +82,9 @@ def failed_payment_alerts(context: AssetExecutionContext, config: FailedPaymentA
         raise Failure(description=f"Stripe event {event_id} does not exist or is older than Stripe's 30-day "
                                   "event window; the nightly job reports what the mirror knows")
     apply_single_event(reader, store, event)  # also mirrors a customer created since the last sync
-    outcome = send_track_events(store, segment.settings(), reader=reader, profiles=segment.profiles(),
+    outcome = send_track_events(store, segment.settings_for(context), reader=reader, profiles=segment.profiles(),
                                 config=trait_rules.config(), now=int(time.time()), event_ids=[event_id],
-                                run_id=context.run_id)
+                                run_id=context.run_id, options=segment.options())
     call = next((c for e, c in outcome.calls if e == event_id), None)
     metadata = {
         "stripe_event_id": event_id,

@@ -24,7 +24,7 @@ def segment_profiles(context: AssetExecutionContext, state_store: StateStoreReso
     next run with the same messageId. A run with failures is marked failed after its successful part
     is committed.
     """
-    settings = segment.settings()
+    settings = segment.settings_for(context)
     outcome = sync_pending_profiles(state_store.store(), settings, segment.profiles(), segment.options(),
                             now=int(time.time()), progress=context.log.info, run_id=context.run_id)
     metadata = {

@@ -5,9 +5,10 @@ Profiles API settings are optional. Imports nothing else from ``defs``.
 """
 
 import os
+from pathlib import Path
 from typing import Optional
 
-from dagster import ConfigurableResource, Definitions, EnvVar, Failure, definitions
+from dagster import AssetExecutionContext, ConfigurableResource, Definitions, EnvVar, Failure, definitions
 from pydantic import Field
 
 from s2s_pipeline.privacy.deletion import client_for
@@ -19,7 +20,7 @@ from s2s_pipeline.privacy.settings import (
     PrivacyConfigError,
     PrivacySettings,
 )
-from s2s_pipeline.segment.delivery import DEFAULT_HOST, SegmentConfigError, SegmentSettings
+from s2s_pipeline.segment.delivery import DEFAULT_HOST, SegmentConfigError, SegmentSettings, dry_run_file
 from s2s_pipeline.segment.profile_sync import ProfileSyncOptions
 from s2s_pipeline.segment.profiles_api import ProfilesClient
 
@@ -47,11 +48,19 @@ class SegmentResource(ConfigurableResource):
         default=None, description='Per-trait destinations, e.g. {"mrr": {"All": false, "Salesforce": true}}: '
         "routed traits go in their own identify with that integrations object.")
     dry_run_path: Optional[str] = Field(
-        default=None, description="Write the would-be calls as JSON lines to this file; send nothing, change no state.")
+        default=None, description="A directory: each run's Segment assets write their would-be calls as JSON lines "
+        "to <dry_run_path>/<run_id>-<asset>.jsonl (mode 0600: they carry emails); send nothing, change no state.")
     profiles_recheck_days: int = Field(default=7, description="Look anonymous customers up again after this many days.")
     max_profile_lookups: int = Field(default=10_000, description="Profiles API look-ups per run at most.")
 
-    def settings(self) -> SegmentSettings:
+    def settings(self, *, run_id: Optional[str] = None, asset: Optional[str] = None) -> SegmentSettings:
+        """How to reach Segment; in a dry run, the file of ``asset`` in run ``run_id`` (see ``settings_for``)."""
+        dry_run = None
+        if self.dry_run_path:
+            if Path(self.dry_run_path).is_file():
+                raise Failure(description=f"segment dry_run_path {self.dry_run_path!r} is a file: it names a "
+                                          "directory, which receives one <run_id>-<asset>.jsonl per run and asset")
+            dry_run = dry_run_file(self.dry_run_path, run_id or "no-run", asset or "segment")
         try:
             return SegmentSettings(
                 write_key=self.write_key,
@@ -59,10 +68,14 @@ class SegmentResource(ConfigurableResource):
                 gzip=self.gzip,
                 max_retries=self.max_retries,
                 upload_size=self.upload_size,
-                dry_run_path=self.dry_run_path,
+                dry_run_path=dry_run,
             )
         except SegmentConfigError as exc:
             raise Failure(description=str(exc)) from exc
+
+    def settings_for(self, context: AssetExecutionContext) -> SegmentSettings:
+        """The settings an asset delivers with: a dry run writes ``<dry_run_path>/<run_id>-<asset>.jsonl``."""
+        return self.settings(run_id=context.run_id, asset=context.asset_key.to_python_identifier())
 
     def profiles(self) -> Optional[ProfilesClient]:
         space = self.space_id or os.environ.get("SEGMENT_SPACE_ID")

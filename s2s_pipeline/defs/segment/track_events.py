@@ -25,9 +25,9 @@ def segment_track_events(context: AssetExecutionContext, state_store: StateStore
     Order Completed/Refunded, Dispute Created; docs/events.md). Each Stripe fact is sent once,
     whichever job sees it first; events from before the first sync are never replayed.
     """
-    outcome = send_track_events(state_store.store(), segment.settings(), reader=stripe.reader(),
+    outcome = send_track_events(state_store.store(), segment.settings_for(context), reader=stripe.reader(),
                                 profiles=segment.profiles(), config=trait_rules.config(), now=int(time.time()),
-                                progress=context.log.info, run_id=context.run_id)
+                                progress=context.log.info, run_id=context.run_id, options=segment.options())
     metadata = {k: MetadataValue.json(v) if isinstance(v, dict) else v for k, v in outcome.metadata().items()}
     # A plain number for the Plots tab beside messages_failed: track calls Segment acknowledged.
     metadata["messages_sent"] = len(outcome.report.delivered)
@@ -61,8 +61,9 @@ def segment_payment_history(context: AssetExecutionContext, state_store: StateSt
     now = int(time.time())
     calls = history_calls(store, int(window.start.timestamp()), int(window.end.timestamp()),
                           MirrorContext(store.mirror, stripe.reader(), config, now), config)
-    report, status = deliver_calls(store, segment.settings(), calls, profiles=segment.profiles(), config=config,
-                                   now=now, progress=context.log.info, run_id=context.run_id)
+    report, status = deliver_calls(store, segment.settings_for(context), calls, profiles=segment.profiles(),
+                                   config=config, now=now, progress=context.log.info, run_id=context.run_id,
+                                   options=segment.options())
     counts: dict[str, int] = {}
     for text in status.values():
         counts[text.partition(":")[0]] = counts.get(text.partition(":")[0], 0) + 1
