@@ -68,5 +68,28 @@ class TraitRows:
         return int(rows), int(distinct)
 
 
+    def totals(self) -> dict:
+        """Table-wide counts and MRR sums, aggregated in SQL (the incremental run's plots without reading the table).
+
+        ``mrr_minor_by_currency`` sums exact minor units per currency; ``tiers`` counts customers per
+        ``spend_tier`` (None for no tier); the three counts are those of ``traits.summary``.
+        """
+        if not self.exists():
+            return {"paying_customers": 0, "customers_with_mrr": 0, "delinquent_customers": 0,
+                    "mrr_minor_by_currency": {}, "tiers": {}}
+        with self.engine.connect() as conn:
+            paying, with_mrr, delinquent = conn.execute(text(
+                f"SELECT COALESCE(SUM(CASE WHEN payment_count > 0 THEN 1 ELSE 0 END), 0), "
+                f"COALESCE(SUM(CASE WHEN mrr_minor > 0 THEN 1 ELSE 0 END), 0), "
+                f"COALESCE(SUM(CASE WHEN payment_delinquent THEN 1 ELSE 0 END), 0) FROM {TABLE}")).one()
+            mrr = conn.execute(text(f"SELECT currency, SUM(mrr_minor) FROM {TABLE} "
+                                    f"WHERE currency IS NOT NULL GROUP BY currency")).all()
+            tiers = conn.execute(text(f"SELECT spend_tier, COUNT(*) FROM {TABLE} GROUP BY spend_tier")).all()
+        return {"paying_customers": int(paying), "customers_with_mrr": int(with_mrr),
+                "delinquent_customers": int(delinquent),
+                "mrr_minor_by_currency": {str(cur): int(total or 0) for cur, total in mrr},
+                "tiers": {tier: int(count) for tier, count in tiers}}
+
+
 def _expanding(name: str):
     return bindparam(name, expanding=True)

@@ -85,3 +85,25 @@ def summary_metadata(traits: pd.DataFrame, preview_rows: int = 10, top_n: int = 
         "top_customers_by_ltv": top_customers_by_ltv(traits, top_n),
         "preview": markdown_preview(traits, preview_rows),
     }
+
+
+def summary_from_totals(totals: dict) -> dict:
+    """The plotted numbers of :func:`summary_metadata` from the store's SQL totals (``TraitRows.totals``).
+
+    An incremental run recomputes a few customers only; the table-wide figures come from the
+    stored table, aggregated in SQL, so the Plots tab keeps one point per run.
+    """
+    by_minor = totals["mrr_minor_by_currency"]
+    currencies = sorted(by_minor)
+    majors = minor_to_major(np.array([by_minor[c] for c in currencies], dtype=np.int64),
+                            np.array(currencies, dtype=object)) if currencies else []
+    tiers = {tier: int(totals["tiers"].get(tier, 0)) for tier in TIER_NAMES}
+    if totals["tiers"].get(None):
+        tiers[NO_TIER] = int(totals["tiers"][None])
+    return {
+        "paying_customers": totals["paying_customers"],
+        "customers_with_mrr": totals["customers_with_mrr"],
+        "delinquent_customers": totals["delinquent_customers"],
+        "tier_distribution": tiers,
+        "mrr_by_currency": {cur: float(value) for cur, value in zip(currencies, majors)},
+    }

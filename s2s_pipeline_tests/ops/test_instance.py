@@ -65,7 +65,8 @@ MODULE = "s2s_pipeline.definitions"
 CLI_TIMEOUT_S = 180
 UTC = timezone.utc
 
-NIGHTLY_ASSETS = ["stripe_change_feed", "customer_traits", "segment_profiles", "segment_track_events"]
+NIGHTLY_ASSETS = ["stripe_change_feed", "customer_traits", "segment_profiles", "segment_track_events",
+                  "segment_regulations"]
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -302,8 +303,11 @@ def test_scheduler_daemon_queues_the_0200_tick_without_anyone_starting_the_sched
                                                                                      tzinfo=UTC),
                                                 iteration_times={}))
             assert [e for e in before if e is not None] == []
-            (state,) = instance.all_instigator_state(instigator_type=InstigatorType.SCHEDULE)
-            assert state.instigator_name == "nightly_trait_refresh_schedule"
+            states = {st.instigator_name: st for st in
+                      instance.all_instigator_state(instigator_type=InstigatorType.SCHEDULE)}
+            # the nightly refresh and its weekly full-recompute safety net, both on by default
+            assert set(states) == {"nightly_trait_refresh_schedule", "weekly_full_trait_recompute"}
+            state = states["nightly_trait_refresh_schedule"]
             assert state.status == InstigatorStatus.DECLARED_IN_CODE  # running because the code says so
             assert instance.get_runs() == []
 
@@ -352,7 +356,10 @@ def test_nightly_job_from_the_cli_records_its_run_and_materializations_in_postgr
             assert event is not None, f"{key} has no materialization in the Postgres event log"
             assert event.run_id == run.run_id, key
         checks = instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
-        assert len(checks) == 4 and all(e.dagster_event.event_specific_data.passed for e in checks)
+        names = {e.dagster_event.event_specific_data.check_name for e in checks}
+        assert names == {"one_row_per_customer", "non_negative_money", "refund_rate_within_bounds",
+                         "spend_tier_valid", "no_stuck_regulations"}, names
+        assert len(checks) == 5 and all(e.dagster_event.event_specific_data.passed for e in checks)
         # the pools were used and every slot given back (a leaked slot would block all later runs)
         for pool in ("stripe_api", "segment_api"):
             info = instance.event_log_storage.get_concurrency_info(pool)

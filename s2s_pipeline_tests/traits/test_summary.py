@@ -63,3 +63,18 @@ def test_summaries_of_an_empty_table():
     assert mrr_by_currency(empty) == {}
     assert top_customers_by_ltv(empty) == {}
     json.dumps(summary_metadata(empty))
+
+
+def test_the_stored_tables_sql_totals_give_the_same_plotted_numbers_as_the_table_in_memory(state_store):
+    """Incremental runs plot from SQL aggregates: they must match a full run's in-memory summary."""
+    from s2s_pipeline.traits.summary import summary_from_totals
+
+    traits = table()
+    state_store.traits.write(traits)
+    in_memory = summary_metadata(traits)
+    from_sql = summary_from_totals(state_store.trait_rows.totals())
+    for key in ("paying_customers", "customers_with_mrr", "delinquent_customers", "tier_distribution",
+                "mrr_by_currency"):
+        assert from_sql[key] == in_memory[key], key
+    # the worked example: USD 403.33 (40,333.33 cents rounded once, REFERENCE A.4) and EUR 200.00
+    assert from_sql["mrr_by_currency"]["usd"] == 403.33 and from_sql["mrr_by_currency"]["eur"] == 200.0

@@ -11,7 +11,7 @@ from s2s_pipeline.defs.stripe.assets import CHANGE_FEED_KEY, MIRROR_KEYS
 from s2s_pipeline.defs.traits.checks import CHECK_SPECS, one_row_per_customer_in_store, trait_checks
 from s2s_pipeline.defs.traits.resources import TraitRulesResource
 from s2s_pipeline.traits.refresh import refresh_customer_traits
-from s2s_pipeline.traits.summary import summary_metadata
+from s2s_pipeline.traits.summary import summary_from_totals, summary_metadata
 
 #: Data engineering runs the computation; revenue operations own what each trait means (the contract).
 OWNERS = ["team:data-eng", "team:revops"]
@@ -73,20 +73,25 @@ def customer_traits(context: AssetExecutionContext, config: CustomerTraitsRunCon
         "dagster/row_count": rows,
     }
     if refresh.mode == "full":
-        # Table-wide summaries need every row: a full recompute has them in memory.
+        # A full recompute has every row in memory: summaries, top lists and a preview.
         summary = summary_metadata(table)
         metadata.update({
-            "paying_customers": summary["paying_customers"],
-            "customers_with_mrr": summary["customers_with_mrr"],
-            "delinquent_customers": summary["delinquent_customers"],
-            "mrr_by_currency": MetadataValue.json(summary["mrr_by_currency"]),
-            "tier_distribution": MetadataValue.json(summary["tier_distribution"]),
             "top_customers_by_ltv": MetadataValue.json(summary["top_customers_by_ltv"]),
             "preview": MetadataValue.md(summary["preview"]),
         })
-        # One plain number per currency, so the Plots tab charts each currency's MRR over time.
-        for currency, total in summary["mrr_by_currency"].items():
-            metadata[f"mrr_total_{currency}"] = float(total)
+    else:
+        # An incremental run holds a few customers: the table-wide figures are aggregated in SQL.
+        summary = summary_from_totals(store.trait_rows.totals())
+    metadata.update({
+        "paying_customers": summary["paying_customers"],
+        "customers_with_mrr": summary["customers_with_mrr"],
+        "delinquent_customers": summary["delinquent_customers"],
+        "mrr_by_currency": MetadataValue.json(summary["mrr_by_currency"]),
+        "tier_distribution": MetadataValue.json(summary["tier_distribution"]),
+    })
+    # One plain number per currency, so the Plots tab charts each currency's MRR over time.
+    for currency, total in summary["mrr_by_currency"].items():
+        metadata[f"mrr_total_{currency}"] = float(total)
     checks = trait_checks(table, store.mirror.live_count("customer"))
     if refresh.mode == "incremental":
         # The rows just computed are a part of the table: count the whole table in the store.
