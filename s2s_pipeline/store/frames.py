@@ -51,10 +51,7 @@ def read_frames(engine: Engine, columns: Mapping[str, tuple[str, ...]]) -> dict[
     frames: dict[str, pd.DataFrame] = {}
     with engine.connect() as conn:
         for name, table in MIRROR_FRAME_TABLES.items():
-            cols = tuple(columns.get(name, ()))
-            unknown = [c for c in cols if c not in MIRROR_FRAME_COLUMNS[name]]
-            if unknown:
-                raise KeyError(f"{name} has no columns {unknown}")
+            cols = _requested(name, columns)
             if not cols:
                 continue
             stmt = select(*(table.c[c] for c in cols))
@@ -62,6 +59,15 @@ def read_frames(engine: Engine, columns: Mapping[str, tuple[str, ...]]) -> dict[
                 stmt = stmt.where(table.c.deleted == false()).order_by(table.c.id)
             frames[name] = _read(conn, stmt, [table.c[c] for c in cols])
     return frames
+
+
+def _requested(name: str, columns: Mapping[str, tuple[str, ...]]) -> tuple[str, ...]:
+    """The columns asked for of one frame, refusing any the mirror table does not have."""
+    cols = tuple(columns.get(name, ()))
+    unknown = [c for c in cols if c not in MIRROR_FRAME_COLUMNS[name]]
+    if unknown:
+        raise KeyError(f"{name} has no columns {unknown}")
+    return cols
 
 
 #: Frame name -> how its rows belong to a customer: a ``customer`` column, or a charge of the customer.
@@ -86,10 +92,7 @@ def read_customer_frames(engine: Engine, columns: Mapping[str, tuple[str, ...]],
     charges = MIRROR_FRAME_TABLES["charges"]
     with engine.connect() as conn:
         for name, table in MIRROR_FRAME_TABLES.items():
-            cols = tuple(columns.get(name, ()))
-            unknown = [c for c in cols if c not in MIRROR_FRAME_COLUMNS[name]]
-            if unknown:
-                raise KeyError(f"{name} has no columns {unknown}")
+            cols = _requested(name, columns)
             if not cols:
                 continue
             wanted = [table.c[c] for c in cols]

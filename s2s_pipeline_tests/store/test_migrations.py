@@ -6,7 +6,6 @@ processes are), released together by a barrier, on SQLite and Postgres.
 
 from __future__ import annotations
 
-import multiprocessing
 import traceback
 
 import pytest
@@ -14,6 +13,7 @@ from sqlalchemy import String, inspect, select, text
 
 from s2s_pipeline.store import schema
 from s2s_pipeline.store.db import make_engine
+from s2s_pipeline_tests.concurrency import run_together
 
 PROCESSES = 6
 
@@ -30,15 +30,7 @@ def _open_store(url: str, barrier, results) -> None:
 
 
 def test_processes_starting_together_on_a_fresh_store_all_succeed_with_one_version_row(state_url):
-    context = multiprocessing.get_context("spawn")
-    barrier = context.Barrier(PROCESSES)
-    results = context.Queue()
-    processes = [context.Process(target=_open_store, args=(state_url, barrier, results)) for _ in range(PROCESSES)]
-    for process in processes:
-        process.start()
-    outcomes = [results.get(timeout=120) for _ in processes]
-    for process in processes:
-        process.join(timeout=60)
+    outcomes = run_together(_open_store, [(state_url,)] * PROCESSES, timeout=120)
     failures = [o for o in outcomes if o != "ok"]
     assert failures == [], failures[0]
 

@@ -8,7 +8,6 @@ left behind must be one writer's whole table, and no staging table may stay.
 
 from __future__ import annotations
 
-import multiprocessing
 import traceback
 
 import pandas as pd
@@ -18,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from s2s_pipeline.store.db import make_engine
 from s2s_pipeline.store.traits_table import TraitsTable
+from s2s_pipeline_tests.concurrency import run_together
 
 WRITERS = 2
 WRITES_EACH = 15
@@ -49,16 +49,7 @@ def _write_traits(url: str, writer: int, barrier, results) -> None:
 
 def test_two_processes_replacing_the_trait_table_at_once_both_succeed(state_url):
     make_engine(state_url).dispose()  # migrated once, so the writers race on the trait table only
-    context = multiprocessing.get_context("spawn")
-    barrier = context.Barrier(WRITERS)
-    results = context.Queue()
-    processes = [context.Process(target=_write_traits, args=(state_url, w, barrier, results))
-                 for w in range(WRITERS)]
-    for process in processes:
-        process.start()
-    outcomes = [results.get(timeout=180) for _ in processes]
-    for process in processes:
-        process.join(timeout=60)
+    outcomes = run_together(_write_traits, [(state_url, w) for w in range(WRITERS)])
     failures = [o for o in outcomes if o != "ok"]
     assert failures == [], failures[0]
 
