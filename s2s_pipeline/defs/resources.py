@@ -53,6 +53,9 @@ class StateStoreResource(ConfigurableResource):
     delivery_audit_retention_days: Optional[int] = Field(
         default=400, description="Keep the delivery audit (message ids, trait/property names, destinations, "
         "times) this many days: what an access request can be answered from. None keeps it forever.")
+    quarantine_retention_days: Optional[int] = Field(
+        default=90, description="Keep Stripe objects set aside in the quarantine (with their sanitised payload) "
+        "this many days after they were last seen or retried. None keeps them forever.")
     _store: Optional[StateStore] = PrivateAttr(default=None)
 
     @field_validator("raw_payload_retention_days")
@@ -61,6 +64,14 @@ class StateStoreResource(ConfigurableResource):
         if days is not None and days < 1:
             raise ValueError(f"raw_payload_retention_days must be at least 1 (or null to keep raw payloads forever), "
                              f"got {days}: {days} would drop every raw payload")
+        return days
+
+    @field_validator("quarantine_retention_days")
+    @classmethod
+    def _keeps_the_quarantine_a_day_at_least(cls, days: Optional[int]) -> Optional[int]:
+        if days is not None and days < 1:
+            raise ValueError(f"quarantine_retention_days must be at least 1 (or null to keep quarantined objects "
+                             f"forever), got {days}: {days} would forget every object the moment it is set aside")
         return days
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
@@ -80,7 +91,8 @@ class StateStoreResource(ConfigurableResource):
                                   unsent_before=raw_before, ledger_before=before(self.event_ledger_retention_days),
                                   track_sent_before=before(self.track_sent_retention_days),
                                   audit_before=before(self.delivery_audit_retention_days),
-                                  forgotten_customers=True, inbox_before=raw_before)
+                                  forgotten_customers=True, inbox_before=raw_before,
+                                  quarantine_before=before(self.quarantine_retention_days))
 
     def url(self) -> Optional[str]:
         return self.database_url or os.environ.get("S2S_DATABASE_URL") or None

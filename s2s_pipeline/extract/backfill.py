@@ -11,7 +11,8 @@ from typing import Callable, Iterable
 from s2s_pipeline.core.progress import ProgressSink
 from s2s_pipeline.extract.listing_progress import ListingProgress
 from s2s_pipeline.extract.references import resolve_references
-from s2s_pipeline.extract.results import SyncResult, rows_for
+from s2s_pipeline.extract.isolation import apply_objects, flush_set_aside
+from s2s_pipeline.extract.results import SyncResult
 from s2s_pipeline.store.state_store import StateStore
 from s2s_pipeline.stripe.client import LIST_SPECS, StripeReader, Window, split_window
 
@@ -33,8 +34,9 @@ def list_into_mirror(reader: StripeReader, store: StateStore, jobs: list[tuple[s
         result.listed[page.object_type] = result.listed.get(page.object_type, 0) + len(page.objects)
         seen.setdefault(page.object_type, set()).update(o.get("id") for o in page.objects)
         # One transaction per page: a crash loses at most the page in flight,
-        # and re-running the window is safe (newest-wins upserts).
-        result.stats.merge(store.mirror.apply(rows_for(page.objects, page.fetched_at, result.malformed)))
+        # and re-running the window is safe (newest-wins upserts). An object the
+        # database refuses is set aside, the rest of the page stored.
+        result.stats.merge(apply_objects(store, page.objects, page.fetched_at, result))
         listing.page(page)
     listing.finish()
     return seen
@@ -62,6 +64,7 @@ def backfill(reader: StripeReader, store: StateStore, object_types: Iterable[str
         gone = known - seen.get(object_type, set())
         result.deleted += store.mirror.mark_deleted(object_type, gone, list_started)
     resolve_references(reader, store, result, progress=progress, clock=clock)
+    flush_set_aside(store, result, list_started)
     result.requests, result.rate_limited = reader.request_count, reader.rate_limited_count
     result.seconds = clock() - started
     return result
@@ -78,3 +81,4 @@ def full_sync(reader: StripeReader, store: StateStore, result: SyncResult, now: 
     if "customer" in object_types:
         result.deleted += store.mirror.mark_deleted("customer", before - seen.get("customer", set()), now)
     resolve_references(reader, store, result, progress=progress, clock=clock)
+    flush_set_aside(store, result, now)

@@ -1,7 +1,9 @@
 """The change feed: Stripe's Events API since the cursor, applied to the mirror and the event ledger.
 
 Each event's object snapshot is applied only where it is newer than the
-mirror's, and every event is ledgered once with the cursor, atomically. A
+mirror's, and every event is ledgered once with the cursor, atomically. An
+object the database refuses is set aside in the quarantine (its events
+ledgered ``quarantined``) and the rest applied. A
 cursor too old for the Events API's 30-day window makes it list everything
 again instead (and say so). Plain Python (no Dagster).
 """
@@ -10,13 +12,17 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from s2s_pipeline.core.ids import id_of
 from s2s_pipeline.core.progress import ProgressSink
 from s2s_pipeline.extract.backfill import ALL_OBJECT_TYPES, full_sync
+from s2s_pipeline.extract.isolation import flush_set_aside, note_quarantined
 from s2s_pipeline.extract.references import ensure_mirrored, resolve_references
 from s2s_pipeline.extract.results import SyncResult, rows_for
+from s2s_pipeline.store.quarantine import QuarantineEntry
+from s2s_pipeline.store.refusals import UnstorableInput
 from s2s_pipeline.store.state_store import StateStore
 from s2s_pipeline.stripe.client import EVENTS_RETENTION_SECONDS, StripeReader
 from s2s_pipeline.stripe.normalize import SUPPORTED_OBJECTS, Rows, scrub
@@ -38,7 +44,7 @@ _DELETION_EVENTS = frozenset({"customer.deleted", "product.deleted", "price.dele
                               "plan.deleted", "invoice.deleted", "customer.discount.deleted"})
 
 
-def _is_history(event: dict, cursor: dict) -> bool:
+def is_history(event: dict, cursor: dict) -> bool:
     """Whether an event happened before the first sync (it is never sent as a track call)."""
     created = int(event.get("created") or 0)
     baseline = int(cursor.get("baseline", 0))
@@ -92,8 +98,8 @@ def _collapsed_discounts(event: dict) -> bool:
 
 
 def _pick_snapshots(store: StateStore, parsed: list[tuple[dict, Rows]], result: SyncResult,
-                    refetch: Refetch) -> Rows:
-    """Choose, per object, the snapshot the mirror should hold after these events.
+                    refetch: Refetch) -> dict[tuple[str, str], Rows | None]:
+    """Choose, per object, the snapshot the mirror should hold after these events (None: none to apply).
 
     Stripe stamps events in whole seconds and often emits several for one
     object in the same second (invoice created, finalized, paid). When the
@@ -103,14 +109,14 @@ def _pick_snapshots(store: StateStore, parsed: list[tuple[dict, Rows]], result: 
     """
     groups: dict[tuple[str, str], list[tuple[dict, Rows]]] = {}
     for event, rows in parsed:
-        ((table_type, (row, *_)),) = rows.parents.items()
-        groups.setdefault((table_type, row["id"]), []).append((event, rows))
+        groups.setdefault(_object_key(event, rows), []).append((event, rows))
     stored: dict[tuple[str, str], int] = {}
     for table_type in {t for t, _ in groups}:
         ids = [i for t, i in groups if t == table_type]
         stored.update({(table_type, i): v for i, v in store.mirror.versions(table_type, ids).items()})
-    chosen = Rows()
+    chosen: dict[tuple[str, str], Rows | None] = {}
     for key, group in groups.items():
+        chosen[key] = None
         newest = max(int(e["created"]) for e, _ in group)
         top = [(e, r) for e, r in group if int(e["created"]) == newest]
         result.stats.stale[key[0]] += len(group) - len(top)
@@ -119,25 +125,82 @@ def _pick_snapshots(store: StateStore, parsed: list[tuple[dict, Rows]], result: 
         if known is not None and newest < known:
             result.stats.stale[key[0]] += len(top)
         elif deletion is not None:
-            chosen.extend(deletion)  # nothing comes after a deletion
+            chosen[key] = deletion  # nothing comes after a deletion
         elif len(top) == 1 and (known is None or newest > known) and not _collapsed_discounts(top[0][0]):
-            chosen.extend(top[0][1])
+            chosen[key] = top[0][1]
         else:
             obj, version = refetch(*key)
             if obj is None:
                 log.warning("Stripe %s %s changed but can no longer be retrieved", *key)
                 continue
-            chosen.extend(rows_for([obj], version, result.malformed))
+            chosen[key] = rows_for([obj], version, result.malformed, set_aside=result.set_aside,
+                                   event_ids=tuple(e["id"] for e, _ in group))
             result.references_fetched += 1
     return chosen
+
+
+def _object_key(event: dict, rows: Rows | None) -> tuple[str, str]:
+    """The Stripe object an event is about: the mirror row its snapshot gives, else its ``data.object``
+    (a discount of ``customer.discount.*``), else the event itself."""
+    if rows is not None and rows.parents:
+        ((table_type, (row, *_)),) = rows.parents.items()
+        return table_type, row["id"]
+    obj = (event.get("data") or {}).get("object") or {}
+    if isinstance(obj, dict) and obj.get("object") and obj.get("id"):
+        return str(obj["object"]), str(obj["id"])
+    return "event", event["id"]
+
+
+@dataclass
+class _ObjectChange:
+    """What these events do to one Stripe object: the rows to apply and the ledger rows of its events.
+
+    The unit the quarantine sets aside when the database refuses one of its values.
+    """
+
+    rows: Rows = field(default_factory=Rows)
+    ledger: list[dict] = field(default_factory=list)
+    events: list[dict] = field(default_factory=list)
+
+
+def _quarantined_ledger_row(row: dict, reason: str) -> dict:
+    # No payload: it holds the value the database refused. A retry fetches the event again.
+    return {**row, "payload": None, "applied": False, "track_status": "quarantined",
+            "track_detail": f"quarantined: {reason}"}
+
+
+def _commit_isolating(store: StateStore, changes: dict[tuple[str, str], _ObjectChange], rows: Rows,
+                      ledger: list[dict], cursor: tuple[str, dict] | None, result: SyncResult, now: int) -> None:
+    """All events in one transaction; when the database refuses a value, one transaction per object,
+    the refused objects quarantined (their events ledgered ``quarantined``), then the cursor."""
+    try:
+        result.stats.merge(store.commit_events(rows, ledger, cursor))
+        return
+    except UnstorableInput:
+        log.warning("the database refused a value among %d events; applying them object by object", len(ledger))
+    for (object_type, object_id), change in changes.items():
+        try:
+            result.stats.merge(store.commit_events(change.rows, change.ledger))
+        except UnstorableInput as exc:
+            newest = max(change.events, key=lambda e: int(e.get("created") or 0))
+            entry = QuarantineEntry(object_type, object_id, str(exc), (newest.get("data") or {}).get("object"),
+                                    tuple(e["id"] for e in change.events))
+            store.set_aside_events([entry], [_quarantined_ledger_row(r, str(exc)) for r in change.ledger], now)
+            result.events_applied -= sum(bool(r["applied"]) for r in change.ledger)
+            note_quarantined(result, entry)
+    if cursor is not None:
+        store.cursors.set(*cursor)
 
 
 def apply_events(store: StateStore, events: list[dict], cursor: dict, now: int, result: SyncResult,
                  refetch: Refetch, *, advance_cursor: bool = True) -> dict:
     """Apply new events' snapshots newest-wins and ledger them, with the cursor, atomically.
 
-    ``advance_cursor=False`` handles events out of band (the failed-payment
-    alert job) without moving the change feed's position.
+    An object whose values the database refuses (or that lacks a field the
+    mirror needs) is set aside in the quarantine and the others applied; the
+    cursor moves past it either way. ``advance_cursor=False`` handles events
+    out of band (the failed-payment alert job) without moving the change
+    feed's position.
     """
     known = store.ledger.known_ids(e["id"] for e in events)
     fresh: list[dict] = []
@@ -149,32 +212,47 @@ def apply_events(store: StateStore, events: list[dict], cursor: dict, now: int, 
         seen_ids.add(event["id"])
         fresh.append(event)
     parsed: list[tuple[dict, Rows]] = []
+    changes: dict[tuple[str, str], _ObjectChange] = {}
     ledger = []
     for event in fresh:
         snapshot = _snapshot(event)
         detail = None
+        rows = None
         if snapshot is not None:
             malformed: list[str] = []
             # rendered at the event's API version, which may predate the pinned one
-            rows = rows_for([snapshot], int(event["created"]), malformed, event.get("api_version"))
+            rows = rows_for([snapshot], int(event["created"]), malformed, event.get("api_version"),
+                            set_aside=result.set_aside, event_ids=(event["id"],))
             if malformed:
                 detail = f"not mirrored: {malformed[0]}"
                 result.malformed.append(f"event {event['id']}: {malformed[0]}")
+                rows = None
             else:
                 parsed.append((event, rows))
         applied = snapshot is not None and detail is None
         result.events_applied += applied
-        ledger.append(_ledger_row(event, applied, _is_history(event, cursor), now, detail))
+        row = _ledger_row(event, applied, is_history(event, cursor), now, detail)
+        ledger.append(row)
+        change = changes.setdefault(_object_key(event, rows), _ObjectChange())
+        change.ledger.append(row)
+        change.events.append(event)
     # customer.discount.* carry a Discount: it changes the discounts table only
     # (no versioned parent row); events come oldest first, so the newest wins.
     discount_events = [(e, r) for e, r in parsed if not r.parents]
     parsed = [(e, r) for e, r in parsed if r.parents]
-    rows = _pick_snapshots(store, parsed, result, refetch)
-    for _, discount_rows in sorted(discount_events, key=lambda pair: int(pair[0]["created"])):
+    rows = Rows()
+    for key, chosen in _pick_snapshots(store, parsed, result, refetch).items():
+        if chosen is not None:
+            changes[key].rows.extend(chosen)
+            rows.extend(chosen)
+    for event, discount_rows in sorted(discount_events, key=lambda pair: int(pair[0]["created"])):
         rows.standalone_discounts.update(discount_rows.standalone_discounts)
+        changes[_object_key(event, None)].rows.standalone_discounts.update(discount_rows.standalone_discounts)
     newest = max([int(e["created"]) for e in events] + [int(cursor.get("created", 0))])
     new_cursor = {**cursor, "created": newest, "updated_at": now}
-    result.stats.merge(store.commit_events(rows, ledger, (EVENTS_CURSOR, new_cursor) if advance_cursor else None))
+    _commit_isolating(store, changes, rows, ledger, (EVENTS_CURSOR, new_cursor) if advance_cursor else None,
+                      result, now)
+    flush_set_aside(store, result, now)
     result.events_read = len(events)
     result.events_new = len(fresh)
     return new_cursor
@@ -245,6 +323,7 @@ def sync_changes(reader: StripeReader, store: StateStore, *, overlap_seconds: in
         events = reader.list_events(since=max(0, int(cursor["created"]) - overlap_seconds))
         result.cursor = apply_events(store, events, cursor, now, result, reader.retrieve)
         resolve_references(reader, store, result, progress=progress, clock=clock)
+        flush_set_aside(store, result, now)
     result.requests, result.rate_limited = reader.request_count, reader.rate_limited_count
     result.seconds = clock() - started
     return result

@@ -12,7 +12,10 @@ import time
 from typing import Callable
 
 from s2s_pipeline.core.progress import ProgressReporter, ProgressSink
+from s2s_pipeline.extract.isolation import upsert_each
 from s2s_pipeline.extract.results import SyncResult, rows_for
+from s2s_pipeline.store.quarantine import QuarantineEntry
+from s2s_pipeline.store.refusals import UnstorableInput
 from s2s_pipeline.store.state_store import StateStore
 from s2s_pipeline.store.schema import MIRROR_TABLES
 from s2s_pipeline.stripe.client import StripeReader
@@ -31,23 +34,48 @@ def resolve_references(reader: StripeReader, store: StateStore, result: SyncResu
     # Subscriptions first (their coupons), prices before products.
     for object_type in ("subscription", "price", "coupon", "product"):
         missing = store.mirror.missing_references()[object_type]
-        fetched = Rows()
+        fetched: list[tuple[dict, Rows]] = []
         for done, object_id in enumerate(missing):
             reporter.update(MIRROR_TABLES[object_type].name, done, total=len(missing))
             obj, version = reader.retrieve(object_type, object_id)
             if obj is None:
                 log.warning("Stripe %s %s is referenced but does not exist", object_type, object_id)
                 continue
-            fetched.extend(rows_for([obj], version, result.malformed))
+            rows = rows_for([obj], version, result.malformed, set_aside=result.set_aside)
+            if rows.parents:
+                fetched.append((obj, rows))
             result.references_fetched += 1
-        if object_type == "subscription":
-            if fetched.parents:
-                store.mirror.apply(fetched)
-        elif fetched.parents.get(object_type):
-            store.mirror.upsert_full(object_type, fetched.parents[object_type])
+        _store_fetched(store, object_type, fetched, result)
         if missing:
             reporter.update(MIRROR_TABLES[object_type].name, len(missing), total=len(missing), emit=False)
     reporter.finish()
+
+
+def _store_fetched(store: StateStore, object_type: str, fetched: list[tuple[dict, Rows]],
+                   result: SyncResult) -> None:
+    """Subscriptions newest-wins with their items; catalogue objects as complete snapshots.
+
+    One transaction for all; when the database refuses a value, one per object and the refused ones
+    set aside (``isolation``).
+    """
+    if not fetched:
+        return
+    if object_type != "subscription":
+        upsert_each(store, object_type, ((obj, rows.parents[object_type][0]) for obj, rows in fetched), result)
+        return
+    merged = Rows()
+    for _, rows in fetched:
+        merged.extend(rows)
+    try:
+        store.mirror.apply(merged)
+        return
+    except UnstorableInput:
+        pass
+    for obj, rows in fetched:
+        try:
+            store.mirror.apply(rows)
+        except UnstorableInput as exc:
+            result.set_aside.append(QuarantineEntry(object_type, str(obj.get("id")), str(exc), obj))
 
 
 def ensure_mirrored(reader: StripeReader, store: StateStore, object_type: str, object_id: str | None) -> bool:

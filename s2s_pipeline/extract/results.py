@@ -2,7 +2,8 @@
 
 Shared by the backfill, the change feed and reference filling: each adds its
 counts to one ``SyncResult``, and an object Stripe sent that cannot be parsed
-is set aside (with its id and reason) instead of stopping the others.
+or stored is set aside (with its id and reason, in the quarantine) instead of
+stopping the others.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from s2s_pipeline.store.mirror import ApplyStats
+from s2s_pipeline.store.quarantine import QuarantineEntry
 from s2s_pipeline.stripe.errors import MalformedStripeObject
 from s2s_pipeline.stripe.normalize import Rows, to_rows
 
@@ -37,6 +39,10 @@ class SyncResult:
     events_duplicate: int = 0
     events_applied: int = 0
     malformed: list[str] = field(default_factory=list)
+    #: Objects found bad and not yet written to the quarantine (``isolation.flush_set_aside`` writes them).
+    set_aside: list[QuarantineEntry] = field(default_factory=list)
+    #: "type id: reason" of every object this sync put in the quarantine.
+    quarantined: list[str] = field(default_factory=list)
     cursor: dict | None = None
     requests: int = 0
     rate_limited: int = 0
@@ -64,6 +70,8 @@ class SyncResult:
             out["cursor_created"] = self.cursor.get("created")
         if self.malformed:
             out["malformed_objects"] = len(self.malformed)
+        if self.quarantined:
+            out["objects_quarantined"] = len(self.quarantined)
         if self.note:
             out["note"] = self.note
         return out
@@ -79,8 +87,10 @@ class SyncResult:
 
 
 def rows_for(objects: Iterable[dict], version_ts: int, malformed: list[str],
-             api_version: str | None = None) -> Rows:
-    """Mirror rows for Stripe objects; an object that cannot be parsed is added to ``malformed`` instead.
+             api_version: str | None = None, set_aside: list[QuarantineEntry] | None = None,
+             event_ids: tuple[str, ...] = ()) -> Rows:
+    """Mirror rows for Stripe objects; an object that cannot be parsed is added to ``malformed`` instead
+    (and, when given, to ``set_aside`` for the quarantine, with the ``event_ids`` that carried it).
 
     ``api_version``: the version event snapshots were rendered at (None: the pinned version).
     """
@@ -90,4 +100,7 @@ def rows_for(objects: Iterable[dict], version_ts: int, malformed: list[str],
             rows.extend(to_rows(obj, version_ts, api_version))
         except MalformedStripeObject as exc:
             malformed.append(str(exc))
+            if set_aside is not None:
+                set_aside.append(QuarantineEntry(str(obj.get("object") or "object"), str(obj.get("id") or "<no id>"),
+                                                 f"malformed: {exc}", obj, event_ids))
     return rows

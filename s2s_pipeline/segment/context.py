@@ -71,7 +71,9 @@ class MirrorContext:
 
     # -- Stripe API (invoice payments are not mirrored) -----------------------------------
 
-    def _api(self, path: str, params: dict | None = None) -> dict | None:
+    def _enrichment(self, path: str, params: dict | None = None) -> dict | None:
+        """A look-up that only adds detail to a call already decided (the failure code of a Payment Failed):
+        on a Stripe error the call goes out without it. Never used to decide WHETHER a call is made."""
         if self.reader is None:
             return None
         try:
@@ -89,10 +91,10 @@ class MirrorContext:
         """
         intents: list = []
         charges: list = [invoice.get("charge")]
-        full = self._api(f"/v1/invoices/{invoice['id']}", {"expand": ["payments.data.payment.payment_intent"]})
+        full = self._enrichment(f"/v1/invoices/{invoice['id']}", {"expand": ["payments.data.payment.payment_intent"]})
         payments = ((full or {}).get("payments") or {}).get("data") or []
         if not payments:
-            listed = self._api("/v1/invoice_payments", {"invoice": invoice["id"], "limit": 10})
+            listed = self._enrichment("/v1/invoice_payments", {"invoice": invoice["id"], "limit": 10})
             payments = [p for p in (listed or {}).get("data") or [] if p.get("invoice") == invoice["id"]]
         for payment in payments:
             target = payment.get("payment") or {}
@@ -102,7 +104,7 @@ class MirrorContext:
         for target in intents:
             if not target:
                 continue
-            intent = target if isinstance(target, dict) else self._api(f"/v1/payment_intents/{target}")
+            intent = target if isinstance(target, dict) else self._enrichment(f"/v1/payment_intents/{target}")
             error = (intent or {}).get("last_payment_error")
             if error:
                 return {"code": error.get("code") or error.get("decline_code"), "message": error.get("message")}
@@ -111,18 +113,28 @@ class MirrorContext:
             charge_id = id_of(charge_ref)
             if not charge_id:
                 continue
-            charge = self._row("charge", charge_id) or self._api(f"/v1/charges/{charge_id}")
+            charge = self._row("charge", charge_id) or self._enrichment(f"/v1/charges/{charge_id}")
             if charge and charge.get("failure_code"):
                 return {"code": charge["failure_code"], "message": charge.get("failure_message")}
         return None
 
     def charge_belongs_to_invoice(self, charge: dict) -> bool:
-        """Charges of the pinned API have no ``invoice``: ask which invoice payment used its PaymentIntent."""
+        """Charges of the pinned API have no ``invoice``: ask which invoice payment used its PaymentIntent.
+
+        This decides whether the charge's ``charge.failed`` is sent (an invoice's is reported by its
+        ``invoice.payment_failed``), so a Stripe error is raised, never guessed around: the event's
+        mapping fails and is retried by the next run. The mirror answers only when there is no
+        ``/v1/invoice_payments`` to ask (404: a Stripe-compatible server without it, or no API at all);
+        the mirror cannot see an invoice created since the last sync, so a guess could send twice.
+        """
         intent = id_of(charge.get("payment_intent"))
         if not intent:
             return False  # a bare charge (no PaymentIntent) never pays an invoice
-        found = self._api("/v1/invoice_payments",
-                          {"payment": {"type": "payment_intent", "payment_intent": intent}, "limit": 100})
+        found = None
+        if self.reader is not None:
+            # raises on a Stripe error (after the reader's retries); None only for a 404
+            found = self.reader.get("/v1/invoice_payments",
+                                    {"payment": {"type": "payment_intent", "payment_intent": intent}, "limit": 100})
         if found is not None:
             # A server that ignored the filter lists other payments: match them here.
             return any(id_of((p.get("payment") or {}).get("payment_intent")) == intent for p in found.get("data") or [])

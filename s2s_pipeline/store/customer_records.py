@@ -122,6 +122,11 @@ class CustomerRecords:
             track_status="skipped", track_detail="customer deleted (privacy)")).rowcount or 0
         out["event_payloads_dropped"] = conn.execute(update(e).where(e.c.payload.is_not(None), mentioned)
                                                      .values(payload=None)).rowcount or 0
+        q = schema.quarantine
+        # A set-aside object keeps a sanitised copy of its payload: the customer's, or one naming it.
+        out["quarantine_payloads_dropped"] = conn.execute(update(q).where(
+            q.c.payload.is_not(None), (q.c.object_id == customer_id) | _mentions(q.c.payload, customer_id))
+            .values(payload=None)).rowcount or 0
         out["identity_deleted"] = conn.execute(delete(schema.identity_map).where(
             schema.identity_map.c.stripe_customer_id == customer_id)).rowcount or 0
         out["pushed_traits_deleted"] = conn.execute(delete(schema.pushed_traits).where(

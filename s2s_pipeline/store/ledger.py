@@ -2,7 +2,9 @@
 
 ``track_status``: ``pending`` (not yet handled), ``historical`` (from before
 the first sync: never sent), ``sent``, ``skipped``, ``failed`` (handled again
-next time), with ``track_detail`` saying why.
+next time), ``quarantined`` (its object could not be stored: set aside in the
+quarantine, payload not kept, until a retry stores it), with ``track_detail``
+saying why.
 """
 
 from __future__ import annotations
@@ -76,6 +78,15 @@ class EventLedger:
             for event_id, (status, detail) in outcomes.items():
                 conn.execute(update(ledger).where(ledger.c.id == event_id)
                              .values(track_status=status, track_detail=detail))
+
+    def restore_quarantined(self, event_id: str, payload: dict | None, track_status: str, conn: Connection) -> None:
+        """A quarantined event whose object stored on retry: its payload back, its track call to be handled
+        (``pending``) or not (``historical``, ``skipped``). Events in any other status are left alone."""
+        ledger = schema.stripe_events
+        conn.execute(update(ledger).where(ledger.c.id == event_id, ledger.c.track_status == "quarantined")
+                     .values(payload=payload, track_status=track_status, applied=payload is not None,
+                             track_detail=None if payload is not None else "quarantined object stored on retry; "
+                             "the event is no longer at Stripe"))
 
     def drop_old_payloads(self, before: int, conn: Connection) -> int:
         """Blank the payload of events created before ``before`` whose track call is done with

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, Engine, and_, func, select, update
 from s2s_pipeline.store import schema
 from s2s_pipeline.store.changed_objects import ChangedObjects, touched_objects
 from s2s_pipeline.store.mirror_reads import MirrorReads
+from s2s_pipeline.store.refusals import refusals_as_unstorable
 from s2s_pipeline.store.statements import chunks, group_by_shape, insert_for, insert_ignoring_existing
 
 # Parents before children, catalogue before what references it.
@@ -148,9 +149,13 @@ class MirrorStore(MirrorReads):
             conn.execute(d.insert(), fresh)
 
     def apply(self, rows: MirrorRows, conn: Connection | None = None) -> ApplyStats:
-        """Write rows newest-wins in one transaction."""
+        """Write rows newest-wins in one transaction.
+
+        On its own transaction, raises ``refusals.UnstorableInput`` (nothing written) when the database
+        refuses a value; inside the caller's ``conn`` the caller decides.
+        """
         if conn is None:
-            with self.engine.begin() as own:
+            with refusals_as_unstorable(), self.engine.begin() as own:
                 return self.apply(rows, own)
         stats = ApplyStats()
         touched = touched_objects(rows, conn)
@@ -257,7 +262,7 @@ class MirrorStore(MirrorReads):
     def upsert_full(self, object_type: str, rows: list[dict]) -> None:
         """Write complete snapshots fetched by id regardless of the embedded copies' versions."""
         table = schema.MIRROR_TABLES[object_type]
-        with self.engine.begin() as conn:
+        with refusals_as_unstorable(), self.engine.begin() as conn:
             self._changes.record({object_type: {row["id"] for row in rows}}, conn)
             for row in rows:
                 stmt = self._insert(table)

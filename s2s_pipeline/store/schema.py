@@ -283,6 +283,22 @@ webhook_inbox = Table(
     Index("ix_stripe_webhook_inbox_received", "received_at_ms"),
 )
 
+# Stripe objects set aside instead of stopping the others (store/quarantine.py): one row per object the
+# mirror could not take (text the database refuses, a field the mirror needs missing), with the reason and
+# a sanitised, truncated copy of what Stripe sent. ``event_ids``: the change-feed events that carried it.
+quarantine = Table(
+    "stripe_quarantine",
+    metadata,
+    Column("object_type", String(64), primary_key=True),
+    Column("object_id", String(255), primary_key=True),
+    Column("event_ids", JSON, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("payload", Text),
+    Column("first_seen", BigInteger, nullable=False),
+    Column("last_seen", BigInteger, nullable=False, index=True),
+    Column("attempts", Integer, nullable=False, default=1),
+)
+
 schema_info = Table(
     "s2s_schema_info",
     metadata,

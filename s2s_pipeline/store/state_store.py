@@ -6,8 +6,8 @@ events and their track outcomes), ``cursors``, ``identities`` (Segment
 identity map), ``pushed_traits`` (what Segment acknowledged), ``track_state``
 (track calls sent), ``traits`` (the computed trait table), ``regulations``
 (the deletion path's record per customer), ``delivery_audit`` (every
-acknowledged message, names only) and ``inbox`` (Stripe events delivered by
-webhook). Work that must be atomic across concepts has a method here.
+acknowledged message, names only), ``inbox`` (Stripe events delivered by
+webhook) and ``quarantine`` (Stripe objects set aside, with the reason). Work that must be atomic across concepts has a method here.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from s2s_pipeline.store.ledger import EventLedger
 from s2s_pipeline.store.mirror import ApplyStats, MirrorRows, MirrorStore
 from s2s_pipeline.store.profile_queue import ProfileQueue
 from s2s_pipeline.store.pushed_traits import PushedTraits
+from s2s_pipeline.store.quarantine import Quarantine, QuarantineEntry, storable_text
+from s2s_pipeline.store.refusals import refusals_as_unstorable
 from s2s_pipeline.store.regulations import Regulations
 from s2s_pipeline.store.track_state import SentTrackCalls
 from s2s_pipeline.store.traits_rows import TraitRows
@@ -47,6 +49,7 @@ class StateStore:
         self.delivery_audit = DeliveryAudit(engine)
         self.customer_records = CustomerRecords(engine)
         self.inbox = WebhookInbox(engine)
+        self.quarantine = Quarantine(engine)
         # The incremental nightly path: what changed in the mirror, trait rows by customer,
         # customers whose new traits Segment has still to acknowledge.
         self.changed_objects = ChangedObjects(engine)
@@ -68,18 +71,43 @@ class StateStore:
     def commit_events(self, rows: MirrorRows, ledger_rows: list[dict], cursor: tuple[str, dict] | None = None
                       ) -> ApplyStats:
         """Apply events' snapshots to the mirror, ledger the events and (when given, ``(name, value)``)
-        move a cursor past them, in one transaction: a crash leaves all three as they were."""
-        with self.engine.begin() as conn:
+        move a cursor past them, in one transaction: a crash leaves all three as they were.
+
+        Raises ``refusals.UnstorableInput`` (and writes nothing) when the database refuses a value.
+        """
+        with refusals_as_unstorable(), self.engine.begin() as conn:
             stats = self.mirror.apply(rows, conn)
             self.ledger.record(ledger_rows, conn)
             if cursor is not None:
                 self.cursors.set(*cursor, conn)
         return stats
 
+    def set_aside_events(self, entries: list[QuarantineEntry], ledger_rows: list[dict], now: int) -> None:
+        """Quarantine objects and ledger the events that carried them (``track_status`` as given, e.g.
+        ``quarantined``), in one transaction, so the change feed's cursor can move past them."""
+        text_columns = ("id", "type", "object_id", "object_type", "api_version", "track_detail")
+        clean = [{k: storable_text(v) if k in text_columns and isinstance(v, str) else v for k, v in row.items()}
+                 for row in ledger_rows]
+        with self.engine.begin() as conn:
+            self.quarantine.set_aside(entries, now, conn)
+            self.ledger.record(clean, conn)
+
+    def release_quarantined(self, object_type: str, object_id: str, rows: MirrorRows,
+                            events: list[tuple[str, dict | None, str]]) -> ApplyStats:
+        """A quarantined object stored at last: apply its rows, give its quarantined ledger events back
+        their payload and status (``(event id, payload, track_status)``), take it out of the quarantine;
+        one transaction. Raises ``refusals.UnstorableInput`` (nothing written) when it is refused again."""
+        with refusals_as_unstorable(), self.engine.begin() as conn:
+            stats = self.mirror.apply(rows, conn)
+            for event_id, payload, status in events:
+                self.ledger.restore_quarantined(event_id, payload, status, conn)
+            self.quarantine.release(object_type, object_id, conn)
+        return stats
+
     def purge(self, *, raw_before: int | None, deleted_customer_pii: bool, unsent_before: int | None = None,
               ledger_before: int | None = None, track_sent_before: int | None = None,
               audit_before: int | None = None, forgotten_customers: bool = False,
-              inbox_before: int | None = None) -> dict[str, int]:
+              inbox_before: int | None = None, quarantine_before: int | None = None) -> dict[str, int]:
         """Apply the retention settings in one transaction; returns rows changed per kind
         (only the kinds asked for). Times are Unix seconds; None leaves that kind alone.
 
@@ -99,6 +127,7 @@ class StateStore:
           customers that a later Stripe change brought back into the mirror.
         - ``inbox_before``: remove webhook deliveries (whole Stripe events)
           received before this.
+        - ``quarantine_before``: forget quarantined objects last seen (or retried) before this.
         """
         out: dict[str, int] = {}
         with self.engine.begin() as conn:
@@ -119,6 +148,8 @@ class StateStore:
                 out["forgotten_customers_rescrubbed"] = self.customer_records.rescrub_forgotten(conn)
             if inbox_before is not None:
                 out["webhook_events_dropped"] = self.inbox.drop_received_before(inbox_before * 1000, conn)
+            if quarantine_before is not None:
+                out["quarantine_entries_dropped"] = self.quarantine.drop_last_seen_before(quarantine_before, conn)
         return out
 
     def suppressed_customer_ids(self) -> set[str]:

@@ -26,8 +26,8 @@ CONTRACT = {
     "resources": {"stripe", "state_store", "segment", "trait_rules"},
     "asset_checks": {"one_row_per_customer", "non_negative_money", "refund_rate_within_bounds", "spend_tier_valid"},
 }
-#: Checks of other assets than customer_traits: segment_regulations' own.
-OTHER_CHECKS = {"no_stuck_regulations"}
+#: Checks of other assets than customer_traits: segment_regulations' own, stripe_change_feed's quarantine.
+OTHER_CHECKS = {"no_stuck_regulations", "quarantine_empty"}
 DOMAINS = {"stripe", "traits", "segment"}
 NIGHTLY_FRESHNESS = {"stripe_change_feed", "customer_traits"}
 

@@ -83,7 +83,8 @@ def test_state_store_retention_covers_every_growing_table(state_url):
     out = resource.apply_retention(int(time.time()))
     assert set(out) == {"raw_payloads_dropped", "event_payloads_dropped", "unsent_events_expired",
                         "ledger_events_deleted", "track_sent_deleted", "audit_rows_deleted",
-                        "deleted_customers_scrubbed", "forgotten_customers_rescrubbed", "webhook_events_dropped"}
+                        "deleted_customers_scrubbed", "forgotten_customers_rescrubbed", "webhook_events_dropped",
+                        "quarantine_entries_dropped"}
     assert (resource.event_ledger_retention_days, resource.track_sent_retention_days,
             resource.delivery_audit_retention_days, resource.raw_payload_retention_days) == (90, 730, 400, 30)
 

@@ -98,6 +98,13 @@ def failed_payment_alerts(context: AssetExecutionContext, config: FailedPaymentA
         "latency_seconds": round(time.time() - int(event.get("created", time.time())), 1),
     }
     fail_on_refused(outcome.report, "failed-payment", metadata)
+    if outcome.statuses["failed"]:
+        # Not mapped (e.g. Stripe could not say whether the charge pays an invoice): the ledger keeps the
+        # event failed, and failing the run lets run retries (dagster.yaml) try again within minutes
+        # instead of leaving the alert to the nightly run.
+        raise Failure(description=f"Stripe event {event_id} could not be mapped to a track call this time; it "
+                                  "stays failed in the event ledger and is mapped again by the next run",
+                      metadata=metadata)
     return MaterializeResult(metadata=metadata)
 
 

@@ -8,7 +8,7 @@ from dagster import (
     AssetKey,
     AssetSpec,
     BackfillPolicy,
-    Failure,
+    Config,
     FreshnessPolicy,
     MaterializeResult,
     MetadataValue,
@@ -16,13 +16,16 @@ from dagster import (
     multi_asset,
 )
 
+from pydantic import Field
+
 from s2s_pipeline.defs.resources import StateStoreResource
 from s2s_pipeline.defs.segment.resources import SegmentResource
+from s2s_pipeline.defs.stripe.checks import CHECK_SPECS, quarantine_empty
 from s2s_pipeline.defs.stripe.partitions import stripe_daily_partitions
 from s2s_pipeline.defs.stripe.resources import STRIPE_POOL, StripeResource
 from s2s_pipeline.extract.backfill import ALL_OBJECT_TYPES, backfill
 from s2s_pipeline.extract.change_feed import sync_changes
-from s2s_pipeline.extract.results import PartialSyncError
+from s2s_pipeline.extract.quarantine_retry import retry_quarantined
 
 #: Data engineering owns extraction (the Stripe key, rate limits, the mirror's schema).
 OWNERS = ["team:data-eng"]
@@ -105,17 +108,34 @@ def stripe_mirror_backfill(context: AssetExecutionContext, stripe: StripeResourc
                 "window_end": MetadataValue.text(window.end.isoformat()),
                 "stripe_requests_in_run": result.requests,
                 "stripe_429s_in_run": result.rate_limited,
+                # objects of any type this run set aside (the stripe_change_feed check lists them all)
+                "objects_quarantined_in_run": len(result.quarantined),
                 **({"marked_deleted": result.deleted} if object_type == "customer" else {}),
             },
         )
-    _fail_on_malformed(result)
+    _warn_quarantined(context, result)
 
 
-def _fail_on_malformed(result) -> None:
-    try:
-        result.raise_if_malformed()
-    except PartialSyncError as exc:
-        raise Failure(description=str(exc)) from exc
+def _warn_quarantined(context: AssetExecutionContext, result) -> None:
+    """Malformed or refused objects were set aside (the rest is mirrored): say so in the run's log.
+
+    The step does not fail: bad input must not stop other customers' work (contract, Delivery
+    guarantees); the ``quarantine_empty`` check of ``stripe_change_feed`` shows what is held.
+    """
+    if result.quarantined:
+        shown = "; ".join(result.quarantined[:20])
+        more = f" (+{len(result.quarantined) - 20} more)" if len(result.quarantined) > 20 else ""
+        context.log.warning(f"{len(result.quarantined)} Stripe object(s) set aside in the quarantine, everything "
+                            f"else mirrored: {shown}{more}")
+
+
+class ChangeFeedConfig(Config):
+    """Run config of ``stripe_change_feed``."""
+
+    retry_quarantined: bool = Field(
+        default=False,
+        description="After the sync, fetch every quarantined Stripe object again by id and store it where it now "
+        "can be (released from the quarantine, its events' track calls made as usual).")
 
 
 @asset(
@@ -128,25 +148,35 @@ def _fail_on_malformed(result) -> None:
     tags={"domain": "stripe", "layer": "extract", "cadence": "nightly"},
     code_version=CODE_VERSION,
     freshness_policy=NIGHTLY_FRESHNESS,
+    check_specs=CHECK_SPECS,
 )
-def stripe_change_feed(context: AssetExecutionContext, stripe: StripeResource, state_store: StateStoreResource,
-                       segment: SegmentResource) -> MaterializeResult:
+def stripe_change_feed(context: AssetExecutionContext, config: ChangeFeedConfig, stripe: StripeResource,
+                       state_store: StateStoreResource, segment: SegmentResource) -> MaterializeResult:
     """Applies every Stripe change since the last run to the mirror, from the Events API.
 
     The first run lists everything (a full sync) and starts the event cursor
     at the newest event; later runs read events since the cursor, applying
     each snapshot only if it is newer than the mirror's, and record every
     event once in the event ledger. A cursor older than Stripe's 30-day event
-    window triggers a full re-list, reported in the metadata.
+    window triggers a full re-list, reported in the metadata. An object that
+    cannot be stored or parsed is set aside in the quarantine (the cursor moves
+    past it); the `quarantine_empty` check lists what is held, and run config
+    `retry_quarantined: true` fetches those objects again.
     """
     # The first step of the nightly run checks the Segment settings too, so a
     # malformed one fails the run at its start, before any Stripe work.
     segment.validate()
-    result = sync_changes(stripe.reader(), state_store.store(), progress=context.log.info)
+    store = state_store.store()
+    reader = stripe.reader()
+    result = sync_changes(reader, store, progress=context.log.info)
     if result.note:
         context.log.warning(result.note)
+    _warn_quarantined(context, result)
     metadata = {k: MetadataValue.json(v) if isinstance(v, dict) else v for k, v in result.metadata().items()}
-    metadata["mirror_rows"] = MetadataValue.json(state_store.store().counts())
+    if config.retry_quarantined:
+        retried = retry_quarantined(reader, store)
+        context.log.info(f"quarantine retry: {retried.metadata()}")
+        metadata.update(retried.metadata())
+    metadata["mirror_rows"] = MetadataValue.json(store.counts())
     metadata["retention"] = MetadataValue.json(state_store.apply_retention(int(time.time())))
-    _fail_on_malformed(result)
-    return MaterializeResult(metadata=metadata)
+    return MaterializeResult(metadata=metadata, check_results=[quarantine_empty(store)])
