@@ -358,8 +358,8 @@ def test_nightly_job_from_the_cli_records_its_run_and_materializations_in_postgr
         checks = instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
         names = {e.dagster_event.event_specific_data.check_name for e in checks}
         assert names == {"one_row_per_customer", "non_negative_money", "refund_rate_within_bounds",
-                         "spend_tier_valid", "no_stuck_regulations"}, names
-        assert len(checks) == 5 and all(e.dagster_event.event_specific_data.passed for e in checks)
+                         "spend_tier_valid", "no_stuck_regulations", "quarantine_empty"}, names
+        assert len(checks) == 6 and all(e.dagster_event.event_specific_data.passed for e in checks)
         # the pools were used and every slot given back (a leaked slot would block all later runs)
         for pool in ("stripe_api", "segment_api"):
             info = instance.event_log_storage.get_concurrency_info(pool)
