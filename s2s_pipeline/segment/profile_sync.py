@@ -17,11 +17,12 @@ from s2s_pipeline.core.progress import ProgressSink
 from s2s_pipeline.segment.audit import audit_rows
 from s2s_pipeline.segment.delivery import DeliveryReport, SegmentSettings, deliver
 from s2s_pipeline.segment.canonical import canonical_traits
-from s2s_pipeline.segment.diff import diff_group, diff_identify
+from s2s_pipeline.segment.diff import TIMED_TRAITS, diff_group, diff_identify, keep_newer_pushed
 from s2s_pipeline.segment.identity import resolve_identities
 from s2s_pipeline.core.times import utc_datetime
 from s2s_pipeline.segment.messages import Message, group_message, identify_messages, native
 from s2s_pipeline.store.state_store import StateStore
+from s2s_pipeline.traits.refresh import traits_computed_at
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,9 @@ def sync_profiles(store: StateStore, settings: SegmentSettings, profiles, option
     recomputed): only their traits, identities and pushed state are read. None compares everyone.
     """
     subset = None if customer_ids is None else sorted(set(customer_ids))
+    # Read before the table: a refresh landing in between makes the table newer than this, never older.
+    # A table written without a refresh (tests, tools) counts as computed now.
+    as_of = traits_computed_at(store) or now
     traits = store.traits.read() if subset is None else store.trait_rows.read_customers(subset)
     if not traits.empty:
         traits = traits[~traits["stripe_customer_id"].isin(store.suppressed_customer_ids())]
@@ -107,6 +111,7 @@ def sync_profiles(store: StateStore, settings: SegmentSettings, profiles, option
         identities[["stripe_customer_id", "user_id", "anonymous_id"]], on="stripe_customer_id", how="left")
     pushed = (store.pushed_traits.read_all() if subset is None
               else store.pushed_traits.read_for(traits["stripe_customer_id"]))
+    current = keep_newer_pushed(current, pushed, as_of)
     # A row written only by a delivered group call has no acknowledged identify yet.
     identified = pushed[pushed["identify_pushed_at"].notna()] if not pushed.empty else pushed
     changes = diff_identify(current, identified, allow_list=options.allow_list)
@@ -125,7 +130,7 @@ def sync_profiles(store: StateStore, settings: SegmentSettings, profiles, option
 
     if not report.dry_run:
         store.identities.record_resolved(identities, now)
-        _record_delivered(store, report, current, identify_by_customer, group_by_customer, options, now)
+        _record_delivered(store, report, current, identify_by_customer, group_by_customer, options, now, as_of)
         store.delivery_audit.append(audit_rows(report.delivered, run_id, int(time.time())))
 
     sources = identities["source"].value_counts().to_dict()
@@ -139,8 +144,9 @@ def sync_profiles(store: StateStore, settings: SegmentSettings, profiles, option
 
 def _record_delivered(store: StateStore, report: DeliveryReport, current: pd.DataFrame,
                       identify_by_customer: dict[str, list[Message]], group_by_customer: dict[str, Message],
-                      options: ProfileSyncOptions, now: int) -> None:
-    """Pushed state for customers whose every identify (or group) message Segment acknowledged."""
+                      options: ProfileSyncOptions, now: int, as_of: int) -> None:
+    """Pushed state for customers whose every identify (or group) message Segment acknowledged,
+    recorded compare-and-set on ``as_of`` (the trait table's computation time)."""
     failed = set(report.failed)
     compared = [t for t in IDENTIFY_TRAITS if t != "stripe_customer_id"]
     if options.allow_list:
@@ -148,8 +154,9 @@ def _record_delivered(store: StateStore, report: DeliveryReport, current: pd.Dat
     done = {cid for cid, ms in identify_by_customer.items() if all(m.message_id not in failed for m in ms)}
     rows: list[dict] = []
     if done:
-        canonical = canonical_traits(current[current["stripe_customer_id"].isin(done)]).set_index(
-            "stripe_customer_id")
+        sent = current[current["stripe_customer_id"].isin(done)]
+        canonical = canonical_traits(sent).set_index("stripe_customer_id")
+        times = sent.set_index("stripe_customer_id")[list(TIMED_TRAITS.values())]
         for cid in done:
             values = canonical.loc[cid]
             last = identify_by_customer[cid][-1]
@@ -158,8 +165,9 @@ def _record_delivered(store: StateStore, report: DeliveryReport, current: pd.Dat
                    "identify_message_id": last.message_id, "identify_pushed_at": now}
             row.update({f"trait_{t}": native(values[t]) if t in compared else None
                         for t in IDENTIFY_TRAITS if t != "stripe_customer_id"})
+            row.update({column: int(times.at[cid, column]) for column in times.columns})
             rows.append(row)
-    store.pushed_traits.record(rows)
+    store.pushed_traits.record_identified(rows, as_of=as_of)
     group_rows = []
     for cid, message in group_by_customer.items():
         if message.message_id in failed:

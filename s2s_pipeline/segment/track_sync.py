@@ -129,6 +129,10 @@ def deliver_calls(store: StateStore, settings: SegmentSettings, calls: list[tupl
     # A dry run changes no state: the identities it resolves are used for its file, not stored.
     identities = _identities(store, (c.stripe_customer_id for _, c in calls), config, profiles=profiles, now=now,
                              record=not settings.dry_run_path)
+    # A failure older than the payment_delinquent Segment acknowledged (a trait computed after it,
+    # e.g. once the invoice was paid) must not send true over that newer value.
+    delinquent_at = store.pushed_traits.delinquent_as_of(
+        c.stripe_customer_id for _, c in calls if c.event == PAYMENT_FAILED)
     messages: list[Message] = []
     by_event: dict[str, tuple[TrackCall, list[Message]]] = {}
     claimed: dict[str, str] = {}
@@ -143,7 +147,7 @@ def deliver_calls(store: StateStore, settings: SegmentSettings, calls: list[tupl
         identity = identities[call.stripe_customer_id]
         campaign, profile_anon = _attribution(profiles, identity) if call.needs_attribution else ({}, None)
         ms = [track_message(call, identity, campaign, profile_anon)]
-        if call.event == PAYMENT_FAILED:
+        if call.event == PAYMENT_FAILED and delinquent_at.get(call.stripe_customer_id, call.timestamp) <= call.timestamp:
             delinquent = delinquent_identify(call, identity, event_id, allow_list=options.allow_list,
                                              routing=options.routing)
             if delinquent is not None:
@@ -164,20 +168,20 @@ def deliver_calls(store: StateStore, settings: SegmentSettings, calls: list[tupl
                           "stripe_customer_id": call.stripe_customer_id, "stripe_event_id": event_id,
                           "sent_at": now})
         if extra and extra[0].message_id not in report.failed:
-            delinquent_rows.append(call.stripe_customer_id)
+            delinquent_rows.append((call.stripe_customer_id, call.timestamp))
     store.track_state.record_sent(sent_rows)
     _mark_delinquent_pushed(store, delinquent_rows)
     store.delivery_audit.append(audit_rows(report.delivered, run_id, int(time.time())))
     return report, outcome
 
 
-def _mark_delinquent_pushed(store: StateStore, customers: list[str]) -> None:
-    """Segment now has payment_delinquent = true for customers already identified, so the
-    nightly diff sends false (only) once the invoice is paid."""
-    if not customers:
-        return
-    known = store.pushed_traits.identified_among(customers)
-    store.pushed_traits.record([{"stripe_customer_id": c, "trait_payment_delinquent": True} for c in sorted(known)])
+def _mark_delinquent_pushed(store: StateStore, failures: list[tuple[str, int]]) -> None:
+    """Segment now has payment_delinquent = true for customers already identified, as of each failure's
+    Stripe time, so the nightly diff sends false (only) from a trait table computed after it."""
+    latest: dict[str, int] = {}
+    for customer_id, at in failures:
+        latest[customer_id] = max(at, latest.get(customer_id, at))
+    store.pushed_traits.record_delinquent(latest)
 
 
 def send_track_events(store: StateStore, settings: SegmentSettings, *, reader=None, profiles=None,
