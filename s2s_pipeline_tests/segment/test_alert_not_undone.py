@@ -7,9 +7,11 @@ computed after the invoice is paid (T2) sends false. Pushed state is written com
 the time of the value it records, so whichever write lands last, the newer value stays.
 """
 
+import pytest
 from s2s_devtools.demo.generator import generate_account, seed_standin
 from s2s_devtools.fakes.segment_sink import SegmentSink
 from s2s_devtools.fakes.stripe import StripeStandIn
+
 from s2s_pipeline.core.contract import PAYMENT_FAILED
 from s2s_pipeline.extract.change_feed import sync_changes
 from s2s_pipeline.segment.delivery import SegmentSettings
@@ -22,8 +24,6 @@ from s2s_pipeline.stripe.client import StripeReader
 from s2s_pipeline.stripe.settings import StripeSettings
 from s2s_pipeline.traits.config import TraitsConfig
 from s2s_pipeline.traits.refresh import refresh_customer_traits
-
-import pytest
 
 WRITE_KEY = "wk_alert_not_undone"
 T0 = 1_780_000_000  # traits computed
@@ -57,15 +57,15 @@ def _delinquent_values(sink, customer_id):
 def _alert(store, sink, customer_id, at):
     call = TrackCall(event=PAYMENT_FAILED, stripe_customer_id=customer_id, properties={"amount": 10.0},
                      message_id=f"track-{customer_id}-{at}", dedupe_key=f"event:evt_{at}", timestamp=at)
-    report, outcome = deliver_calls(store, _settings(sink), [(f"evt_{at}", call)], profiles=None,
+    _, outcome = deliver_calls(store, _settings(sink), [(f"evt_{at}", call)], profiles=None,
                                     config=TraitsConfig(), now=at)
     assert outcome == {f"evt_{at}": "sent"}
 
 
 def _a_payer(store):
     table = store.traits.read()
-    rows = table[table["payment_delinquent"].astype(bool) == False]  # noqa: E712
-    return sorted(rows["stripe_customer_id"])[0]
+    rows = table[~table["payment_delinquent"].astype(bool)]
+    return min(rows["stripe_customer_id"])
 
 
 def test_the_nightly_profiles_step_does_not_undo_an_alert_sent_after_its_traits(world):
