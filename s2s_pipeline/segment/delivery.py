@@ -11,8 +11,12 @@ that exits without ``flush()``). This module closes each of them:
 - ``flush()`` then ``join()`` before returning, so "not failed" means
   "acknowledged by Segment".
 
-Callers record state only for ``DeliveryReport.delivered``. A long delivery
-can report progress ("identify: 4,000 of 10,000 acknowledged") while it waits.
+Callers record state only for what Segment acknowledged, batch by batch:
+``on_acknowledged`` is told each acknowledged batch as soon as Segment
+answered it, before the next batch is uploaded, so a process killed mid-way
+loses at most the bookkeeping of the batch in flight (its rerun re-sends that
+one under the same messageIds). A long delivery can report progress
+("identify: 4,000 of 10,000 acknowledged") while it waits.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Hashable, Iterable
 from urllib.parse import urlparse
 
 from s2s_pipeline.core.progress import ProgressReporter, ProgressSink
@@ -131,12 +135,47 @@ class _AcknowledgedProgress:
         self._reporter.finish()
 
 
+#: Told each batch of messages Segment acknowledged, on the upload thread, before the next batch is sent.
+OnAcknowledged = Callable[[list[Message]], None]
+
+
+class CompletedGroups:
+    """Which groups of messages (a customer's identify calls, a Stripe event's calls) Segment has
+    acknowledged in full, told batch by batch."""
+
+    def __init__(self, groups: dict[Hashable, list[Message]]) -> None:
+        self._waiting = {key: {m.message_id for m in ms} for key, ms in groups.items()}
+        self._keys_of: dict[str, list[Hashable]] = {}
+        for key, ms in groups.items():
+            for m in ms:
+                self._keys_of.setdefault(m.message_id, []).append(key)
+        self.completed: set[Hashable] = set()
+
+    def acknowledge(self, batch: list[Message]) -> list[Hashable]:
+        """The groups this batch completed (every message of theirs now acknowledged)."""
+        done = []
+        for message in batch:
+            for key in self._keys_of.get(message.message_id, ()):
+                waiting = self._waiting.get(key)
+                if waiting is None:
+                    continue
+                waiting.discard(message.message_id)
+                if not waiting:
+                    del self._waiting[key]
+                    done.append(key)
+        self.completed.update(done)
+        return done
+
+
 def deliver(messages: Iterable[Message], settings: SegmentSettings, *, progress: ProgressSink | None = None,
-            clock: Callable[[], float] = time.monotonic) -> DeliveryReport:
+            clock: Callable[[], float] = time.monotonic,
+            on_acknowledged: OnAcknowledged | None = None) -> DeliveryReport:
     """Send messages and wait until Segment acknowledged or refused each one.
 
     ``progress`` (e.g. the run log) receives throttled lines of how many
     messages of each type Segment acknowledged so far, timed on ``clock``.
+    ``on_acknowledged`` records each acknowledged batch as it is acknowledged; should it raise,
+    the delivery goes on and the first error is raised once every message is answered.
     """
     report = DeliveryReport(attempted=list(messages), dry_run=bool(settings.dry_run_path))
     if settings.dry_run_path:
@@ -150,8 +189,10 @@ def deliver(messages: Iterable[Message], settings: SegmentSettings, *, progress:
             report.failed[message.message_id] = f"message is {size} bytes, over Segment's 32 KB limit"
         else:
             sendable.append(message)
+    bookkeeping_errors: list[Exception] = []
     report.failed.update(_send(sendable, settings, settings.upload_size,
-                               watch=acknowledged.sent_so_far if acknowledged.enabled else None))
+                               watch=acknowledged.sent_so_far if acknowledged.enabled else None,
+                               on_acknowledged=on_acknowledged, errors=bookkeeping_errors))
     # Segment refuses a batch as a whole when one message in it is bad (4xx):
     # its good batch-mates are sent again one per request, so one bad message
     # cannot hold back the others run after run.
@@ -159,11 +200,14 @@ def deliver(messages: Iterable[Message], settings: SegmentSettings, *, progress:
     if refused and settings.upload_size > 1:
         for m in refused:
             del report.failed[m.message_id]
-        report.failed.update(_send(refused, settings, 1))
+        report.failed.update(_send(refused, settings, 1, on_acknowledged=on_acknowledged,
+                                   errors=bookkeeping_errors))
     if report.failed:
         log.warning("Segment did not accept %d of %d messages", len(report.failed), len(report.attempted))
     if acknowledged.enabled:
         acknowledged.finish(report)
+    if bookkeeping_errors:
+        raise bookkeeping_errors[0]
     return report
 
 
@@ -172,7 +216,8 @@ _Watch = Callable[[list[Message], int, dict[str, str]], None]
 
 
 def _send(messages: list[Message], settings: SegmentSettings, upload_size: int,
-          watch: _Watch | None = None) -> dict[str, str]:
+          watch: _Watch | None = None, on_acknowledged: OnAcknowledged | None = None,
+          errors: list[Exception] | None = None) -> dict[str, str]:
     """One pass through analytics-python; returns messageId -> reason for what Segment did not accept."""
     failed: dict[str, str] = {}
     if not messages:
@@ -198,6 +243,11 @@ def _send(messages: list[Message], settings: SegmentSettings, upload_size: int,
         # Bound how long a 429 with Retry-After may hold up the run.
         max_rate_limit_duration=600,
     )
+    if on_acknowledged is not None:
+        by_id = {m.message_id: m for m in messages}
+        for consumer in client.consumers or ():
+            consumer.request = _acknowledging(consumer.request, by_id, on_acknowledged,
+                                              errors if errors is not None else [])
     queued: list[Message] = []
     try:
         for message in messages:
@@ -213,6 +263,29 @@ def _send(messages: list[Message], settings: SegmentSettings, upload_size: int,
     finally:
         client.join()
     return failed
+
+
+def _acknowledging(request: Callable[[list[dict]], object], by_id: dict[str, Message],
+                   on_acknowledged: OnAcknowledged, errors: list[Exception]) -> Callable[[list[dict]], object]:
+    """The consumer's ``request(batch)``, then ``on_acknowledged`` with the batch's messages once it returned.
+
+    analytics-python offers no success callback; its consumer uploads a batch
+    with ``request`` and treats a return as Segment's acknowledgement, so
+    wrapping it is the one place that knows a batch was accepted. An error of
+    the bookkeeping is kept, not raised: raised here, the library would report
+    the acknowledged batch as failed.
+    """
+
+    def acknowledging_request(batch: list[dict]):
+        result = request(batch)
+        try:
+            on_acknowledged([by_id[i] for i in (str(item.get("messageId")) for item in batch) if i in by_id])
+        except Exception as exc:  # noqa: BLE001 - raised by deliver() once the pass is over
+            log.error("recording an acknowledged batch failed: %s", type(exc).__name__)
+            errors.append(exc)
+        return result
+
+    return acknowledging_request
 
 
 def _flush_watching(client, queued: list[Message], failed: dict[str, str], watch: _Watch) -> None:

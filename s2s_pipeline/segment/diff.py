@@ -425,6 +425,38 @@ def diff_group(current: pd.DataFrame, pushed: pd.DataFrame) -> pd.DataFrame:
     })
 
 
+# -- newer acknowledged values ------------------------------------------------------------------
+
+#: Traits another path writes too (the failed-payment alert), each with the pushed column holding its time.
+TIMED_TRAITS = {"payment_delinquent": "payment_delinquent_as_of"}
+
+
+def keep_newer_pushed(current: pd.DataFrame, pushed: pd.DataFrame, as_of: int) -> pd.DataFrame:
+    """``current`` (the trait table, computed at ``as_of``) with each timed trait's acknowledged value
+    where that value is newer than the table, plus a ``<trait>_as_of`` column: the time of the value
+    each row now carries.
+
+    Contract: a later run never sends an older value over a newer one. A trait table computed
+    before a failed-payment alert's event still says ``payment_delinquent = false``; against the
+    alert's ``true`` the diff then sees no change, and a table computed after the invoice is paid
+    sends false.
+    """
+    out = current.copy()
+    for trait, time_column in TIMED_TRAITS.items():
+        out[time_column] = int(as_of)
+        if trait not in out.columns or pushed.empty or time_column not in pushed.columns:
+            continue
+        stored = pushed.set_index("stripe_customer_id")
+        stored_at = pd.to_numeric(out["stripe_customer_id"].map(stored[time_column]), errors="coerce")
+        newer = (stored_at > as_of).to_numpy()
+        if newer.any():
+            out[trait] = out[trait].astype(object)
+            out.loc[newer, trait] = out.loc[newer, "stripe_customer_id"].map(
+                stored[PUSHED_PREFIX + trait]).astype(object).to_numpy()
+            out.loc[newer, time_column] = stored_at[newer].astype("int64").to_numpy()
+    return out
+
+
 # -- applying acknowledged messages --------------------------------------------------------------
 
 

@@ -15,13 +15,14 @@ import pandas as pd
 from s2s_pipeline.core.contract import IDENTIFY_TRAITS
 from s2s_pipeline.core.progress import ProgressSink
 from s2s_pipeline.segment.audit import audit_rows
-from s2s_pipeline.segment.delivery import DeliveryReport, SegmentSettings, deliver
+from s2s_pipeline.segment.delivery import CompletedGroups, DeliveryReport, SegmentSettings, deliver
 from s2s_pipeline.segment.canonical import canonical_traits
-from s2s_pipeline.segment.diff import diff_group, diff_identify
+from s2s_pipeline.segment.diff import TIMED_TRAITS, diff_group, diff_identify, keep_newer_pushed
 from s2s_pipeline.segment.identity import resolve_identities
 from s2s_pipeline.core.times import utc_datetime
 from s2s_pipeline.segment.messages import Message, group_message, identify_messages, native
 from s2s_pipeline.store.state_store import StateStore
+from s2s_pipeline.traits.refresh import traits_computed_at
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,9 @@ def sync_profiles(store: StateStore, settings: SegmentSettings, profiles, option
     recomputed): only their traits, identities and pushed state are read. None compares everyone.
     """
     subset = None if customer_ids is None else sorted(set(customer_ids))
+    # Read before the table: a refresh landing in between makes the table newer than this, never older.
+    # A table written without a refresh (tests, tools) counts as computed now.
+    as_of = traits_computed_at(store) or now
     traits = store.traits.read() if subset is None else store.trait_rows.read_customers(subset)
     if not traits.empty:
         traits = traits[~traits["stripe_customer_id"].isin(store.suppressed_customer_ids())]
@@ -107,6 +111,7 @@ def sync_profiles(store: StateStore, settings: SegmentSettings, profiles, option
         identities[["stripe_customer_id", "user_id", "anonymous_id"]], on="stripe_customer_id", how="left")
     pushed = (store.pushed_traits.read_all() if subset is None
               else store.pushed_traits.read_for(traits["stripe_customer_id"]))
+    current = keep_newer_pushed(current, pushed, as_of)
     # A row written only by a delivered group call has no acknowledged identify yet.
     identified = pushed[pushed["identify_pushed_at"].notna()] if not pushed.empty else pushed
     changes = diff_identify(current, identified, allow_list=options.allow_list)
@@ -121,12 +126,24 @@ def sync_profiles(store: StateStore, settings: SegmentSettings, profiles, option
             row.stripe_customer_id, row.user_id, row.anonymous_id, str(row.group_id), native(dict(row.traits)),
             utc_datetime(last_change.get(row.stripe_customer_id, now)))
     messages = [m for ms in identify_by_customer.values() for m in ms] + list(group_by_customer.values())
-    report = deliver(messages, settings, progress=progress)
+    completion = CompletedGroups({**{("identify", cid): ms for cid, ms in identify_by_customer.items()},
+                                  **{("group", cid): [m] for cid, m in group_by_customer.items()}})
 
-    if not report.dry_run:
+    by_customer = current.set_index("stripe_customer_id", drop=False)  # one look-up per acknowledged batch
+
+    def record_batch(batch: list[Message]) -> None:
+        """Pushed state and audit of one acknowledged batch, as Segment acknowledges it."""
+        done = completion.acknowledge(batch)
+        _record_delivered(store, by_customer,
+                          {cid: identify_by_customer[cid] for kind, cid in done if kind == "identify"},
+                          {cid: group_by_customer[cid] for kind, cid in done if kind == "group"},
+                          options, now, as_of)
+        store.delivery_audit.append(audit_rows(batch, run_id, int(time.time())))
+
+    dry_run = bool(settings.dry_run_path)
+    if not dry_run:  # the identity the calls go out under, known before any of them is acknowledged
         store.identities.record_resolved(identities, now)
-        _record_delivered(store, report, current, identify_by_customer, group_by_customer, options, now)
-        store.delivery_audit.append(audit_rows(report.delivered, run_id, int(time.time())))
+    report = deliver(messages, settings, progress=progress, on_acknowledged=None if dry_run else record_batch)
 
     sources = identities["source"].value_counts().to_dict()
     changed_customers = set(identify_by_customer) | set(group_by_customer)
@@ -137,33 +154,33 @@ def sync_profiles(store: StateStore, settings: SegmentSettings, profiles, option
     )
 
 
-def _record_delivered(store: StateStore, report: DeliveryReport, current: pd.DataFrame,
-                      identify_by_customer: dict[str, list[Message]], group_by_customer: dict[str, Message],
-                      options: ProfileSyncOptions, now: int) -> None:
-    """Pushed state for customers whose every identify (or group) message Segment acknowledged."""
-    failed = set(report.failed)
+def _record_delivered(store: StateStore, by_customer: pd.DataFrame, identified: dict[str, list[Message]],
+                      grouped: dict[str, Message], options: ProfileSyncOptions, now: int, as_of: int) -> None:
+    """Pushed state for customers whose every identify (or group) message Segment acknowledged,
+    recorded compare-and-set on ``as_of`` (the trait table's computation time). ``by_customer``:
+    the compared traits indexed by ``stripe_customer_id``."""
     compared = [t for t in IDENTIFY_TRAITS if t != "stripe_customer_id"]
     if options.allow_list:
         compared = [t for t in compared if t in options.allow_list]
-    done = {cid for cid, ms in identify_by_customer.items() if all(m.message_id not in failed for m in ms)}
+    done = set(identified)
     rows: list[dict] = []
     if done:
-        canonical = canonical_traits(current[current["stripe_customer_id"].isin(done)]).set_index(
-            "stripe_customer_id")
+        sent = by_customer.loc[sorted(done)]
+        canonical = canonical_traits(sent.reset_index(drop=True)).set_index("stripe_customer_id")
+        times = sent[list(TIMED_TRAITS.values())]
         for cid in done:
             values = canonical.loc[cid]
-            last = identify_by_customer[cid][-1]
+            last = identified[cid][-1]
             row = {"stripe_customer_id": cid, "user_id": last.user_id,
                    "anonymous_id": None if last.user_id else cid,
                    "identify_message_id": last.message_id, "identify_pushed_at": now}
             row.update({f"trait_{t}": native(values[t]) if t in compared else None
                         for t in IDENTIFY_TRAITS if t != "stripe_customer_id"})
+            row.update({column: int(times.at[cid, column]) for column in times.columns})
             rows.append(row)
-    store.pushed_traits.record(rows)
+    store.pushed_traits.record_identified(rows, as_of=as_of)
     group_rows = []
-    for cid, message in group_by_customer.items():
-        if message.message_id in failed:
-            continue
+    for cid, message in grouped.items():
         group_rows.append({"stripe_customer_id": cid, "group_id": message.group_id,
                            "group_name": message.traits.get("name"), "group_plan": message.traits.get("plan"),
                            "group_mrr": message.traits.get("mrr"), "group_message_id": message.message_id,

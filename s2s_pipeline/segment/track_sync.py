@@ -20,7 +20,7 @@ import pandas as pd
 from s2s_pipeline.core.progress import ProgressSink
 from s2s_pipeline.segment.audit import audit_rows
 from s2s_pipeline.segment.context import MirrorContext
-from s2s_pipeline.segment.delivery import DeliveryReport, SegmentSettings, deliver
+from s2s_pipeline.segment.delivery import CompletedGroups, DeliveryReport, SegmentSettings, deliver
 from s2s_pipeline.segment.event_mapping import TrackCall, map_event
 from s2s_pipeline.core.contract import PAYMENT_FAILED
 from s2s_pipeline.segment.messages import Identity, Message, delinquent_identify, native, track_message
@@ -129,6 +129,10 @@ def deliver_calls(store: StateStore, settings: SegmentSettings, calls: list[tupl
     # A dry run changes no state: the identities it resolves are used for its file, not stored.
     identities = _identities(store, (c.stripe_customer_id for _, c in calls), config, profiles=profiles, now=now,
                              record=not settings.dry_run_path)
+    # A failure older than the payment_delinquent Segment acknowledged (a trait computed after it,
+    # e.g. once the invoice was paid) must not send true over that newer value.
+    delinquent_at = store.pushed_traits.delinquent_as_of(
+        c.stripe_customer_id for _, c in calls if c.event == PAYMENT_FAILED)
     messages: list[Message] = []
     by_event: dict[str, tuple[TrackCall, list[Message]]] = {}
     claimed: dict[str, str] = {}
@@ -143,41 +147,62 @@ def deliver_calls(store: StateStore, settings: SegmentSettings, calls: list[tupl
         identity = identities[call.stripe_customer_id]
         campaign, profile_anon = _attribution(profiles, identity) if call.needs_attribution else ({}, None)
         ms = [track_message(call, identity, campaign, profile_anon)]
-        if call.event == PAYMENT_FAILED:
+        if call.event == PAYMENT_FAILED and delinquent_at.get(call.stripe_customer_id, call.timestamp) <= call.timestamp:
             delinquent = delinquent_identify(call, identity, event_id, allow_list=options.allow_list,
                                              routing=options.routing)
             if delinquent is not None:
                 ms.append(delinquent)
         by_event[event_id] = (call, ms)
         messages += ms
-    report = deliver(messages, settings, progress=progress)
+    completion = CompletedGroups({event_id: ms for event_id, (_, ms) in by_event.items()})
+
+    def record_batch(batch: list[Message]) -> None:
+        """Bookkeeping of one acknowledged batch, as Segment acknowledges it: the Stripe events all of
+        whose calls are now acknowledged, and the audit."""
+        done = completion.acknowledge(batch)
+        _record_events(store, [(event_id, *by_event[event_id]) for event_id in done], now, delinquent=True)
+        store.ledger.record_track_outcomes({event_id: ("sent", None) for event_id in done})
+        store.delivery_audit.append(audit_rows(batch, run_id, int(time.time())))
+
+    report = deliver(messages, settings, progress=progress,
+                     on_acknowledged=None if settings.dry_run_path else record_batch)
     if report.dry_run:
         return report, {**outcome, **{e: "skipped: dry run" for e in by_event}}
-    sent_rows, delinquent_rows = [], []
+    # A track call acknowledged beside a delinquent identify Segment refused is sent all the same.
+    partly = []
     for event_id, (call, ms) in by_event.items():
-        track, extra = ms[0], ms[1:]
+        track = ms[0]
         if track.message_id in report.failed:
             outcome[event_id] = f"failed: {report.failed[track.message_id]}"
             continue
         outcome[event_id] = "sent"
-        sent_rows.append({"dedupe_key": call.dedupe_key, "message_id": track.message_id, "event": call.event,
-                          "stripe_customer_id": call.stripe_customer_id, "stripe_event_id": event_id,
-                          "sent_at": now})
-        if extra and extra[0].message_id not in report.failed:
-            delinquent_rows.append(call.stripe_customer_id)
-    store.track_state.record_sent(sent_rows)
-    _mark_delinquent_pushed(store, delinquent_rows)
-    store.delivery_audit.append(audit_rows(report.delivered, run_id, int(time.time())))
+        if event_id not in completion.completed:
+            partly.append((event_id, call, ms))
+    _record_events(store, partly, now, delinquent=False)
     return report, outcome
 
 
-def _mark_delinquent_pushed(store: StateStore, customers: list[str]) -> None:
-    """Segment now has payment_delinquent = true for customers already identified, so the
-    nightly diff sends false (only) once the invoice is paid."""
-    if not customers:
+def _record_events(store: StateStore, events: list[tuple[str, TrackCall, list[Message]]], now: int, *,
+                   delinquent: bool) -> None:
+    """Track calls Segment acknowledged (and, with ``delinquent``, their delinquent identifies)."""
+    if not events:
         return
-    known = store.pushed_traits.identified_among(customers)
-    store.pushed_traits.record([{"stripe_customer_id": c, "trait_payment_delinquent": True} for c in sorted(known)])
+    store.track_state.record_sent([
+        {"dedupe_key": call.dedupe_key, "message_id": ms[0].message_id, "event": call.event,
+         "stripe_customer_id": call.stripe_customer_id, "stripe_event_id": event_id, "sent_at": now}
+        for event_id, call, ms in events])
+    if delinquent:
+        _mark_delinquent_pushed(store, [(call.stripe_customer_id, call.timestamp)
+                                        for _, call, ms in events if len(ms) > 1])
+
+
+def _mark_delinquent_pushed(store: StateStore, failures: list[tuple[str, int]]) -> None:
+    """Segment now has payment_delinquent = true for customers already identified, as of each failure's
+    Stripe time, so the nightly diff sends false (only) from a trait table computed after it."""
+    latest: dict[str, int] = {}
+    for customer_id, at in failures:
+        latest[customer_id] = max(at, latest.get(customer_id, at))
+    store.pushed_traits.record_delinquent(latest)
 
 
 def send_track_events(store: StateStore, settings: SegmentSettings, *, reader=None, profiles=None,

@@ -1,15 +1,20 @@
 """What Segment acknowledged per customer (``segment_pushed_traits``): the values of the last delivered
-identify and group calls, which the nightly diff compares the new trait table with."""
+identify and group calls, which the nightly diff compares the new trait table with.
+
+Identify values are written compare-and-set on the Stripe-clock time of the values they record
+(``traits_as_of``; ``payment_delinquent_as_of`` for the one trait the failed-payment alert also
+writes): a record older than the stored one leaves it as it is, whichever run finishes last.
+"""
 
 from __future__ import annotations
 
 from typing import Iterable
 
 import pandas as pd
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, and_, case, or_, select
 
 from s2s_pipeline.store import schema
-from s2s_pipeline.store.statements import chunks, upsert_by_key
+from s2s_pipeline.store.statements import chunks, group_by_shape, insert_for, upsert_by_key
 
 
 class PushedTraits:
@@ -41,13 +46,52 @@ class PushedTraits:
         with self.engine.begin() as conn:
             upsert_by_key(conn, self.engine.dialect.name, schema.pushed_traits, rows, "stripe_customer_id")
 
-    def identified_among(self, customer_ids: Iterable[str]) -> set[str]:
-        """The given customers with an acknowledged identify call."""
-        ids = list(customer_ids)
+    def record_identified(self, rows: list[dict], *, as_of: int) -> None:
+        """Upsert acknowledged identify values computed at ``as_of`` (Stripe-clock seconds), compare-and-set.
+
+        A stored row whose values are newer than ``as_of`` keeps them; ``trait_payment_delinquent``
+        is compared on its own time (a row may carry ``payment_delinquent_as_of`` newer than
+        ``as_of``: the value the diff kept from a newer alert).
+        """
+        if not rows:
+            return
         p = schema.pushed_traits
-        found: set[str] = set()
+        timed = [{**row, "traits_as_of": as_of,
+                  "payment_delinquent_as_of": row.get("payment_delinquent_as_of") or as_of} for row in rows]
+        delinquent = {"trait_payment_delinquent", "payment_delinquent_as_of"}
+        with self.engine.begin() as conn:
+            for keys, group in group_by_shape(timed).items():
+                stmt = insert_for(self.engine.dialect.name, p)
+                newer_values = or_(p.c.traits_as_of.is_(None), p.c.traits_as_of <= stmt.excluded.traits_as_of)
+                newer_delinquent = or_(p.c.payment_delinquent_as_of.is_(None),
+                                       p.c.payment_delinquent_as_of <= stmt.excluded.payment_delinquent_as_of)
+                set_ = {k: case((newer_delinquent if k in delinquent else newer_values, stmt.excluded[k]),
+                                else_=p.c[k]) for k in keys if k != "stripe_customer_id"}
+                stmt = stmt.on_conflict_do_update(index_elements=[p.c.stripe_customer_id], set_=set_)
+                for chunk in chunks(group):
+                    conn.execute(stmt, list(chunk))
+
+    def record_delinquent(self, failures: dict[str, int]) -> list[str]:
+        """``payment_delinquent = true`` acknowledged for identified customers, per customer at the
+        Stripe time of its failure; a stored value newer than that stays. Returns the customers set."""
+        p = schema.pushed_traits
+        done: list[str] = []
+        with self.engine.begin() as conn:
+            for customer_id, at in sorted(failures.items()):
+                updated = conn.execute(p.update().where(and_(
+                    p.c.stripe_customer_id == customer_id, p.c.identify_pushed_at.is_not(None),
+                    or_(p.c.payment_delinquent_as_of.is_(None), p.c.payment_delinquent_as_of <= at),
+                )).values(trait_payment_delinquent=True, payment_delinquent_as_of=at)).rowcount
+                if updated:
+                    done.append(customer_id)
+        return done
+
+    def delinquent_as_of(self, customer_ids: Iterable[str]) -> dict[str, int]:
+        """The Stripe-clock time of each given customer's acknowledged ``payment_delinquent`` (absent: none)."""
+        p = schema.pushed_traits
+        found: dict[str, int] = {}
         with self.engine.connect() as conn:
-            for chunk in chunks(ids):
-                found |= set(conn.execute(select(p.c.stripe_customer_id).where(
-                    p.c.stripe_customer_id.in_(chunk), p.c.identify_pushed_at.is_not(None))).scalars())
-        return found
+            for chunk in chunks(sorted(set(customer_ids))):
+                found.update(conn.execute(select(p.c.stripe_customer_id, p.c.payment_delinquent_as_of).where(
+                    p.c.stripe_customer_id.in_(list(chunk)), p.c.payment_delinquent_as_of.is_not(None))).tuples().all())
+        return {cid: int(at) for cid, at in found.items()}

@@ -372,6 +372,12 @@ pushed_traits = Table(
     Column("group_message_id", String(64)),
     Column("identify_pushed_at", BigInteger),
     Column("group_pushed_at", BigInteger),
+    # Stripe-clock time (Unix seconds) of the identify values recorded: the computation time of the
+    # trait table they came from. A record with an older time never overwrites a newer one.
+    Column("traits_as_of", BigInteger),
+    # The time of trait_payment_delinquent alone, which the failed-payment alert also writes (with
+    # its Stripe event's time): newer than traits_as_of after an alert.
+    Column("payment_delinquent_as_of", BigInteger),
 )
 
 # The Segment identity of each Stripe customer, resolved once and reused.

@@ -33,6 +33,13 @@ from s2s_pipeline.traits.loading import load_customer_frames, load_mirror_frames
 TRAITS_CURSOR = "customer_traits_refresh"
 
 
+def traits_computed_at(store: StateStore) -> int | None:
+    """The Stripe-clock time (Unix seconds) the stored trait table is current as of: its last refresh
+    (rows a refresh did not recompute had no change up to then). None before the first refresh."""
+    state = store.cursors.get(TRAITS_CURSOR)
+    return None if not state or state.get("now") is None else int(state["now"])
+
+
 def config_fingerprint(config: TraitsConfig) -> str:
     """A stable hash of the trait rules: a different one means every customer must be recomputed."""
     rules = asdict(config)

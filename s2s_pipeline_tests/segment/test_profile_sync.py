@@ -154,6 +154,33 @@ def test_process_killed_mid_delivery_loses_nothing(world, account, state_url, tm
     assert set(sink.accepted_by_message_id()) == _fault_free_ids(account, tmp_path)
 
 
+def test_a_kill_mid_delivery_keeps_the_acknowledged_batches_and_the_rerun_sends_only_the_rest(
+        world, account, state_url, tmp_path):
+    """Issue 11, finding 12: acknowledged batches are recorded as Segment acknowledges them."""
+    _, sink, store = world
+    sink.faults.delay(0.05)  # slow batches so the kill lands mid-delivery
+    child = multiprocessing.get_context("spawn").Process(target=_deliver_in_child, args=(state_url, sink.base_url))
+    child.start()
+    assert sink.wait_for(lambda: len(sink.accepted) >= 15, timeout=60)
+    child.kill()
+    child.join()
+    before = {m["messageId"]: m for m in sink.accepted}
+    acknowledged = {m["traits"]["stripe_customer_id"] for m in before.values() if m["type"] == "identify"}
+    recorded = set(store.pushed_traits.read_all().dropna(subset=["identify_pushed_at"])["stripe_customer_id"])
+    assert recorded <= acknowledged
+    assert len(acknowledged - recorded) <= 5  # at most the batch in flight (upload_size 5) went unrecorded
+    assert len(recorded) >= 10
+    expected = _fault_free_ids(account, tmp_path)
+    assert len(before) < len(expected)  # the kill did land mid-delivery
+
+    sink.faults.delay(0)
+    sink.clear()
+    rerun = sync_profiles(store, settings(sink), None, ProfileSyncOptions(), NOW)
+    resent = {m.message_id for m in rerun.report.attempted} & set(before)
+    assert len(resent) <= 5  # only the unrecorded batch in flight is sent again
+    assert set(sink.accepted_by_message_id()) | set(before) == expected
+
+
 def test_identity_metadata_profiles_anonymous_and_later_user_id(world, account):
     standin, sink, store = world
     people = customers(account)
