@@ -91,11 +91,14 @@ def _print_segment(meta: dict | None, sink, before: int) -> None:
 
 
 def _print_traits(meta: dict) -> None:
-    print(f"  customer_traits: {meta['customers']} customers, {meta['paying_customers']} paying, "
-          f"{meta['customers_with_mrr']} with MRR, {meta['delinquent_customers']} delinquent")
+    mode = meta.get("mode", "full")
+    recomputed = f", {meta['customers_recomputed']} recomputed" if "customers_recomputed" in meta else ""
+    print(f"  customer_traits ({mode}{recomputed}): {meta['customers']} customers, {meta['paying_customers']} "
+          f"paying, {meta['customers_with_mrr']} with MRR, {meta['delinquent_customers']} delinquent")
     print("    MRR per currency: " + ", ".join(f"{c.upper()} {v:,.2f}" for c, v in meta["mrr_by_currency"].items()))
     print("    spend tiers:      " + ", ".join(f"{t}={n}" for t, n in meta["tier_distribution"].items()))
-    for currency, ids in meta["top_customers_by_ltv"].items():
+    # top lists come with full recomputes only (an incremental run holds the changed customers alone)
+    for currency, ids in (meta.get("top_customers_by_ltv") or {}).items():
         print(f"    top by LTV ({currency}): {', '.join(ids[:5])}")
 
 
