@@ -13,6 +13,12 @@ Each write stamps its entries with one random ``token``; a later write of the
 same object replaces the token. Clearing deletes by the tokens read, so an
 object changed again while traits were computed stays pending for the next
 run: nothing is lost between reading and clearing.
+
+A refresh whose steps run in several processes (the sharded full recompute)
+takes a *snapshot* instead: the tokens pending at its start, copied in the
+database (``mirror_changed_snapshots``), so no process holds them in memory;
+its commit clears the entries still carrying those tokens, in the commit's
+transaction.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import Column, Connection, Engine, String, Table, or_, select
+from sqlalchemy import Column, Connection, Engine, String, Table, func, literal, or_, select
 
 from s2s_pipeline.store import schema
 from s2s_pipeline.store.statements import chunks, insert_for
@@ -31,6 +37,14 @@ changed_objects = Table(
     Column("object_type", String(32), primary_key=True),  # customer | price | product | coupon | charge | ...
     Column("object_id", String(255), primary_key=True),
     Column("token", String(32), nullable=False, index=True),
+)
+
+#: The tokens pending when a refresh started, by refresh (``snapshot``): what its commit clears.
+change_snapshots = Table(
+    "mirror_changed_snapshots",
+    schema.metadata,
+    Column("snapshot", String(64), primary_key=True),
+    Column("token", String(32), primary_key=True),
 )
 
 #: Rows of these types name their customer in a ``customer`` column.
@@ -145,6 +159,42 @@ class ChangedObjects:
             for chunk in chunks(sorted(pending.tokens)):
                 removed += conn.execute(c.delete().where(c.c.token.in_(chunk))).rowcount or 0
         return removed
+
+    def snapshot(self, snapshot_id: str, conn: Connection) -> int:
+        """Record the tokens pending now under ``snapshot_id`` (replacing an earlier snapshot of that id),
+        in ``conn``'s transaction; returns the change entries they stand for."""
+        c, snap = changed_objects, change_snapshots
+        conn.execute(snap.delete().where(snap.c.snapshot == snapshot_id))
+        conn.execute(snap.insert().from_select(["snapshot", "token"],
+                                               select(literal(snapshot_id), c.c.token).distinct()))
+        return int(conn.execute(select(func.count()).select_from(c).where(
+            c.c.token.in_(select(snap.c.token).where(snap.c.snapshot == snapshot_id)))).scalar_one())
+
+    def pending_in_snapshot(self, snapshot_id: str) -> PendingChanges:
+        """The entries that still carry a token of the snapshot: what changed before it was taken
+        (an object written again since carries a newer token and waits for the next refresh)."""
+        c, snap = changed_objects, change_snapshots
+        objects: dict[str, set[str]] = {}
+        tokens: set[str] = set()
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(c.c.object_type, c.c.object_id, c.c.token).where(
+                c.c.token.in_(select(snap.c.token).where(snap.c.snapshot == snapshot_id))))
+            for kind, object_id, token in rows:
+                objects.setdefault(kind, set()).add(object_id)
+                tokens.add(token)
+        return PendingChanges(objects, frozenset(tokens))
+
+    def clear_snapshot(self, snapshot_id: str, conn: Connection) -> int:
+        """Remove the entries carrying a token of the snapshot, and the snapshot (in ``conn``'s transaction)."""
+        c, snap = changed_objects, change_snapshots
+        removed = conn.execute(c.delete().where(
+            c.c.token.in_(select(snap.c.token).where(snap.c.snapshot == snapshot_id)))).rowcount or 0
+        self.drop_snapshot(snapshot_id, conn)
+        return removed
+
+    def drop_snapshot(self, snapshot_id: str, conn: Connection) -> None:
+        """Forget a snapshot without clearing anything (a refresh abandoned before its commit)."""
+        conn.execute(change_snapshots.delete().where(change_snapshots.c.snapshot == snapshot_id))
 
     def customers_affected(self, pending: PendingChanges) -> set[str]:
         """The customers whose traits may differ because of the pending changes.

@@ -9,7 +9,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
-from s2s_pipeline.store import changed_objects, privacy_schema, profile_queue  # noqa: F401 - register tables
+from s2s_pipeline.store import (  # noqa: F401 - register tables
+    changed_objects, privacy_schema, profile_queue, trait_refresh_plans)
 from s2s_pipeline.store.migrations import migrate
 
 

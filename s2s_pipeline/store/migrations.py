@@ -32,7 +32,8 @@ from alembic.migration import MigrationContext
 from alembic.operations import Operations
 from sqlalchemy import Column, Connection, Engine, String, func, inspect, select
 
-from s2s_pipeline.store import changed_objects, privacy_schema, profile_queue  # noqa: F401 - register tables
+from s2s_pipeline.store import (  # noqa: F401 - register tables
+    changed_objects, privacy_schema, profile_queue, trait_refresh_plans)
 from s2s_pipeline.store import schema
 
 #: pg_advisory_xact_lock key of the state store's schema migration (any fixed 64-bit number).

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Iterable, Mapping
 
 import pandas as pd
-from sqlalchemy import Engine, func, select, union_all
+from sqlalchemy import Engine, false, func, select, union_all
 
 from s2s_pipeline.store import schema
-from s2s_pipeline.store.frames import read_customer_frames, read_frames
+from s2s_pipeline.store.frames import read_customer_frames, read_frames, read_shard_frames
 from s2s_pipeline.store.statements import chunks
 
 #: Object type -> table, for single-row look-ups (the versioned tables plus the children of subscriptions).
@@ -29,6 +29,32 @@ class MirrorReads:
                              ) -> dict[str, pd.DataFrame]:
         """Like ``read_frames``, only the rows of the given customers (and the whole catalogue)."""
         return read_customer_frames(self.engine, columns, customer_ids)
+
+    def read_shard_frames(self, columns: Mapping[str, tuple[str, ...]], lo: str | None, hi: str | None
+                          ) -> dict[str, pd.DataFrame]:
+        """Like ``read_frames``, only the rows of the customers with ``lo <= id < hi`` (and the whole catalogue)."""
+        return read_shard_frames(self.engine, columns, lo, hi)
+
+    def customer_shard_starts(self, customers_per_shard: int) -> list[str]:
+        """The first customer id of every shard but the first, for shards of about ``customers_per_shard``
+        non-deleted customers each (equal counts, ids in the database's order); empty for one shard.
+
+        ``ntile`` over the ids in one query after a count: with N = ceil(count / per shard), the
+        shards differ by at most one customer, so parallel steps take about as long as each other.
+        """
+        if customers_per_shard < 1:
+            raise ValueError(f"customers_per_shard must be at least 1, got {customers_per_shard}")
+        c = schema.customers
+        with self.engine.connect() as conn:
+            count = conn.execute(select(func.count()).select_from(c).where(c.c.deleted == false())).scalar_one()
+            shards = -(-int(count) // customers_per_shard)
+            if shards <= 1:
+                return []
+            tiles = select(c.c.id, func.ntile(shards).over(order_by=c.c.id).label("tile")).where(
+                c.c.deleted == false()).subquery()
+            starts = conn.execute(select(func.min(tiles.c.id)).group_by(tiles.c.tile).order_by(tiles.c.tile)
+                                  ).scalars().all()
+        return list(starts[1:])
 
     def object_row(self, object_type: str, object_id: str) -> dict | None:
         """The mirrored row of one object (``price``, ``discount``, ``charge`` ...), ``raw`` included."""

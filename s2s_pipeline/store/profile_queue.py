@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Iterable
 
-from sqlalchemy import Column, Engine, String, Table, select
+from sqlalchemy import Column, Connection, Engine, String, Table, select
 
 from s2s_pipeline.store import schema
 from s2s_pipeline.store.cursors import SyncCursors
@@ -49,22 +49,27 @@ class ProfileQueue:
         self.engine = engine
         self._cursors = SyncCursors(engine)
 
-    def add(self, customer_ids: Iterable[str]) -> None:
-        """Queue customers (one fresh token for all of them)."""
+    def add(self, customer_ids: Iterable[str], conn: Connection | None = None) -> None:
+        """Queue customers (one fresh token for all of them), in ``conn``'s transaction when given."""
         token = uuid.uuid4().hex
         rows = [{"stripe_customer_id": str(c), "token": token} for c in sorted(set(customer_ids))]
         if not rows:
             return
+        if conn is None:
+            with self.engine.begin() as own:
+                return self._insert(rows, own)
+        self._insert(rows, conn)
+
+    def _insert(self, rows: list[dict], conn: Connection) -> None:
         stmt = insert_for(self.engine.dialect.name, pending_profiles)
         stmt = stmt.on_conflict_do_update(index_elements=[pending_profiles.c.stripe_customer_id],
                                           set_={"token": stmt.excluded.token})
-        with self.engine.begin() as conn:
-            for chunk in chunks(rows):
-                conn.execute(stmt, list(chunk))
+        for chunk in chunks(rows):
+            conn.execute(stmt, list(chunk))
 
-    def request_full(self) -> None:
+    def request_full(self, conn: Connection | None = None) -> None:
         """The next profile sync compares every customer (after a full recompute)."""
-        self._cursors.set(SCOPE_CURSOR, {"full": True, "token": uuid.uuid4().hex})
+        self._cursors.set(SCOPE_CURSOR, {"full": True, "token": uuid.uuid4().hex}, conn)
 
     def scope(self) -> ProfileScope:
         """The customers the next profile sync must compare, read at one moment."""

@@ -4,7 +4,8 @@
 each concept by name: ``mirror`` (the Stripe mirror), ``ledger`` (Stripe
 events and their track outcomes), ``cursors``, ``identities`` (Segment
 identity map), ``pushed_traits`` (what Segment acknowledged), ``track_state``
-(track calls sent), ``traits`` (the computed trait table), ``regulations``
+(track calls sent), ``traits`` (the computed trait table), ``trait_refresh_plans``
+(trait refreshes in progress, shard by shard), ``regulations``
 (the deletion path's record per customer), ``delivery_audit`` (every
 acknowledged message, names only), ``inbox`` (Stripe events delivered by
 webhook) and ``quarantine`` (Stripe objects set aside, with the reason). Work that must be atomic across concepts has a method here.
@@ -12,6 +13,10 @@ webhook) and ``quarantine`` (Stripe objects set aside, with the reason). Work th
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Iterable
+
+import pandas as pd
 from sqlalchemy import Engine
 
 from s2s_pipeline.store.changed_objects import ChangedObjects
@@ -28,6 +33,7 @@ from s2s_pipeline.store.quarantine import Quarantine, QuarantineEntry, storable_
 from s2s_pipeline.store.refusals import refusals_as_unstorable
 from s2s_pipeline.store.regulations import Regulations
 from s2s_pipeline.store.track_state import SentTrackCalls
+from s2s_pipeline.store.trait_refresh_plans import RefreshPlan, TraitRefreshPlans
 from s2s_pipeline.store.traits_rows import TraitRows
 from s2s_pipeline.store.traits_table import TraitsTable
 from s2s_pipeline.store.webhook_inbox import WebhookInbox
@@ -55,6 +61,8 @@ class StateStore:
         self.changed_objects = ChangedObjects(engine)
         self.trait_rows = TraitRows(engine)
         self.profile_queue = ProfileQueue(engine)
+        # Trait refreshes whose shards run as separate steps: their plans and staging tables.
+        self.trait_refresh_plans = TraitRefreshPlans(engine)
 
     @classmethod
     def from_url(cls, url: str | None = None) -> "StateStore":
@@ -81,6 +89,59 @@ class StateStore:
             if cursor is not None:
                 self.cursors.set(*cursor, conn)
         return stats
+
+    # -- a trait refresh in shards (traits.refresh) ------------------------------------------------
+
+    def start_trait_refresh(self, plan: RefreshPlan, template: pd.DataFrame) -> RefreshPlan:
+        """Begin a refresh: an empty staging table shaped like ``template`` (replacing what an earlier attempt
+        under the same plan id left), then, in one transaction, the snapshot of the pending changes and the
+        plan. Returns the plan with the number of change entries the snapshot holds."""
+        self.traits.create_staging(plan.staging, template)
+        with self.engine.begin() as conn:
+            changes = self.changed_objects.snapshot(plan.plan_id, conn)
+            plan = replace(plan, changes=changes)
+            self.trait_refresh_plans.create(plan, conn)
+        return plan
+
+    def write_trait_shard(self, plan: RefreshPlan, key: str, traits: pd.DataFrame, summary: dict, seconds: dict,
+                          customers: Iterable[str] | None = None) -> bool:
+        """Add a shard's rows to the refresh's staging table and mark the shard written, in one transaction
+        (with, for an incremental refresh, the customers it recomputed). False, writing nothing, when
+        the shard was written already (by an earlier attempt of its step)."""
+        with self.engine.begin() as conn:
+            if not self.trait_refresh_plans.mark_written(plan.plan_id, key, len(traits), summary, seconds, conn):
+                return False
+            if customers is not None:
+                self.trait_refresh_plans.record_customers(plan.plan_id, customers, conn)
+            self.traits.append_staging(plan.staging, traits, conn)
+        return True
+
+    def commit_trait_refresh(self, plan: RefreshPlan, cursor: tuple[str, dict]) -> None:
+        """Close a refresh whose shards are written, in one transaction: the staging table becomes the trait
+        table (full) or replaces the rows of the customers recomputed (incremental); the snapshot's changes
+        are cleared; the Segment diff is queued (every customer, or those recomputed); the cursor
+        ``(name, value)`` is set and the plan removed. A crash leaves the refresh to be committed again."""
+        with self.engine.begin() as conn:
+            self.cursors.set(*cursor, conn)  # a DML statement first: pysqlite begins the transaction here
+            self.changed_objects.clear_snapshot(plan.plan_id, conn)
+            if plan.mode == "full":
+                self.traits.swap_in(plan.staging, conn)
+                self.profile_queue.request_full(conn)
+            else:
+                recomputed = self.trait_refresh_plans.customers(plan.plan_id, conn)
+                self.trait_rows.replace_from_staging(plan.staging,
+                                                     self.trait_refresh_plans.customers_query(plan.plan_id), conn)
+                self.profile_queue.add(recomputed, conn)
+                self.traits.drop_staging(plan.staging, conn)
+            self.trait_refresh_plans.delete(plan.plan_id, conn)
+
+    def abandon_trait_refresh(self, plan: RefreshPlan) -> None:
+        """Drop a refresh that will never be committed: its staging table, snapshot and plan (its changes
+        stay pending for the next refresh)."""
+        with self.engine.begin() as conn:
+            self.changed_objects.drop_snapshot(plan.plan_id, conn)
+            self.trait_refresh_plans.delete(plan.plan_id, conn)
+            self.traits.drop_staging(plan.staging, conn)
 
     def set_aside_events(self, entries: list[QuarantineEntry], ledger_rows: list[dict], now: int) -> None:
         """Quarantine objects and ledger the events that carried them (``track_status`` as given, e.g.

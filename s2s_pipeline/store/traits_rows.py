@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Iterable
 
 import pandas as pd
-from sqlalchemy import Engine, bindparam, inspect, text
+from sqlalchemy import Engine, bindparam, column, delete, insert, inspect, select, table, text
 
 from s2s_pipeline.store.statements import chunks
-from s2s_pipeline.store.traits_table import TABLE, _storable, postgres_copy
+from s2s_pipeline.store.traits_table import TABLE, _check_staging_name, _storable, postgres_copy
 
 _ID_CHUNK = 2000
 
@@ -43,6 +43,16 @@ class TraitRows:
                              .bindparams(_expanding("ids")), {"ids": list(chunk)})
             if len(frame):
                 frame.to_sql(TABLE, conn, index=False, if_exists="append", chunksize=20_000, method=method)
+
+    def replace_from_staging(self, staging: str, customer_ids, conn) -> None:
+        """Replace the rows of the customers ``customer_ids`` (a subquery of ids) with the staging table's
+        rows, in ``conn``'s transaction (a customer without a staged row, e.g. deleted, loses its row)."""
+        _check_staging_name(staging)
+        names = [c["name"] for c in inspect(conn).get_columns(staging)]
+        live = table(TABLE, *(column(n) for n in names))
+        staged = table(staging, *(column(n) for n in names))
+        conn.execute(delete(live).where(live.c.stripe_customer_id.in_(customer_ids)))
+        conn.execute(insert(live).from_select(names, select(*staged.c)))
 
     def read_customers(self, customer_ids: Iterable[str]) -> pd.DataFrame:
         """The stored traits of the given customers (absent ones have no row); empty if never computed."""

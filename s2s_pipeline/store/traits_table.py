@@ -8,8 +8,10 @@ never a half-written one.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
+import re
 import uuid
 
 import pandas as pd
@@ -39,6 +41,17 @@ def postgres_copy(table, conn, keys, data_iter) -> int:
     return count
 
 
+def staging_name(refresh_id: str) -> str:
+    """The staging table of a refresh: a SQL-safe name derived from its id (a Dagster run id, any text)."""
+    return f"{_STAGING_PREFIX}{hashlib.sha256(refresh_id.encode()).hexdigest()[:32]}"
+
+
+def _check_staging_name(name: str) -> None:
+    # Table names are spliced into DDL: only the names this module makes are accepted.
+    if not re.fullmatch(rf"{_STAGING_PREFIX}[0-9a-f]{{32}}", name):
+        raise ValueError(f"not a trait staging table name: {name!r}")
+
+
 def _storable(traits: pd.DataFrame) -> pd.DataFrame:
     """Columns as SQL can hold them: dict/list cells as JSON text."""
     out = traits.copy()
@@ -59,29 +72,58 @@ class TraitsTable:
 
         Each write stages into a table of its own name, so two steps replacing the table at once
         (two ``customer_traits`` runs) never drop or collide with each other's staging table: the
-        last to commit wins, whole. The swap (drop the old table, rename the staging one) is
-        serialised: on Postgres by a transaction-level advisory lock (two renames to a name that
-        neither transaction yet sees would otherwise collide), on SQLite by its single writer,
-        whose lock the first INSERT takes. On SQLite the staging table's ``CREATE`` commits on its own
-        (pysqlite opens its transaction at the first INSERT), so a failed write drops it here.
+        last to commit wins, whole. The swap (``swap_in``) is serialised. On SQLite the staging
+        table's ``CREATE`` commits on its own (pysqlite opens its transaction at the first INSERT),
+        so a failed write drops it here.
         """
-        engine = self.engine
-        frame = _storable(traits)
-        method = postgres_copy if engine.dialect.name == "postgresql" else None
         staging = f"{_STAGING_PREFIX}{uuid.uuid4().hex}"
         try:
-            with engine.begin() as conn:
-                frame.to_sql(staging, conn, index=False, chunksize=20_000, method=method)
-                if engine.dialect.name == "postgresql":
-                    conn.execute(select(func.pg_advisory_xact_lock(SWAP_LOCK_KEY)))
-                conn.execute(text(f"DROP TABLE IF EXISTS {TABLE}"))
-                conn.execute(text(f"ALTER TABLE {staging} RENAME TO {TABLE}"))
-                if engine.dialect.name in ("postgresql", "sqlite"):
-                    conn.execute(text(f"CREATE UNIQUE INDEX IF NOT EXISTS ux_{TABLE}_customer ON {TABLE} "
-                                      "(stripe_customer_id)"))
+            with self.engine.begin() as conn:
+                self._to_sql(_storable(traits), staging, conn, if_exists="fail")
+                self.swap_in(staging, conn)
         except BaseException:
             self._drop_staging(staging)
             raise
+
+    # -- staging tables of a refresh whose shards are written by separate steps ------------------
+
+    def create_staging(self, name: str, template: pd.DataFrame) -> None:
+        """An empty table ``name`` with the columns and SQL types of ``template`` (a trait table; its rows
+        are ignored), replacing a table of that name. ``compute_customer_traits`` gives every column
+        the same dtype whatever the rows, so every shard's rows fit the table."""
+        _check_staging_name(name)
+        with self.engine.begin() as conn:
+            conn.execute(text(f"DROP TABLE IF EXISTS {name}"))
+            _storable(template.head(0)).to_sql(name, conn, index=False)
+
+    def append_staging(self, name: str, traits: pd.DataFrame, conn) -> None:
+        """Add rows to a staging table, in ``conn``'s transaction (COPY on Postgres)."""
+        _check_staging_name(name)
+        if len(traits):
+            self._to_sql(_storable(traits), name, conn, if_exists="append")
+
+    def swap_in(self, staging: str, conn) -> None:
+        """Make the staging table ``customer_traits``, in ``conn``'s transaction (readers see the old table or
+        the new one). Serialised: on Postgres by a transaction-level advisory lock (two renames to a name
+        that neither transaction yet sees would otherwise collide), on SQLite by its single writer (on
+        SQLite, run a DML statement in the transaction first: pysqlite begins transactions at DML)."""
+        _check_staging_name(staging)
+        if self.engine.dialect.name == "postgresql":
+            conn.execute(select(func.pg_advisory_xact_lock(SWAP_LOCK_KEY)))
+        conn.execute(text(f"DROP TABLE IF EXISTS {TABLE}"))
+        conn.execute(text(f"ALTER TABLE {staging} RENAME TO {TABLE}"))
+        if self.engine.dialect.name in ("postgresql", "sqlite"):
+            conn.execute(text(f"CREATE UNIQUE INDEX IF NOT EXISTS ux_{TABLE}_customer ON {TABLE} "
+                              "(stripe_customer_id)"))
+
+    def drop_staging(self, name: str, conn) -> None:
+        """Remove a staging table (in ``conn``'s transaction), if it exists."""
+        _check_staging_name(name)
+        conn.execute(text(f"DROP TABLE IF EXISTS {name}"))
+
+    def _to_sql(self, frame: pd.DataFrame, name: str, conn, if_exists: str) -> None:
+        method = postgres_copy if self.engine.dialect.name == "postgresql" else None
+        frame.to_sql(name, conn, index=False, if_exists=if_exists, chunksize=20_000, method=method)
 
     def _drop_staging(self, staging: str) -> None:
         """Best effort: the write's own error is the one to report, not a failed cleanup's."""

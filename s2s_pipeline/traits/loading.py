@@ -36,6 +36,14 @@ def load_customer_frames(mirror: MirrorReads, customer_ids, columns: Mapping[str
     return _as_mirror_frames(mirror.read_customer_frames(wanted, customer_ids), wanted, fast_dtypes)
 
 
+def load_shard_frames(mirror: MirrorReads, lo: str | None, hi: str | None,
+                      columns: Mapping[str, tuple[str, ...]] | None = None, fast_dtypes: bool = True) -> MirrorFrames:
+    """``load_mirror_frames`` for one shard of customers, ``lo <= id < hi`` (None: unbounded), and the whole
+    catalogue (``store.frames.read_shard_frames``); the traits computed from it are those customers' traits."""
+    wanted = TRAIT_INPUT_COLUMNS if columns is None else columns
+    return _as_mirror_frames(mirror.read_shard_frames(wanted, lo, hi), wanted, fast_dtypes)
+
+
 def _as_mirror_frames(read: dict[str, pd.DataFrame], wanted: Mapping[str, tuple[str, ...]],
                       fast_dtypes: bool) -> MirrorFrames:
     tables: dict[str, pd.DataFrame] = {}

@@ -1,4 +1,4 @@
-"""The nightly trait refresh: recompute only the customers whose mirror rows changed, or everyone.
+"""The nightly trait refresh: recompute only the customers whose mirror rows changed, or everyone, in shards.
 
 Incremental by default: the mirror records what every write touched
 (``store.changed_objects``); those changes become customers (a price change
@@ -13,6 +13,24 @@ A full recompute happens when asked (``full=True``: the run config
 ``full_recompute``, the weekly safety net), on the first run, when the trait
 table is missing, and when the trait rules changed (``config_fingerprint``):
 new rules can change every customer's values.
+
+A refresh has three parts, so that its shards can run as parallel steps of
+one Dagster run, in other processes or on other machines (``defs/traits``):
+
+- ``plan_refresh`` decides the mode and the clock, snapshots the pending
+  changes (changes recorded later stay pending for the next run) and splits
+  the customers into shards: ranges of ids of about ``shard_customers``
+  customers each for a full recompute, one shard of the changed customers
+  otherwise; it creates the refresh's staging table;
+- ``refresh_shard`` computes one shard from its own rows of the mirror and
+  the whole catalogue (memory is bounded by the shard, not by the mirror)
+  and writes its rows to the staging table, with its summary;
+- ``commit_refresh`` swaps the staging table in as the trait table (a full
+  recompute) or replaces the changed customers' rows with it, clears the
+  snapshot's changes, queues the Segment diff and moves the refresh cursor,
+  all in one transaction.
+
+``refresh_customer_traits`` runs the three in this process, one shard after another.
 """
 
 from __future__ import annotations
@@ -20,17 +38,24 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import uuid
 from dataclasses import asdict, dataclass
 
-import pandas as pd
-
 from s2s_pipeline.store.state_store import StateStore
+from s2s_pipeline.store.trait_refresh_plans import CHANGED_SHARD, PlannedShard, RefreshPlan
+from s2s_pipeline.store.traits_table import staging_name
 from s2s_pipeline.traits.config import TraitsConfig
 from s2s_pipeline.traits.customer_traits import compute_customer_traits
-from s2s_pipeline.traits.loading import load_customer_frames, load_mirror_frames
+from s2s_pipeline.traits.frames import MirrorFrames, apply_fast_dtypes, empty_frame
+from s2s_pipeline.traits.loading import load_customer_frames, load_shard_frames
+from s2s_pipeline.traits.shard_summary import ShardSummary, merge, summarize
 
 #: Cursor holding the last refresh: ``{"now", "fingerprint", "mode", "full_at"}``.
 TRAITS_CURSOR = "customer_traits_refresh"
+#: Customers per shard of a full recompute by default: about 0.6 GB of mirror frames per step (docs/operations.md).
+DEFAULT_SHARD_CUSTOMERS = 250_000
+#: A plan not committed this long after it was made belongs to a run that failed for good; its staging goes.
+STALE_PLAN_SECONDS = 7 * 86_400
 
 
 def traits_computed_at(store: StateStore) -> int | None:
@@ -49,16 +74,29 @@ def config_fingerprint(config: TraitsConfig) -> str:
 
 @dataclass
 class TraitsRefresh:
-    """What one refresh did: its mode and why, the rows it computed, the seconds of each step."""
+    """What one refresh did: its mode and why, the summary of the rows it computed, the seconds of each step
+    (summed over shards: the work done, not the wall time of parallel shards)."""
 
     mode: str  # "full" | "incremental"
     reason: str
-    table: pd.DataFrame  # the recomputed rows (every customer on a full recompute)
+    summary: ShardSummary  # of the recomputed rows (every customer on a full recompute)
     customers_recomputed: int
+    shards: int = 1
+    shard_seconds: tuple[dict, ...] = ()  # per shard, in id order: {"key", "read", "compute", "store", "rows"}
     seconds_read_mirror: float = 0.0
     seconds_compute: float = 0.0
     seconds_store: float = 0.0
     changes_read: int = 0
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    """One shard step's outcome: rows written (0 when an earlier attempt had written them) and its seconds."""
+
+    key: str
+    rows: int
+    written: bool
+    seconds: dict
 
 
 def _full_reason(store: StateStore, state: dict | None, fingerprint: str, full: bool) -> str | None:
@@ -73,50 +111,119 @@ def _full_reason(store: StateStore, state: dict | None, fingerprint: str, full: 
     return None
 
 
-def refresh_customer_traits(store: StateStore, config: TraitsConfig, now: int, *, full: bool = False,
-                            clock=time.perf_counter) -> TraitsRefresh:
-    """Bring ``customer_traits`` up to date with the mirror, recomputing as little as is exact.
+def _empty_traits(config: TraitsConfig, now: int):
+    """A trait table without rows, with every column's dtype (the staging table's template)."""
+    tables = {name: empty_frame(name) for name in MirrorFrames.__dataclass_fields__}
+    apply_fast_dtypes(tables)
+    return compute_customer_traits(MirrorFrames(**tables), config, now)
 
-    Changes recorded while this runs stay pending for the next run (they are
-    cleared by the tokens read here, before the mirror is read).
+
+def plan_refresh(store: StateStore, config: TraitsConfig, now: int, *, full: bool = False,
+                 shard_customers: int = DEFAULT_SHARD_CUSTOMERS, plan_id: str | None = None) -> RefreshPlan:
+    """Decide what the refresh recomputes and split it into shards (see the module docstring).
+
+    ``plan_id`` names the refresh (a Dagster run id; planning again under the same id starts it over).
+    Also drops what refreshes abandoned more than ``STALE_PLAN_SECONDS`` ago left behind.
     """
+    if shard_customers < 1:
+        raise ValueError(f"shard_customers must be at least 1, got {shard_customers}")
+    plan_id = plan_id or uuid.uuid4().hex
+    for stale in store.trait_refresh_plans.stale(int(time.time()) - STALE_PLAN_SECONDS):
+        if stale.plan_id != plan_id:
+            store.abandon_trait_refresh(stale)
     state = store.cursors.get(TRAITS_CURSOR)
     fingerprint = config_fingerprint(config)
     reason = _full_reason(store, state, fingerprint, full)
-    t0 = clock()
     if reason is not None:
-        pending = store.changed_objects.pending(with_objects=False)
-        frames = load_mirror_frames(store.mirror)
-        t1 = clock()
-        table = compute_customer_traits(frames, config, now)
-        del frames
-        t2 = clock()
-        store.traits.write(table)
-        store.profile_queue.request_full()
-        mode, recomputed = "full", len(table)
+        starts = store.mirror.customer_shard_starts(shard_customers)
+        bounds = list(zip([None, *starts], [*starts, None]))
+        shards = tuple(PlannedShard(key=f"shard_{i:04d}", position=i, lo=lo, hi=hi)
+                       for i, (lo, hi) in enumerate(bounds))
+        mode = "full"
     else:
-        pending = store.changed_objects.pending()
+        shards = (PlannedShard(key=CHANGED_SHARD, position=0),)
+        mode, reason = "incremental", "changes"
+    plan = RefreshPlan(plan_id=plan_id, mode=mode, reason=reason, now=int(now),
+                       since=None if state is None else int(state.get("now", now)), fingerprint=fingerprint,
+                       full_at=int(now) if mode == "full" else (state or {}).get("full_at"),
+                       staging=staging_name(plan_id), changes=0, shards=shards)
+    return store.start_trait_refresh(plan, _empty_traits(config, now))
+
+
+def refresh_shard(store: StateStore, config: TraitsConfig, plan: RefreshPlan, key: str,
+                  clock=time.perf_counter) -> ShardResult:
+    """Compute one shard of a planned refresh and write its rows and summary to the refresh's staging table.
+
+    A shard an earlier attempt already wrote (a step retried after its process died past the
+    commit) is left as it is: its rows went in with its mark, in one transaction.
+    """
+    shard = next((s for s in plan.shards if s.key == key), None)
+    if shard is None:
+        raise KeyError(f"refresh {plan.plan_id} has no shard {key!r}")
+    if shard.done:
+        return ShardResult(key=key, rows=int(shard.rows or 0), written=False, seconds=shard.seconds or {})
+    t0 = clock()
+    customers = None
+    if plan.mode == "full":
+        frames = load_shard_frames(store.mirror, shard.lo, shard.hi)
+    else:
+        pending = store.changed_objects.pending_in_snapshot(plan.plan_id)
         customers = store.changed_objects.customers_affected(pending)
-        customers |= store.changed_objects.customers_crossing_time(int(state.get("now", now)), now)
-        frames = load_customer_frames(store.mirror, customers)
-        t1 = clock()
-        table = compute_customer_traits(frames, config, now) if customers else _empty_like(store)
-        del frames
-        t2 = clock()
-        if customers:
-            store.trait_rows.replace_customers(table, customers)
-            store.profile_queue.add(customers)
-        mode, reason, recomputed = "incremental", "changes", len(customers)
-    store.changed_objects.clear(pending)
-    store.cursors.set(TRAITS_CURSOR, {
-        "now": int(now), "fingerprint": fingerprint, "mode": mode,
-        "full_at": int(now) if mode == "full" else (state or {}).get("full_at"),
-    })
-    t3 = clock()
-    return TraitsRefresh(mode=mode, reason=reason, table=table, customers_recomputed=recomputed,
-                         seconds_read_mirror=t1 - t0, seconds_compute=t2 - t1, seconds_store=t3 - t2,
-                         changes_read=sum(len(v) for v in pending.objects.values()))
+        if plan.since is not None:
+            customers |= store.changed_objects.customers_crossing_time(plan.since, plan.now)
+        frames = load_customer_frames(store.mirror, customers) if customers else None
+    t1 = clock()
+    table = compute_customer_traits(frames, config, plan.now) if frames is not None else _empty_traits(config,
+                                                                                                       plan.now)
+    del frames
+    summary = summarize(table)
+    t2 = clock()
+    seconds = {"read": round(t1 - t0, 3), "compute": round(t2 - t1, 3)}
+    written = store.write_trait_shard(plan, key, table, summary.to_json(), seconds, customers=customers)
+    seconds["store"] = round(clock() - t2, 3)
+    if written:
+        store.trait_refresh_plans.record_seconds(plan.plan_id, key, seconds)
+    rows = len(customers) if customers is not None else len(table)
+    return ShardResult(key=key, rows=rows, written=written, seconds=seconds)
 
 
-def _empty_like(store: StateStore) -> pd.DataFrame:
-    return store.trait_rows.read_customers(())
+def commit_refresh(store: StateStore, plan: RefreshPlan) -> TraitsRefresh:
+    """Make the shards' rows the trait table and close the refresh (one transaction; see the module docstring).
+
+    Raises ``RuntimeError`` naming the shards not written yet (nothing is changed then).
+    """
+    written = store.trait_refresh_plans.get(plan.plan_id)
+    if written is None:
+        raise RuntimeError(f"trait refresh {plan.plan_id} is not planned (or was committed already)")
+    missing = [s.key for s in written.shards if not s.done]
+    if missing:
+        raise RuntimeError(f"trait refresh {plan.plan_id}: shards not written: {', '.join(missing)}")
+    recomputed = (sum(int(s.rows or 0) for s in written.shards) if written.mode == "full"
+                  else len(store.trait_refresh_plans.customers(plan.plan_id)))
+    store.commit_trait_refresh(written, (TRAITS_CURSOR, {
+        "now": written.now, "fingerprint": written.fingerprint, "mode": written.mode, "full_at": written.full_at,
+    }))
+    seconds = [{"key": s.key, "rows": int(s.rows or 0), **(s.seconds or {})} for s in written.shards]
+    return TraitsRefresh(
+        mode=written.mode, reason=written.reason,
+        summary=merge([ShardSummary.from_json(s.summary or {}) for s in written.shards]),
+        customers_recomputed=recomputed, shards=len(written.shards), shard_seconds=tuple(seconds),
+        seconds_read_mirror=sum(float(s.get("read", 0)) for s in seconds),
+        seconds_compute=sum(float(s.get("compute", 0)) for s in seconds),
+        seconds_store=sum(float(s.get("store", 0)) for s in seconds),
+        changes_read=written.changes,
+    )
+
+
+def refresh_customer_traits(store: StateStore, config: TraitsConfig, now: int, *, full: bool = False,
+                            shard_customers: int = DEFAULT_SHARD_CUSTOMERS, clock=time.perf_counter
+                            ) -> TraitsRefresh:
+    """Bring ``customer_traits`` up to date with the mirror, recomputing as little as is exact, in this process.
+
+    Changes recorded while this runs stay pending for the next run (the snapshot that clears
+    them is taken before the mirror is read).
+    """
+    plan = plan_refresh(store, config, now, full=full, shard_customers=shard_customers)
+    for shard in plan.shards:
+        refresh_shard(store, config, plan, shard.key, clock=clock)
+    return commit_refresh(store, plan)
