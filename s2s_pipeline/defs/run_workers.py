@@ -25,9 +25,12 @@ freed once it has ended.
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+
+import yaml
 
 from dagster import (
     DagsterInstance,
@@ -109,10 +112,15 @@ def prepare_run(instance: DagsterInstance, run: DagsterRun) -> list[str]:
 
 
 class _FreeingDeadRunSlots(Executor):
-    """The default executor, first freeing the pool slots that dead runs hold."""
+    """An executor (the default, Celery's, Kubernetes') that first frees the pool slots dead runs hold."""
 
     def __init__(self, inner: Executor) -> None:
         self._inner = inner
+
+    def __getattr__(self, name: str):
+        # Executors read their own settings off the plan context's executor (Celery: ``app_args()``),
+        # which is this wrapper: everything but ``execute`` is the inner executor's.
+        return getattr(self._inner, name)
 
     @property
     def retries(self):
@@ -129,15 +137,65 @@ class _FreeingDeadRunSlots(Executor):
         yield from self._inner.execute(plan_context, execution_plan)
 
 
-executor_freeing_dead_run_slots = ExecutorDefinition(
-    name="multi_or_in_process_freeing_dead_run_slots",
-    config_schema=multi_or_in_process_executor.config_schema,
-    requirements=multi_or_in_process_executor._requirements_fn,  # noqa: SLF001 - same requirements
-    executor_creation_fn=lambda init_context: _FreeingDeadRunSlots(
-        multi_or_in_process_executor.executor_creation_fn(init_context)),
-    description="Dagster's default executor (multiprocess unless configured in-process), after freeing the "
-                "pool slots of runs whose processes are gone.",
-)
+def freeing_dead_run_slots(inner: ExecutorDefinition, name: str | None = None) -> ExecutorDefinition:
+    """``inner`` (same config and requirements) freeing the pool slots of dead runs before each run."""
+    return ExecutorDefinition(
+        name=name or f"{inner.name}_freeing_dead_run_slots",
+        config_schema=inner.config_schema,
+        requirements=inner._requirements_fn,  # noqa: SLF001 - the inner executor's requirements, unchanged
+        executor_creation_fn=lambda init_context: _FreeingDeadRunSlots(inner.executor_creation_fn(init_context)),
+        description=f"{inner.description or inner.name}, after freeing the pool slots of runs whose processes "
+                    "are gone.",
+    )
+
+
+executor_freeing_dead_run_slots = freeing_dead_run_slots(multi_or_in_process_executor,
+                                                         name="multi_or_in_process_freeing_dead_run_slots")
+
+#: Which executor runs the steps of every job, and its config (docs/operations.md, "Scaling out").
+EXECUTOR_ENV = "S2S_EXECUTOR"
+EXECUTOR_CONFIG_ENV = "S2S_EXECUTOR_CONFIG"
+#: ``S2S_EXECUTOR`` value -> (module, executor definition, distribution to install at dagster's release).
+EXECUTORS = {
+    "multiprocess": ("dagster", "multi_or_in_process_executor", "dagster"),
+    "celery": ("dagster_celery", "celery_executor", "dagster-celery"),
+    "k8s": ("dagster_k8s", "k8s_job_executor", "dagster-k8s"),
+}
+
+
+class ExecutorSettingsError(ValueError):
+    """``S2S_EXECUTOR`` / ``S2S_EXECUTOR_CONFIG`` cannot be used; the message says which and why."""
+
+
+def selected_executor(env: Mapping[str, str] = os.environ) -> ExecutorDefinition:
+    """The executor ``S2S_EXECUTOR`` names (default ``multiprocess``: Dagster's default executor), freeing
+    dead runs' pool slots first, configured with ``S2S_EXECUTOR_CONFIG`` (YAML or JSON) when set.
+
+    A configured executor takes no ``execution`` run config: every run (schedules, sensors, the UI)
+    uses the deployment's settings; ``{"env": "VAR"}`` values (a broker URL with a password) are read
+    when a run starts, never stored with the run.
+    """
+    name = (env.get(EXECUTOR_ENV) or "multiprocess").strip()
+    if name not in EXECUTORS:
+        raise ExecutorSettingsError(f"{EXECUTOR_ENV}={name!r} is not one of {', '.join(EXECUTORS)}")
+    module, attribute, distribution = EXECUTORS[name]
+    try:
+        inner = getattr(importlib.import_module(module), attribute)
+    except ImportError as exc:
+        raise ExecutorSettingsError(f"{EXECUTOR_ENV}={name} needs the {distribution} package, at the release "
+                                    f"matching dagster's ({exc})") from exc
+    executor = executor_freeing_dead_run_slots if name == "multiprocess" else freeing_dead_run_slots(inner)
+    raw = env.get(EXECUTOR_CONFIG_ENV)
+    if not raw or not raw.strip():
+        return executor
+    try:
+        config = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise ExecutorSettingsError(f"{EXECUTOR_CONFIG_ENV} is not valid YAML/JSON: {exc}") from exc
+    if not isinstance(config, dict):
+        raise ExecutorSettingsError(f"{EXECUTOR_CONFIG_ENV} must be a mapping (the executor's config), "
+                                    f"got {type(config).__name__}")
+    return executor.configured(config, name=executor.name)
 
 
 class LocalRunLauncher(DefaultRunLauncher):
@@ -162,5 +220,6 @@ RUN_SETUP_HOOKS.append(prepare_run)  # runs started with execute_in_process (in-
 
 @definitions
 def run_worker_defs() -> Definitions:
-    """Every job of the code location without its own executor runs on the slot-freeing default executor."""
-    return Definitions(executor=executor_freeing_dead_run_slots)
+    """Every job of the code location without its own executor runs on the executor ``S2S_EXECUTOR`` names
+    (Dagster's default executor unless set), after freeing the pool slots of dead runs."""
+    return Definitions(executor=selected_executor())

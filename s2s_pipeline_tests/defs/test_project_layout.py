@@ -121,8 +121,12 @@ def test_the_change_feed_and_the_traits_are_stale_26_hours_after_their_last_nigh
         assert policy.fail_window.to_timedelta() == timedelta(hours=26)
 
 
-def test_trait_checks_run_in_the_customer_traits_step():
+def test_trait_checks_run_in_the_customer_traits_commit_step():
     traits_def = defs.resolve_assets_def("customer_traits")
     assert {c.name for c in traits_def.check_keys} == CONTRACT["asset_checks"]
     assert {c.name for c in defs.resolve_asset_graph().asset_check_keys} == CONTRACT["asset_checks"] | OTHER_CHECKS
-    assert traits_def.op.name == "customer_traits"  # one step computes the table and its checks
+    # a graph: plan -> one mapped step per shard -> commit; the commit step reports the table and its checks
+    graph = traits_def.node_def
+    assert {n.name for n in graph.nodes} == {"plan_trait_shards", "compute_trait_shard", "commit_customer_traits"}
+    assert {m.maps_from.node_name for m in graph.output_mappings} == {"commit_customer_traits"}
+    assert len(graph.output_mappings) == 1 + len(CONTRACT["asset_checks"])

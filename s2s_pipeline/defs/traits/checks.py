@@ -1,13 +1,15 @@
-"""The trait table's quality checks, computed from the table the asset has just built (still in memory).
+"""The trait table's quality checks, computed from the rows the refresh has just computed.
 
-``customer_traits`` declares them as ``check_specs`` and yields their results
-in the same step, so nothing reads the stored table a second time.
+``customer_traits`` declares them as ``check_specs`` and its commit step
+yields their results: ``one_row_per_customer`` from the stored table's counts
+(one SQL aggregate), the others from the shards' summaries
+(``traits.shard_summary``: what each shard counted while its rows were in
+memory), so nothing reads the stored table a second time.
 """
 
-import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, MetadataValue
 
-from s2s_pipeline.core.contract import TIER_NAMES
+from s2s_pipeline.traits.shard_summary import ShardSummary
 
 ASSET = "customer_traits"
 
@@ -24,22 +26,12 @@ CHECK_SPECS = (
 )
 
 
-def _sample(ids: pd.Series) -> dict:
-    return {"examples": MetadataValue.json(ids.astype(str).head(10).tolist())}
-
-
-def one_row_per_customer(traits: pd.DataFrame, customers_in_mirror: int) -> AssetCheckResult:
-    duplicated = traits["stripe_customer_id"][traits["stripe_customer_id"].duplicated()]
-    return AssetCheckResult(
-        check_name="one_row_per_customer",
-        passed=bool(duplicated.empty and len(traits) == customers_in_mirror),
-        metadata={"rows": len(traits), "customers_in_mirror": customers_in_mirror, "duplicates": len(duplicated),
-                  **_sample(duplicated)},
-    )
+def _sample(ids: list[str]) -> dict:
+    return {"examples": MetadataValue.json([str(i) for i in ids[:10]])}
 
 
 def one_row_per_customer_in_store(rows: int, distinct_customers: int, customers_in_mirror: int) -> AssetCheckResult:
-    """``one_row_per_customer`` from the stored table's counts (an incremental refresh holds only its rows)."""
+    """``one_row_per_customer`` from the stored table's counts (a refresh holds only some rows in any process)."""
     return AssetCheckResult(
         check_name="one_row_per_customer",
         passed=bool(rows == distinct_customers == customers_in_mirror),
@@ -47,31 +39,31 @@ def one_row_per_customer_in_store(rows: int, distinct_customers: int, customers_
     )
 
 
-def non_negative_money(traits: pd.DataFrame) -> AssetCheckResult:
-    bad = traits[(traits["lifetime_value"].fillna(0) < 0) | (traits["mrr"].fillna(0) < 0)]
-    return AssetCheckResult(check_name="non_negative_money", passed=bool(bad.empty),
-                            metadata={"negative_rows": len(bad), **_sample(bad["stripe_customer_id"])})
+def non_negative_money(summary: ShardSummary) -> AssetCheckResult:
+    return AssetCheckResult(check_name="non_negative_money", passed=summary.negative_money == 0,
+                            metadata={"negative_rows": summary.negative_money,
+                                      **_sample(summary.negative_money_examples)})
 
 
-def refund_rate_within_bounds(traits: pd.DataFrame) -> AssetCheckResult:
-    rate = traits["refund_rate"]
-    bad = traits[rate.notna() & ((rate < 0) | (rate > 1))]
-    return AssetCheckResult(check_name="refund_rate_within_bounds", passed=bool(bad.empty),
-                            metadata={"out_of_bounds": len(bad), **_sample(bad["stripe_customer_id"])})
+def refund_rate_within_bounds(summary: ShardSummary) -> AssetCheckResult:
+    return AssetCheckResult(check_name="refund_rate_within_bounds", passed=summary.refund_rate_out_of_bounds == 0,
+                            metadata={"out_of_bounds": summary.refund_rate_out_of_bounds,
+                                      **_sample(summary.refund_rate_examples)})
 
 
-def spend_tier_valid(traits: pd.DataFrame) -> AssetCheckResult:
-    tier = traits["spend_tier"]
-    bad = traits[tier.notna() & ~tier.isin(TIER_NAMES)]
+def spend_tier_valid(summary: ShardSummary) -> AssetCheckResult:
     return AssetCheckResult(
         check_name="spend_tier_valid",
-        passed=bool(bad.empty),
+        passed=summary.invalid_tier == 0,
         severity=AssetCheckSeverity.ERROR,
-        metadata={"invalid": len(bad), "without_tier": int(tier.isna().sum()), **_sample(bad["stripe_customer_id"])},
+        metadata={"invalid": summary.invalid_tier, "without_tier": summary.without_tier,
+                  **_sample(summary.invalid_tier_examples)},
     )
 
 
-def trait_checks(traits: pd.DataFrame, customers_in_mirror: int) -> list[AssetCheckResult]:
-    """Every check of ``CHECK_SPECS`` on a freshly computed trait table."""
-    return [one_row_per_customer(traits, customers_in_mirror), non_negative_money(traits),
-            refund_rate_within_bounds(traits), spend_tier_valid(traits)]
+def trait_checks(summary: ShardSummary, rows: int, distinct_customers: int,
+                 customers_in_mirror: int) -> list[AssetCheckResult]:
+    """Every check of ``CHECK_SPECS``: the table's counts after the commit, and the summary of the rows
+    the refresh computed (every row on a full recompute, the changed customers' otherwise)."""
+    return [one_row_per_customer_in_store(rows, distinct_customers, customers_in_mirror),
+            non_negative_money(summary), refund_rate_within_bounds(summary), spend_tier_valid(summary)]
