@@ -1,6 +1,7 @@
 """The nightly path end to end: apply Stripe changes, recompute traits, diff, deliver to a local Segment sink.
 
     python bench/nightly_bench.py --customers N --changed FRACTION [--postgres URL] [--full] [--seed S]
+        [--shard-customers K | --shards N] [--workers W]
 
 1. **The state store** (built once, then cached; not timed): N synthetic
    customers' mirror (bench/synth_mirror.py: ~10 charges, 1.2 subscriptions
@@ -18,10 +19,20 @@
    paces itself at the same limit (``StripeSettings.rate_limit``).
 3. **Timed steps**: ``apply`` (``extract.change_feed.sync_changes``:
    listing the events, re-fetching what the events cannot tell, committing),
-   ``traits`` (``traits.refresh.refresh_customer_traits``: incremental, or
-   full with ``--full``), ``diff`` and ``delivery``
+   ``traits`` (``traits.refresh``: incremental, or full with ``--full``;
+   plan, shards, commit), ``diff`` and ``delivery``
    (``segment.profile_sync.sync_pending_profiles``, delivery being its
    ``deliver`` call, to the Segment sink in a child process).
+
+The trait step is ``plan_refresh``, one ``refresh_shard`` per shard and
+``commit_refresh`` (``--shard-customers`` customers per shard, default the
+pipeline's 250,000; or ``--shards N`` equal shards). With ``--workers W`` the
+shards run in a pool of W spawned processes, one fresh process per shard (as
+the multiprocess executor runs one process per shard step), and the line adds
+``shard_seconds`` (per shard: rows, read / compute / store seconds, wall
+seconds in its process, that process's peak RSS) and
+``peak_rss_mb_shard_process`` (the largest of them); without it they run one
+after another in this process.
 
 Prints one JSON line: ``seconds`` (the four steps), ``peak_rss_mb`` (this
 process, the cache build included when it ran in this process: pass
@@ -35,10 +46,12 @@ import argparse
 import json
 import multiprocessing
 import os
+import resource
 import shutil
 import tempfile
 import time
 import uuid
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from _common import machine, peak_rss_mb  # noqa: E402  (sets the import path)
@@ -60,7 +73,13 @@ from s2s_pipeline.stripe.client import StripeReader  # noqa: E402
 from s2s_pipeline.stripe.settings import LIVE_MODE_LIMIT, StripeSettings  # noqa: E402
 from s2s_pipeline.traits.config import TraitsConfig  # noqa: E402
 from s2s_pipeline.traits.frames import TABLE_COLUMNS  # noqa: E402
-from s2s_pipeline.traits.refresh import refresh_customer_traits  # noqa: E402
+from s2s_pipeline.traits.refresh import (  # noqa: E402
+    DEFAULT_SHARD_CUSTOMERS,
+    commit_refresh,
+    plan_refresh,
+    refresh_customer_traits,
+    refresh_shard,
+)
 
 #: Bump when the cached store's content changes (synthetic data, schema, the first sync).
 CACHE_VERSION = 1
@@ -304,6 +323,43 @@ def _event(kind: str, obj: dict, when: int, seq: int) -> dict:
             "request": {"id": None, "idempotency_key": None}, "type": kind}
 
 
+# -- the trait step, in shards ------------------------------------------------------------------
+
+def _shard_in_process(url: str, plan_id: str, key: str) -> dict:
+    """One shard in a fresh process (the pool's worker): its timings and this process's peak RSS."""
+    t0 = time.perf_counter()
+    store = StateStore.from_url(url)
+    try:
+        result = refresh_shard(store, TraitsConfig(), store.trait_refresh_plans.get(plan_id), key)
+    finally:
+        store.dispose()
+    return {"key": key, "rows": result.rows, **result.seconds, "wall": round(time.perf_counter() - t0, 3),
+            "peak_rss_mb": peak_rss_mb(), "pid": os.getpid()}
+
+
+def sharded_refresh(store: StateStore, url: str, args) -> tuple:
+    """``plan_refresh``, the shards (in a pool of ``--workers`` processes, or here), ``commit_refresh``."""
+    t0 = time.perf_counter()
+    plan = plan_refresh(store, TraitsConfig(), NIGHT, full=args.full, shard_customers=args.shard_customers)
+    t1 = time.perf_counter()
+    keys = [s.key for s in plan.shards]
+    if args.workers:
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=args.workers, mp_context=ctx, max_tasks_per_child=1) as pool:
+            shards = list(pool.map(_shard_in_process, [url] * len(keys), [plan.plan_id] * len(keys), keys))
+    else:
+        shards = []
+        for key in keys:
+            t = time.perf_counter()
+            result = refresh_shard(store, TraitsConfig(), plan, key)
+            shards.append({"key": key, "rows": result.rows, **result.seconds,
+                           "wall": round(time.perf_counter() - t, 3)})
+    t2 = time.perf_counter()
+    refresh = commit_refresh(store, plan)
+    t3 = time.perf_counter()
+    return refresh, shards, {"plan": round(t1 - t0, 3), "shards": round(t2 - t1, 3), "commit": round(t3 - t2, 3)}
+
+
 # -- the run ----------------------------------------------------------------------------------
 
 def run(url: str, args) -> dict:
@@ -328,7 +384,7 @@ def run(url: str, args) -> dict:
             t0 = time.perf_counter()
             synced = sync_changes(reader, store, clock=lambda: NIGHT)
             t1 = time.perf_counter()
-            refresh = refresh_customer_traits(store, TraitsConfig(), NIGHT, full=args.full)
+            refresh, shards, phases = sharded_refresh(store, url, args)
             t2 = time.perf_counter()
             outcome = sync_pending_profiles(store, SegmentSettings(write_key=WRITE_KEY, host=sink_host),
                                             None, ProfileSyncOptions(), NIGHT)
@@ -354,6 +410,16 @@ def run(url: str, args) -> dict:
         "seconds_traits_read": round(refresh.seconds_read_mirror, 3),
         "seconds_traits_compute": round(refresh.seconds_compute, 3),
         "seconds_traits_store": round(refresh.seconds_store, 3),
+        "traits_shards": refresh.shards,
+        "shard_customers": args.shard_customers,
+        "workers": args.workers,
+        "seconds_traits_plan": phases["plan"],
+        "seconds_traits_shards": phases["shards"],
+        "seconds_traits_commit": phases["commit"],
+        "shard_seconds": shards,
+        "peak_rss_mb_shard_process": max((s["peak_rss_mb"] for s in shards if "peak_rss_mb" in s), default=None),
+        # the largest peak of any child process that has ended (the pool's shard processes, the servers)
+        "peak_rss_mb_children": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
         "customers_identified": outcome.customers_changed,
         "diff_scope": outcome.scope,
         "events": len(events),
@@ -374,9 +440,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache-dir", default=os.environ.get("S2S_BENCH_CACHE", "/tmp/s2s_bench_cache"))
     parser.add_argument("--build-only", action="store_true", help="build the cached store and exit")
+    sharding = parser.add_mutually_exclusive_group()
+    sharding.add_argument("--shard-customers", type=int, default=DEFAULT_SHARD_CUSTOMERS,
+                          help="customers per shard of a full recompute (the run config's shard_customers)")
+    sharding.add_argument("--shards", type=int, help="about N equal shards instead: shard customers = ceil(customers / N)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="run the shards in a pool of W processes, a fresh one per shard (0: in this process)")
     args = parser.parse_args(argv)
     if not 0 < args.changed <= 1:
         parser.error("--changed must be a fraction in (0, 1]")
+    if args.shards is not None:
+        if args.shards < 1:
+            parser.error("--shards must be at least 1")
+        args.shard_customers = -(-args.customers // args.shards)
+    if args.shard_customers < 1 or args.workers < 0:
+        parser.error("--shard-customers must be at least 1 and --workers at least 0")
     cache_dir = Path(args.cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

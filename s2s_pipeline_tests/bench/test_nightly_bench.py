@@ -62,8 +62,13 @@ def test_nightly_bench_runs_the_incremental_path_and_the_full_one(tmp_path, stor
     assert 0 < incremental["messages_sent"] and incremental["messages_failed"] == 0
     assert incremental["stripe_429s"] == 0
 
-    full = _run(tmp_path, *extra, "--full")
+    # 3 shards of 100 customers; on SQLite in a pool of 2 processes, a fresh one per shard
+    workers = ("--workers", "2") if store == "sqlite" else ()
+    full = _run(tmp_path, *extra, "--full", "--shard-customers", "100", *workers)
     assert full["cache_built"] is False  # the cached store is reused
     assert (full["traits_mode"], full["customers_recomputed"], full["diff_scope"]) == ("full", 300, "full")
+    assert full["traits_shards"] == 3 and [s["rows"] for s in full["shard_seconds"]] == [100, 100, 100]
+    if workers:
+        assert len({s["pid"] for s in full["shard_seconds"]}) == 3 and full["peak_rss_mb_shard_process"] > 0
     # The same changes reach Segment whether 15 customers or all 300 were recomputed.
     assert full["messages_sent"] == incremental["messages_sent"]
