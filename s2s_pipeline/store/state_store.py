@@ -120,7 +120,8 @@ class StateStore:
         """Close a refresh whose shards are written, in one transaction: the staging table becomes the trait
         table (full) or replaces the rows of the customers recomputed (incremental); the snapshot's changes
         are cleared; the Segment diff is queued (every customer, or those recomputed); the cursor
-        ``(name, value)`` is set and the plan removed. A crash leaves the refresh to be committed again."""
+        ``(name, value)`` is set and the plan marked committed. A crash leaves the refresh to be committed
+        again."""
         with self.engine.begin() as conn:
             self.cursors.set(*cursor, conn)  # a DML statement first: pysqlite begins the transaction here
             self.changed_objects.clear_snapshot(plan.plan_id, conn)
@@ -133,11 +134,11 @@ class StateStore:
                                                      self.trait_refresh_plans.customers_query(plan.plan_id), conn)
                 self.profile_queue.add(recomputed, conn)
                 self.traits.drop_staging(plan.staging, conn)
-            self.trait_refresh_plans.delete(plan.plan_id, conn)
+            self.trait_refresh_plans.mark_committed(plan.plan_id, conn)
 
     def abandon_trait_refresh(self, plan: RefreshPlan) -> None:
-        """Drop a refresh that will never be committed: its staging table, snapshot and plan (its changes
-        stay pending for the next refresh)."""
+        """Drop a refresh committed or never to be committed: its staging table, snapshot and plan (the
+        changes of one never committed stay pending for the next refresh)."""
         with self.engine.begin() as conn:
             self.changed_objects.drop_snapshot(plan.plan_id, conn)
             self.trait_refresh_plans.delete(plan.plan_id, conn)

@@ -7,8 +7,9 @@ changed customers), each shard is *computed* into the refresh's staging table,
 and it is *committed* (the staging table becomes the trait table). This
 module keeps what those steps tell each other: the plan, which shards are
 written (with their row count, summary and timings), and, for an incremental
-refresh, the customers it recomputed. A plan is removed when it is committed;
-one abandoned by a failed run is replaced when its run is re-executed, and
+refresh, the customers it recomputed. A committed plan stays until the next
+plan (a commit step run again finds it committed and only reports); one
+abandoned by a failed run is replaced when its run is re-executed, and
 dropped by a later plan once it is stale.
 """
 
@@ -36,6 +37,7 @@ plans = Table(
     Column("staging", String(64), nullable=False),
     Column("changes", BigInteger, nullable=False),  # change entries pending when it was planned
     Column("created_at", BigInteger, nullable=False),  # wall clock, for dropping abandoned plans
+    Column("committed_at", BigInteger),  # set by the commit; the plan is dropped by the next one
 )
 
 shards = Table(
@@ -91,6 +93,7 @@ class RefreshPlan:
     staging: str
     changes: int
     shards: tuple[PlannedShard, ...] = ()
+    committed: bool = False
 
 
 class TraitRefreshPlans:
@@ -123,7 +126,7 @@ class TraitRefreshPlans:
         return RefreshPlan(plan_id=row["plan_id"], mode=row["mode"], reason=row["reason"], now=int(row["now"]),
                            since=None if row["since"] is None else int(row["since"]), fingerprint=row["fingerprint"],
                            full_at=None if row["full_at"] is None else int(row["full_at"]), staging=row["staging"],
-                           changes=int(row["changes"]), shards=planned)
+                           changes=int(row["changes"]), shards=planned, committed=row["committed_at"] is not None)
 
     def mark_written(self, plan_id: str, key: str, rows: int, summary: dict, seconds: dict, conn: Connection) -> bool:
         """Record a shard's rows as written (in the transaction that wrote them); False if it already was."""
@@ -155,12 +158,16 @@ class TraitRefreshPlans:
         """A subquery of the plan's customers (for statements that replace their rows)."""
         return select(customers.c.stripe_customer_id).where(customers.c.plan_id == plan_id)
 
+    def mark_committed(self, plan_id: str, conn: Connection) -> None:
+        conn.execute(plans.update().where(plans.c.plan_id == plan_id).values(committed_at=int(time.time())))
+
     def delete(self, plan_id: str, conn: Connection) -> None:
         for table in (customers, shards, plans):
             conn.execute(table.delete().where(table.c.plan_id == plan_id))
 
-    def stale(self, created_before: int) -> list[RefreshPlan]:
-        """Plans created before ``created_before`` (wall clock) and never committed: abandoned."""
+    def finished(self, abandoned_before: int) -> list[RefreshPlan]:
+        """Plans committed, and plans created before ``abandoned_before`` (wall clock) never committed."""
         with self.engine.connect() as conn:
-            ids = conn.execute(select(plans.c.plan_id).where(plans.c.created_at < created_before)).scalars().all()
+            ids = conn.execute(select(plans.c.plan_id).where(
+                (plans.c.committed_at.is_not(None)) | (plans.c.created_at < abandoned_before))).scalars().all()
         return [p for p in (self.get(i) for i in ids) if p is not None]

@@ -123,14 +123,14 @@ def plan_refresh(store: StateStore, config: TraitsConfig, now: int, *, full: boo
     """Decide what the refresh recomputes and split it into shards (see the module docstring).
 
     ``plan_id`` names the refresh (a Dagster run id; planning again under the same id starts it over).
-    Also drops what refreshes abandoned more than ``STALE_PLAN_SECONDS`` ago left behind.
+    Also drops committed plans and what refreshes abandoned more than ``STALE_PLAN_SECONDS`` ago left.
     """
     if shard_customers < 1:
         raise ValueError(f"shard_customers must be at least 1, got {shard_customers}")
     plan_id = plan_id or uuid.uuid4().hex
-    for stale in store.trait_refresh_plans.stale(int(time.time()) - STALE_PLAN_SECONDS):
-        if stale.plan_id != plan_id:
-            store.abandon_trait_refresh(stale)
+    for finished in store.trait_refresh_plans.finished(int(time.time()) - STALE_PLAN_SECONDS):
+        if finished.plan_id != plan_id:
+            store.abandon_trait_refresh(finished)
     state = store.cursors.get(TRAITS_CURSOR)
     fingerprint = config_fingerprint(config)
     reason = _full_reason(store, state, fingerprint, full)
@@ -190,19 +190,22 @@ def refresh_shard(store: StateStore, config: TraitsConfig, plan: RefreshPlan, ke
 def commit_refresh(store: StateStore, plan: RefreshPlan) -> TraitsRefresh:
     """Make the shards' rows the trait table and close the refresh (one transaction; see the module docstring).
 
-    Raises ``RuntimeError`` naming the shards not written yet (nothing is changed then).
+    A refresh committed already (the commit step run again after its transaction went through) is
+    only reported. Raises ``RuntimeError`` naming the shards not written yet (nothing is changed then).
     """
     written = store.trait_refresh_plans.get(plan.plan_id)
     if written is None:
-        raise RuntimeError(f"trait refresh {plan.plan_id} is not planned (or was committed already)")
+        raise RuntimeError(f"trait refresh {plan.plan_id} is not planned (or a later refresh replaced it)")
     missing = [s.key for s in written.shards if not s.done]
     if missing:
         raise RuntimeError(f"trait refresh {plan.plan_id}: shards not written: {', '.join(missing)}")
     recomputed = (sum(int(s.rows or 0) for s in written.shards) if written.mode == "full"
                   else len(store.trait_refresh_plans.customers(plan.plan_id)))
-    store.commit_trait_refresh(written, (TRAITS_CURSOR, {
-        "now": written.now, "fingerprint": written.fingerprint, "mode": written.mode, "full_at": written.full_at,
-    }))
+    if not written.committed:
+        store.commit_trait_refresh(written, (TRAITS_CURSOR, {
+            "now": written.now, "fingerprint": written.fingerprint, "mode": written.mode,
+            "full_at": written.full_at,
+        }))
     seconds = [{"key": s.key, "rows": int(s.rows or 0), **(s.seconds or {})} for s in written.shards]
     return TraitsRefresh(
         mode=written.mode, reason=written.reason,

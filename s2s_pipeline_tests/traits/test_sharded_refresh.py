@@ -8,8 +8,8 @@ Postgres). The plan / shard / commit steps are then driven one by one, as
 separate Dagster steps would (SQLite; the statements are the same):
 a change recorded after planning stays pending, a shard whose write was
 already committed is not written twice, a commit with a shard missing changes
-nothing, planning again under the same id starts over, and an abandoned plan's
-staging table is dropped by a later plan.
+nothing and a commit run again only reports, planning again under the same id
+starts over, and an abandoned plan's staging table is dropped by a later plan.
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def test_sharded_full_recompute_stores_the_unsharded_table_and_summary(state_url
         quiet = commit_refresh(store, plan)
         assert (quiet.mode, quiet.customers_recomputed, quiet.shards) == ("incremental", 0, 1)
         pd.testing.assert_frame_equal(_comparable(store.traits.read()), _comparable(full), check_dtype=False)
-        assert _staging_tables(store) == [] and store.trait_refresh_plans.get("run-quiet") is None
+        assert _staging_tables(store) == [] and store.trait_refresh_plans.get("run-quiet").committed
     finally:
         store.dispose()
 
@@ -169,6 +169,13 @@ def test_a_shard_written_once_is_not_written_again_and_a_commit_needs_every_shar
     commit_refresh(store, plan)
     stored = store.traits.read()
     assert len(stored) == store.mirror.live_count("customer") == stored["stripe_customer_id"].nunique()
+    # the commit step run again after its transaction went through: it reports, and changes nothing
+    cursor = store.cursors.get(TRAITS_CURSOR)
+    again = commit_refresh(store, plan)
+    assert again.customers_recomputed == len(stored) and store.cursors.get(TRAITS_CURSOR) == cursor
+    pd.testing.assert_frame_equal(store.traits.read(), stored)
+    # once a later refresh is planned, the committed one is gone
+    plan_refresh(store, CONFIG, now, plan_id="run-2-next")
     with pytest.raises(RuntimeError, match="not planned"):
         commit_refresh(store, plan)
 

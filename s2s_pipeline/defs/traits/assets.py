@@ -85,8 +85,8 @@ def refresh_id(context: OpExecutionContext) -> str:
 def _planned(context: OpExecutionContext, state_store: StateStoreResource) -> RefreshPlan:
     plan = state_store.store().trait_refresh_plans.get(refresh_id(context))
     if plan is None:
-        raise Failure(description=f"No trait refresh is planned for run {refresh_id(context)} (committed "
-                      "already, or planned by another run): re-execute customer_traits from its first step.")
+        raise Failure(description=f"No trait refresh is planned for run {refresh_id(context)} (a later run "
+                      "replaced it): re-execute customer_traits from its first step.")
     return plan
 
 
