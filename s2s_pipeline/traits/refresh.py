@@ -52,7 +52,7 @@ from s2s_pipeline.traits.shard_summary import ShardSummary, merge, summarize
 
 #: Cursor holding the last refresh: ``{"now", "fingerprint", "mode", "full_at"}``.
 TRAITS_CURSOR = "customer_traits_refresh"
-#: Customers per shard of a full recompute by default: about 0.6 GB of mirror frames per step (docs/operations.md).
+#: Customers per shard of a full recompute by default: a step's peak of about 2.9 GB (docs/operations.md).
 DEFAULT_SHARD_CUSTOMERS = 250_000
 #: A plan not committed this long after it was made belongs to a run that failed for good; its staging goes.
 STALE_PLAN_SECONDS = 7 * 86_400
