@@ -185,7 +185,7 @@ def _record_delivered(store: StateStore, by_customer: pd.DataFrame, identified: 
                            "group_name": message.traits.get("name"), "group_plan": message.traits.get("plan"),
                            "group_mrr": message.traits.get("mrr"), "group_message_id": message.message_id,
                            "group_pushed_at": now})
-    store.pushed_traits.record(group_rows)
+    store.pushed_traits.record_grouped(group_rows, as_of=as_of)
 
 
 def sync_pending_profiles(store: StateStore, settings: SegmentSettings, profiles, options: ProfileSyncOptions,

@@ -3,7 +3,8 @@ identify and group calls, which the nightly diff compares the new trait table wi
 
 Identify values are written compare-and-set on the Stripe-clock time of the values they record
 (``traits_as_of``; ``payment_delinquent_as_of`` for the one trait the failed-payment alert also
-writes): a record older than the stored one leaves it as it is, whichever run finishes last.
+writes), group values on theirs (``group_as_of``): a record older than the stored one leaves it as
+it is, whichever run finishes last.
 """
 
 from __future__ import annotations
@@ -68,6 +69,27 @@ class PushedTraits:
                 set_ = {k: case((newer_delinquent if k in delinquent else newer_values, stmt.excluded[k]),
                                 else_=p.c[k]) for k in keys if k != "stripe_customer_id"}
                 stmt = stmt.on_conflict_do_update(index_elements=[p.c.stripe_customer_id], set_=set_)
+                for chunk in chunks(group):
+                    conn.execute(stmt, list(chunk))
+
+    def record_grouped(self, rows: list[dict], *, as_of: int) -> None:
+        """Upsert acknowledged group values (group id, group traits, message) computed at ``as_of``
+        (Stripe-clock seconds), compare-and-set: a stored group record newer than ``as_of`` stays.
+
+        Rows carry group columns only, so the identify values of the same customer are not touched.
+        """
+        if not rows:
+            return
+        p = schema.pushed_traits
+        timed = [{**row, "group_as_of": as_of} for row in rows]
+        with self.engine.begin() as conn:
+            for keys, group in group_by_shape(timed).items():
+                stmt = insert_for(self.engine.dialect.name, p)
+                # The whole group record is one time's values: a guard on the row, not per column.
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=[p.c.stripe_customer_id],
+                    set_={k: stmt.excluded[k] for k in keys if k != "stripe_customer_id"},
+                    where=or_(p.c.group_as_of.is_(None), p.c.group_as_of <= stmt.excluded.group_as_of))
                 for chunk in chunks(group):
                     conn.execute(stmt, list(chunk))
 
