@@ -13,6 +13,7 @@ import time
 import pandas as pd
 
 from s2s_pipeline.core.contract import IDENTIFY_TRAITS
+from s2s_pipeline.core.kill_points import kill_point
 from s2s_pipeline.core.progress import ProgressSink
 from s2s_pipeline.segment.audit import audit_rows
 from s2s_pipeline.segment.delivery import CompletedGroups, DeliveryReport, SegmentSettings, deliver
@@ -133,6 +134,7 @@ def sync_profiles(store: StateStore, settings: SegmentSettings, profiles, option
 
     def record_batch(batch: list[Message]) -> None:
         """Pushed state and audit of one acknowledged batch, as Segment acknowledges it."""
+        kill_point("profiles.acknowledged")  # crash tests: Segment has the batch, we have not recorded it
         done = completion.acknowledge(batch)
         _record_delivered(store, by_customer,
                           {cid: identify_by_customer[cid] for kind, cid in done if kind == "identify"},
@@ -179,6 +181,7 @@ def _record_delivered(store: StateStore, by_customer: pd.DataFrame, identified: 
             row.update({column: int(times.at[cid, column]) for column in times.columns})
             rows.append(row)
     store.pushed_traits.record_identified(rows, as_of=as_of)
+    kill_point("profiles.bookkeeping")  # crash tests: the batch's identifies recorded, its groups and audit not yet
     group_rows = []
     for cid, message in grouped.items():
         group_rows.append({"stripe_customer_id": cid, "group_id": message.group_id,

@@ -23,6 +23,7 @@ from s2s_pipeline.segment.context import MirrorContext
 from s2s_pipeline.segment.delivery import CompletedGroups, DeliveryReport, SegmentSettings, deliver
 from s2s_pipeline.segment.event_mapping import TrackCall, map_event
 from s2s_pipeline.core.contract import PAYMENT_FAILED
+from s2s_pipeline.core.kill_points import kill_point
 from s2s_pipeline.segment.messages import Identity, Message, delinquent_identify, native, track_message
 from s2s_pipeline.segment.identity import resolve_identities
 from s2s_pipeline.segment.profile_sync import ProfileSyncOptions
@@ -159,6 +160,7 @@ def deliver_calls(store: StateStore, settings: SegmentSettings, calls: list[tupl
     def record_batch(batch: list[Message]) -> None:
         """Bookkeeping of one acknowledged batch, as Segment acknowledges it: the Stripe events all of
         whose calls are now acknowledged, and the audit."""
+        kill_point("track.acknowledged")  # crash tests: Segment has the batch, we have not recorded it
         done = completion.acknowledge(batch)
         _record_events(store, [(event_id, *by_event[event_id]) for event_id in done], now, delinquent=True)
         store.ledger.record_track_outcomes({event_id: ("sent", None) for event_id in done})
@@ -191,6 +193,7 @@ def _record_events(store: StateStore, events: list[tuple[str, TrackCall, list[Me
         {"dedupe_key": call.dedupe_key, "message_id": ms[0].message_id, "event": call.event,
          "stripe_customer_id": call.stripe_customer_id, "stripe_event_id": event_id, "sent_at": now}
         for event_id, call, ms in events])
+    kill_point("track.bookkeeping")  # crash tests: the batch's calls recorded as sent, nothing else yet
     if delinquent:
         _mark_delinquent_pushed(store, [(call.stripe_customer_id, call.timestamp)
                                         for _, call, ms in events if len(ms) > 1])

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
+from s2s_pipeline.core.kill_points import kill_point
 from s2s_pipeline.store.changed_objects import ChangedObjects
 from s2s_pipeline.store.cursors import SyncCursors
 from s2s_pipeline.store.customer_records import CustomerRecords
@@ -79,6 +80,7 @@ class StateStore:
             stats = self.mirror.apply(rows, conn)
             self.ledger.record(ledger_rows, conn)
             if cursor is not None:
+                kill_point("change_feed.mirror_written")  # crash tests: mirror and ledger written, cursor not
                 self.cursors.set(*cursor, conn)
         return stats
 
