@@ -84,6 +84,32 @@ class StateStore:
                 self.cursors.set(*cursor, conn)
         return stats
 
+    def record_acknowledged_track(self, sent: list[dict], delinquent: dict[str, int],
+                                  outcomes: dict[str, tuple[str, str | None]], audit: list[dict]) -> None:
+        """One batch of track calls Segment acknowledged, in one transaction: the calls sent
+        (``track_state``), ``payment_delinquent = true`` Segment now has for each customer as of its
+        failure (``pushed_traits``), the Stripe events' outcomes (``ledger``) and the delivery audit.
+
+        All or nothing: a crash part-way would leave the calls recorded as sent but not what their
+        delinquent identifies set, and the next diff would send that value again under a new messageId.
+        """
+        with self.engine.begin() as conn:
+            self.track_state.record_sent(sent, conn)
+            kill_point("track.bookkeeping")  # crash tests: the batch's calls written, not committed
+            self.pushed_traits.record_delinquent(delinquent, conn)
+            self.ledger.record_track_outcomes(outcomes, conn)
+            self.delivery_audit.append(audit, conn)
+
+    def record_acknowledged_profiles(self, identified: list[dict], grouped: list[dict], audit: list[dict], *,
+                                     as_of: int) -> None:
+        """One batch of identify/group calls Segment acknowledged, in one transaction: the pushed
+        values (identify and group rows, each compare-and-set on ``as_of``) and the delivery audit."""
+        with self.engine.begin() as conn:
+            self.pushed_traits.record_identified(identified, as_of=as_of, conn=conn)
+            kill_point("profiles.bookkeeping")  # crash tests: the batch's identifies written, not committed
+            self.pushed_traits.record_grouped(grouped, as_of=as_of, conn=conn)
+            self.delivery_audit.append(audit, conn)
+
     def set_aside_events(self, entries: list[QuarantineEntry], ledger_rows: list[dict], now: int) -> None:
         """Quarantine objects and ledger the events that carried them (``track_status`` as given, e.g.
         ``quarantined``), in one transaction, so the change feed's cursor can move past them."""

@@ -5,18 +5,23 @@ and, when rerun within Segment's deduplication window, sends nothing under a new
 acknowledged messages are recorded as they are acknowledged, not only at the end of a run."
 
 Each case: a state store that has had its first run (full sync, traits, identifies); Stripe then
-changes (an upgrade, a new userId, a failed invoice payment, a refund, two new payments). A real
+changes (an upgrade, a new userId, two failed invoice payments, a refund, new payments). A real
 child process runs the nightly path (change feed, track calls, trait refresh, profile sync: the
 plain functions the job's assets call, in an order the job's dependencies allow) against the
 Stripe stand-in and the Segment sink served by this process, and dies by SIGKILL exactly at the
 kill point:
 
-- ``S2S_TEST_KILL_AT=<point>`` (``core/kill_points.py``) makes the child kill itself at a named
-  point: after Segment acknowledged a batch, before its bookkeeping; between the change feed's
-  mirror write and its cursor (inside that transaction); after the first sync listed everything,
-  before the cursor starts;
-- "in the middle of a batch": the sink stores a batch (Segment has it) and holds its answer
-  back, and the test SIGKILLs the child while it waits for the acknowledgement.
+| kill point | how |
+|---|---|
+| track / profiles: Segment acknowledged a batch, its bookkeeping not begun | ``*.acknowledged`` |
+| track / profiles: in the middle of a batch's bookkeeping | ``*.bookkeeping`` |
+| track / profiles: in the middle of a batch (Segment has it, no answer yet) | sink holds the answer |
+| change feed: mirror and ledger written, cursor not (one transaction) | ``change_feed.mirror_written`` |
+| first sync: everything listed into the mirror, cursor not started | ``change_feed.listed`` |
+
+``S2S_TEST_KILL_AT=<point>[@<n>]`` (``core/kill_points.py``) makes the child kill itself at the
+n-th pass through a named point; for "in the middle of a batch" the sink stores the batch and
+holds its answer back, and the test SIGKILLs the child while it waits for it.
 
 Then the rerun (this process) completes, and
 
@@ -36,9 +41,11 @@ import json
 import multiprocessing
 import os
 import re
+import shutil
 import signal
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from s2s_devtools.demo.changes import simulate_changes
@@ -48,10 +55,11 @@ from s2s_devtools.fakes.stripe import StripeStandIn
 from sqlalchemy import MetaData, select
 
 from s2s_pipeline.core.kill_points import KILL_AT_ENV
-from s2s_pipeline.extract.change_feed import sync_changes
+from s2s_pipeline.extract.change_feed import EVENTS_CURSOR, sync_changes
 from s2s_pipeline.segment.delivery import SegmentSettings
 from s2s_pipeline.segment.profile_sync import ProfileSyncOptions, sync_pending_profiles
 from s2s_pipeline.segment.track_sync import send_track_events
+from s2s_pipeline.store.privacy_schema import delivery_audit
 from s2s_pipeline.store.state_store import StateStore
 from s2s_pipeline.stripe.client import StripeReader
 from s2s_pipeline.stripe.settings import StripeSettings
@@ -67,7 +75,8 @@ FIRST_RUN = NOW - 86400
 UPLOAD_SIZE = 2
 CHILD_TIMEOUT = 90
 #: Columns stamped with the wall clock (not the run's Stripe-clock ``now``): never equal across runs.
-WALL_CLOCK_COLUMNS = {"segment_delivery_audit": {"acknowledged_at", "run_id", "id"}, "sync_cursors": {"updated_at"}}
+WALL_CLOCK_COLUMNS = {"segment_delivery_audit": {"acknowledged_at", "run_id", "id"},
+                      "sync_cursors": {"updated_at"}}
 
 STEPS = ("change_feed", "track", "traits", "profiles")
 
@@ -94,11 +103,11 @@ def nightly(url: str, stripe_base: str, sink_base: str, now: int, after_step=Non
         store.dispose()
 
 
-def killed_nightly(url: str, stripe_base: str, sink_base: str, kill_at: str | None) -> None:
+def killed_nightly(url: str, stripe_base: str, sink_base: str, now: int, kill_at: str | None) -> None:
     """The child process: the nightly run, told where to die (None: the test kills it from outside)."""
     if kill_at:
         os.environ[KILL_AT_ENV] = kill_at
-    nightly(url, stripe_base, sink_base, NOW)
+    nightly(url, stripe_base, sink_base, now)
 
 
 def stripe_changes(standin: StripeStandIn, account) -> tuple[str, str]:
@@ -128,16 +137,21 @@ def stripe_changes(standin: StripeStandIn, account) -> tuple[str, str]:
     return quiet, invoice["id"]
 
 
+_tables: list = []
+
+
 def state_of(url: str) -> dict[str, list]:
     """Every table of the state store, rows sorted, wall-clock columns left out; the delivery audit
     as the set of messageIds it holds (a batch acknowledged twice is audited twice)."""
     store = StateStore.from_url(url)
     try:
-        meta = MetaData()
-        meta.reflect(store.engine)
+        if not _tables:  # every store has the same tables (the trait tables too, after a first run)
+            meta = MetaData()
+            meta.reflect(store.engine)
+            _tables.extend(sorted(meta.tables.items()))
         out: dict[str, list] = {}
         with store.engine.connect() as conn:
-            for name, table in sorted(meta.tables.items()):
+            for name, table in _tables:
                 if name.startswith("alembic"):
                     continue
                 skip = WALL_CLOCK_COLUMNS.get(name, set())
@@ -160,7 +174,8 @@ def content(message: dict) -> str:
 def described(message: dict) -> str:
     """A message in a failure report: its kind and the names of what it carries."""
     names = sorted(message.get("traits") or message.get("properties") or {})
-    return f"{message['type']} {message.get('event') or ''} {message.get('userId') or message.get('anonymousId')} {names}"
+    identity = message.get("userId") or message.get("anonymousId")
+    return f"{message['type']} {message.get('event') or ''} {identity} {names}"
 
 
 @dataclass
@@ -175,7 +190,10 @@ class World:
     before: StripeStandIn
     after: StripeStandIn
     sink: SegmentSink
+    #: A SQLite state store right after its first run, copied for each SQLite case.
+    first_run_db: Path
     reference_state: dict
+    first_run_messages: list[dict]
     reference_messages: list[dict]
     step_messages: dict[str, list[dict]]
 
@@ -187,8 +205,11 @@ def world(tmp_path_factory):
         seed_standin(before, account, copy=True)
         seed_standin(after, account, copy=True)
         quiet, quiet_invoice = stripe_changes(after, account)
-        url = f"sqlite:///{tmp_path_factory.mktemp('reference') / 'state.db'}"
+        directory = tmp_path_factory.mktemp("reference")
+        url = f"sqlite:///{directory / 'state.db'}"
         nightly(url, before.base_url, sink.base_url, FIRST_RUN)
+        first_messages = list(sink.accepted)
+        shutil.copy(directory / "state.db", directory / "first_run.db")  # closed: no WAL left to copy
         sink.clear()
         steps: dict[str, list[dict]] = {}
         seen = [0]
@@ -198,15 +219,36 @@ def world(tmp_path_factory):
             seen[0] = len(sink.accepted)
 
         nightly(url, after.base_url, sink.base_url, NOW, after_step=record)
-        world = World(account, quiet, quiet_invoice, before, after, sink, state_of(url), list(sink.accepted), steps)
+        world = World(account, quiet, quiet_invoice, before, after, sink, directory / "first_run.db",
+                      state_of(url), first_messages, list(sink.accepted), steps)
         sink.clear()
         yield world
 
 
-def first_run(world: World, url: str) -> None:
+@pytest.fixture
+def first_run_store(world, state_url) -> str:
+    """A state store (each backend) after its first run: SQLite a copy of the module's, Postgres run."""
+    if state_url.startswith("sqlite:///"):
+        shutil.copy(world.first_run_db, state_url.removeprefix("sqlite:///"))
+    else:
+        first_run(world, state_url)
+    return state_url
+
+
+@pytest.fixture
+def first_run_sqlite(world, tmp_path) -> str:
+    """A SQLite state store after its first run (a copy of the module's): for the cases whose
+    recovery involves no database transaction that could behave differently on Postgres."""
+    shutil.copy(world.first_run_db, tmp_path / "state.db")
+    return f"sqlite:///{tmp_path / 'state.db'}"
+
+
+def first_run(world: World, url: str, keep_messages: bool = False) -> None:
+    """The store's first run (full sync, traits, every customer identified), done in this process."""
     world.sink.clear()
     nightly(url, world.before.base_url, world.sink.base_url, FIRST_RUN)
-    world.sink.clear()
+    if not keep_messages:
+        world.sink.clear()
 
 
 def _processes():
@@ -217,14 +259,17 @@ def _processes():
     return ctx
 
 
-def run_child(world: World, url: str, kill_at: str | None = None, hold: str | None = None) -> list[dict]:
-    """The nightly run in a child process, SIGKILLed at ``kill_at`` (by itself) or while it waits
-    for the sink's answer to the batch carrying ``hold``; returns what Segment had got by then."""
+def run_child(world: World, url: str, kill_at: str | None = None, hold: str | None = None, *,
+              first: bool = False) -> list[dict]:
+    """The nightly run (``first``: the first run) in a child process, SIGKILLed at ``kill_at`` (by
+    itself) or while it waits for the sink's answer to the batch carrying ``hold``; returns what
+    Segment had got by then."""
     sink = world.sink
+    sink.clear()
     if hold is not None:
         sink.faults.hold_answer_to([hold])
-    child = _processes().Process(
-        target=killed_nightly, args=(url, world.after.base_url, sink.base_url, kill_at))
+    stripe, now = (world.before, FIRST_RUN) if first else (world.after, NOW)
+    child = _processes().Process(target=killed_nightly, args=(url, stripe.base_url, sink.base_url, now, kill_at))
     child.start()
     try:
         if hold is not None:
@@ -261,74 +306,102 @@ def assert_rerun_completes_it(world: World, url: str) -> None:
 
 
 def audited(url: str) -> set[str]:
-    return set(state_of(url)["segment_delivery_audit"])
+    """The messageIds in the delivery audit: what the store recorded as acknowledged."""
+    store = StateStore.from_url(url)
+    try:
+        with store.engine.connect() as conn:
+            return set(conn.execute(select(delivery_audit.c.message_id)).scalars())
+    finally:
+        store.dispose()
+
+
+def quiet_delinquent_identify(world: World) -> tuple[int, str]:
+    """Which batch of the track pass carries the delinquent identify of the quiet customer's failed
+    payment (the event's last call: its bookkeeping completes the event), and its messageId.
+    One consumer thread uploads the queue in order, ``UPLOAD_SIZE`` messages a batch."""
+    track = world.step_messages["track"]
+    (failed,) = [m for m in track if (m.get("properties") or {}).get("invoice_id") == world.quiet_invoice]
+    (index,) = [i for i, m in enumerate(track) if m["type"] == "identify" and m.get("userId") == failed.get("userId")
+                and m.get("anonymousId") == failed.get("anonymousId")]
+    return index // UPLOAD_SIZE + 1, track[index]["messageId"]
 
 
 def test_the_reference_run_sends_every_kind_of_call_in_several_batches(world):
-    # what the kill points below need to exist: several batches per pass
+    # what the kill points below need: several batches per pass, the quiet customer's failure late in its pass
     track, profiles = world.step_messages["track"], world.step_messages["profiles"]
     assert {m.get("event") for m in track if m["type"] == "track"} >= {
         "Subscription Upgraded", "Payment Failed", "Order Refunded", "Order Completed"}
     assert len(track) > 2 * UPLOAD_SIZE and len(profiles) > 2 * UPLOAD_SIZE
     assert world.step_messages["change_feed"] == [] and world.step_messages["traits"] == []
+    assert quiet_delinquent_identify(world)[0] > 1
 
 
-@pytest.mark.parametrize("kill_at, step", [("track.acknowledged@2", "track"),
+@pytest.mark.parametrize("kill_at, step", [("track.acknowledged@3", "track"),
                                            ("profiles.acknowledged@2", "profiles")])
-def test_killed_after_segment_acknowledged_a_batch_before_recording_it(world, state_url, kill_at, step):
-    first_run(world, state_url)
-    sent = run_child(world, state_url, kill_at=kill_at)
-    # where it died: the first batch of the pass recorded, the second acknowledged and not recorded
+def test_killed_after_segment_acknowledged_a_batch_before_recording_it(world, first_run_sqlite, kill_at, step):
+    url = first_run_sqlite
+    sent = run_child(world, url, kill_at=kill_at)
+    # where it died: the pass's earlier batches recorded, the one Segment just acknowledged not
     pass_ids = {m["messageId"] for m in world.step_messages[step]}
-    sent_in_pass = [m["messageId"] for m in sent if m["messageId"] in pass_ids]
-    recorded = audited(state_url) & pass_ids
-    assert recorded and recorded < set(sent_in_pass)
-    assert_rerun_completes_it(world, state_url)
+    sent_in_pass = {m["messageId"] for m in sent} & pass_ids
+    recorded = audited(url) & pass_ids
+    assert recorded and recorded < sent_in_pass
+    assert_rerun_completes_it(world, url)
+
+
+def test_killed_in_the_middle_of_recording_an_acknowledged_track_batch(world, first_run_store):
+    # the batch completing the quiet customer's Payment Failed: its track call written as sent,
+    # not yet that Segment now has payment_delinquent = true (nor the ledger, nor the audit)
+    batch, acknowledged = quiet_delinquent_identify(world)
+    sent = run_child(world, first_run_store, kill_at=f"track.bookkeeping@{batch}")
+    # where it died: Segment acknowledged the batch, its bookkeeping did not commit
+    assert acknowledged in {m["messageId"] for m in sent} and acknowledged not in audited(first_run_store)
+    assert_rerun_completes_it(world, first_run_store)
+
+
+def test_killed_in_the_middle_of_recording_an_acknowledged_profiles_batch(world, first_run_sqlite):
+    # the pass's second batch: its identifies written as pushed, not its groups nor the audit
+    acknowledged = world.step_messages["profiles"][UPLOAD_SIZE]["messageId"]
+    sent = run_child(world, first_run_sqlite, kill_at="profiles.bookkeeping@2")
+    assert acknowledged in {m["messageId"] for m in sent} and acknowledged not in audited(first_run_sqlite)
+    assert_rerun_completes_it(world, first_run_sqlite)
 
 
 @pytest.mark.parametrize("step", ["track", "profiles"])
-def test_killed_in_the_middle_of_a_batch_sent_but_not_acknowledged(world, state_url, step):
-    first_run(world, state_url)
+def test_killed_in_the_middle_of_a_batch_sent_but_not_acknowledged(world, first_run_sqlite, step):
+    url = first_run_sqlite
     messages = world.step_messages[step]
-    held = messages[UPLOAD_SIZE]["messageId"]  # in the pass's second batch (or third), with more after it
-    sent = run_child(world, state_url, hold=held)
-    # where it died: Segment has the held batch, the child never heard back; later ones never went out
-    assert held in {m["messageId"] for m in sent} and held not in audited(state_url)
-    assert messages[-1]["messageId"] not in {m["messageId"] for m in sent}
-    assert_rerun_completes_it(world, state_url)
+    held = messages[UPLOAD_SIZE]["messageId"]  # in the pass's second batch, with more batches after it
+    sent = run_child(world, url, hold=held)
+    # where it died: Segment has the held batch, the child never heard back; the last batch never went out
+    sent_ids = {m["messageId"] for m in sent}
+    assert held in sent_ids and held not in audited(url) and messages[-1]["messageId"] not in sent_ids
+    assert_rerun_completes_it(world, url)
 
 
-def test_killed_between_the_change_feeds_mirror_write_and_its_cursor(world, state_url):
-    first_run(world, state_url)
-    before = state_of(state_url)
-    sent = run_child(world, state_url, kill_at="change_feed.mirror_written")
+def test_killed_between_the_change_feeds_mirror_write_and_its_cursor(world, first_run_store):
+    url = first_run_store
+    before = state_of(url)
+    sent = run_child(world, url, kill_at="change_feed.mirror_written")
     # one transaction: the kill left mirror, ledger and cursor as they were; nothing was sent
-    assert sent == [] and state_of(state_url) == before
-    assert_rerun_completes_it(world, state_url)
+    assert sent == [] and state_of(url) == before
+    # the rerun applies the same events again: the same mirror, the same track calls, no others
+    assert_rerun_completes_it(world, url)
 
 
-
-def quiet_delinquent_identify(world: World) -> tuple[int, dict]:
-    """The track pass's delinquent identify for the quiet customer's failed payment, and which batch
-    of the pass carries it (messages go out in order, ``UPLOAD_SIZE`` a batch)."""
-    track = world.step_messages["track"]
-    (failed,) = [m for m in track if (m.get("properties") or {}).get("invoice_id") == world.quiet_invoice]
-    (index,) = [i for i, m in enumerate(track) if m["type"] == "identify" and m.get("userId") == failed.get("userId")
-                and m.get("anonymousId") == failed.get("anonymousId")]
-    return index // UPLOAD_SIZE + 1, track[index]
-
-
-@pytest.mark.parametrize("step", ["track", "profiles"])
-def test_killed_in_the_middle_of_recording_an_acknowledged_batch(world, state_url, step):
-    if step == "track":
-        # the batch that completes the quiet customer's Payment Failed: the track call recorded as
-        # sent, then the kill, before "Segment has payment_delinquent = true" is recorded
-        batch, identify = quiet_delinquent_identify(world)
-        kill_at, acknowledged = f"track.bookkeeping@{batch}", identify["messageId"]
-    else:
-        kill_at, acknowledged = "profiles.bookkeeping@2", world.step_messages["profiles"][UPLOAD_SIZE]["messageId"]
-    first_run(world, state_url)
-    sent = run_child(world, state_url, kill_at=kill_at)
-    # where it died: Segment acknowledged the batch, its bookkeeping is not (all) committed
-    assert acknowledged in {m["messageId"] for m in sent} and acknowledged not in audited(state_url)
-    assert_rerun_completes_it(world, state_url)
+def test_killed_after_the_first_sync_listed_everything_before_the_cursor_starts(world, tmp_path):
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    sent = run_child(world, url, kill_at="change_feed.listed", first=True)
+    # where it died: the mirror holds what was listed, the event cursor never started, nothing sent
+    store = StateStore.from_url(url)
+    try:
+        assert store.cursors.get(EVENTS_CURSOR) is None and store.counts()["customer"] > 0
+    finally:
+        store.dispose()
+    assert sent == []
+    # the rerun lists everything again and starts the cursor: the first run's identifies, once each
+    first_run(world, url, keep_messages=True)
+    assert sorted(m["messageId"] for m in world.sink.accepted) == sorted(
+        m["messageId"] for m in world.first_run_messages)
+    world.sink.clear()
+    assert_rerun_completes_it(world, url)
