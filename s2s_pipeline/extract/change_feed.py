@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from s2s_pipeline.core.ids import id_of
+from s2s_pipeline.core.kill_points import kill_point
 from s2s_pipeline.core.progress import ProgressSink
 from s2s_pipeline.extract.backfill import ALL_OBJECT_TYPES, full_sync
 from s2s_pipeline.extract.isolation import flush_set_aside, note_quarantined
@@ -302,6 +303,7 @@ def sync_changes(reader: StripeReader, store: StateStore, *, overlap_seconds: in
         # made while we list appear as later events and are applied
         # (newest-wins) next run. Everything up to it is history.
         full_sync(reader, store, result, now, object_types, progress=progress, clock=clock)
+        kill_point("change_feed.listed")  # crash tests: everything listed into the mirror, no cursor yet
         result.cursor = {"created": stripe_now, "baseline": stripe_now,
                          "baseline_ids": sorted(e["id"] for e in newest),
                          "last_full_sync": now, "updated_at": now}

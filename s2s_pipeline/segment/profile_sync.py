@@ -13,6 +13,7 @@ import time
 import pandas as pd
 
 from s2s_pipeline.core.contract import IDENTIFY_TRAITS
+from s2s_pipeline.core.kill_points import kill_point
 from s2s_pipeline.core.progress import ProgressSink
 from s2s_pipeline.segment.audit import audit_rows
 from s2s_pipeline.segment.delivery import CompletedGroups, DeliveryReport, SegmentSettings, deliver
@@ -132,13 +133,15 @@ def sync_profiles(store: StateStore, settings: SegmentSettings, profiles, option
     by_customer = current.set_index("stripe_customer_id", drop=False)  # one look-up per acknowledged batch
 
     def record_batch(batch: list[Message]) -> None:
-        """Pushed state and audit of one acknowledged batch, as Segment acknowledges it."""
+        """Pushed state and audit of one acknowledged batch, as Segment acknowledges it (one transaction)."""
+        kill_point("profiles.acknowledged")  # crash tests: Segment has the batch, we have not recorded it
         done = completion.acknowledge(batch)
-        _record_delivered(store, by_customer,
-                          {cid: identify_by_customer[cid] for kind, cid in done if kind == "identify"},
-                          {cid: group_by_customer[cid] for kind, cid in done if kind == "group"},
-                          options, now, as_of)
-        store.delivery_audit.append(audit_rows(batch, run_id, int(time.time())))
+        identified = _identified_rows(by_customer,
+                                      {cid: identify_by_customer[cid] for kind, cid in done if kind == "identify"},
+                                      options, now)
+        grouped = _grouped_rows({cid: group_by_customer[cid] for kind, cid in done if kind == "group"}, now)
+        store.record_acknowledged_profiles(identified, grouped, audit_rows(batch, run_id, int(time.time())),
+                                           as_of=as_of)
 
     dry_run = bool(settings.dry_run_path)
     if not dry_run:  # the identity the calls go out under, known before any of them is acknowledged
@@ -154,11 +157,11 @@ def sync_profiles(store: StateStore, settings: SegmentSettings, profiles, option
     )
 
 
-def _record_delivered(store: StateStore, by_customer: pd.DataFrame, identified: dict[str, list[Message]],
-                      grouped: dict[str, Message], options: ProfileSyncOptions, now: int, as_of: int) -> None:
-    """Pushed state for customers whose every identify (or group) message Segment acknowledged,
-    recorded compare-and-set on ``as_of`` (the trait table's computation time). ``by_customer``:
-    the compared traits indexed by ``stripe_customer_id``."""
+def _identified_rows(by_customer: pd.DataFrame, identified: dict[str, list[Message]],
+                     options: ProfileSyncOptions, now: int) -> list[dict]:
+    """Pushed-state rows for customers whose every identify message Segment acknowledged (recorded
+    compare-and-set on the trait table's computation time). ``by_customer``: the compared traits
+    indexed by ``stripe_customer_id``."""
     compared = [t for t in IDENTIFY_TRAITS if t != "stripe_customer_id"]
     if options.allow_list:
         compared = [t for t in compared if t in options.allow_list]
@@ -178,14 +181,15 @@ def _record_delivered(store: StateStore, by_customer: pd.DataFrame, identified: 
                         for t in IDENTIFY_TRAITS if t != "stripe_customer_id"})
             row.update({column: int(times.at[cid, column]) for column in times.columns})
             rows.append(row)
-    store.pushed_traits.record_identified(rows, as_of=as_of)
-    group_rows = []
-    for cid, message in grouped.items():
-        group_rows.append({"stripe_customer_id": cid, "group_id": message.group_id,
-                           "group_name": message.traits.get("name"), "group_plan": message.traits.get("plan"),
-                           "group_mrr": message.traits.get("mrr"), "group_message_id": message.message_id,
-                           "group_pushed_at": now})
-    store.pushed_traits.record(group_rows)
+    return rows
+
+
+def _grouped_rows(grouped: dict[str, Message], now: int) -> list[dict]:
+    """Pushed-state rows for customers whose group call Segment acknowledged."""
+    return [{"stripe_customer_id": cid, "group_id": message.group_id, "group_name": message.traits.get("name"),
+             "group_plan": message.traits.get("plan"), "group_mrr": message.traits.get("mrr"),
+             "group_message_id": message.message_id, "group_pushed_at": now}
+            for cid, message in grouped.items()]
 
 
 def sync_pending_profiles(store: StateStore, settings: SegmentSettings, profiles, options: ProfileSyncOptions,

@@ -23,6 +23,7 @@ from s2s_pipeline.segment.context import MirrorContext
 from s2s_pipeline.segment.delivery import CompletedGroups, DeliveryReport, SegmentSettings, deliver
 from s2s_pipeline.segment.event_mapping import TrackCall, map_event
 from s2s_pipeline.core.contract import PAYMENT_FAILED
+from s2s_pipeline.core.kill_points import kill_point
 from s2s_pipeline.segment.messages import Identity, Message, delinquent_identify, native, track_message
 from s2s_pipeline.segment.identity import resolve_identities
 from s2s_pipeline.segment.profile_sync import ProfileSyncOptions
@@ -136,12 +137,14 @@ def deliver_calls(store: StateStore, settings: SegmentSettings, calls: list[tupl
     messages: list[Message] = []
     by_event: dict[str, tuple[TrackCall, list[Message]]] = {}
     claimed: dict[str, str] = {}
+    same_fact: dict[str, list[str]] = {}  # event sending a fact -> the other events of that fact
     for event_id, call in calls:
         if call.dedupe_key in sent:
             outcome[event_id] = f"skipped: already sent ({call.dedupe_key})"
             continue
         if call.dedupe_key in claimed:
             outcome[event_id] = f"skipped: same fact as {claimed[call.dedupe_key]}"
+            same_fact.setdefault(claimed[call.dedupe_key], []).append(event_id)
             continue
         claimed[call.dedupe_key] = event_id
         identity = identities[call.stripe_customer_id]
@@ -157,12 +160,17 @@ def deliver_calls(store: StateStore, settings: SegmentSettings, calls: list[tupl
     completion = CompletedGroups({event_id: ms for event_id, (_, ms) in by_event.items()})
 
     def record_batch(batch: list[Message]) -> None:
-        """Bookkeeping of one acknowledged batch, as Segment acknowledges it: the Stripe events all of
-        whose calls are now acknowledged, and the audit."""
-        done = completion.acknowledge(batch)
-        _record_events(store, [(event_id, *by_event[event_id]) for event_id in done], now, delinquent=True)
-        store.ledger.record_track_outcomes({event_id: ("sent", None) for event_id in done})
-        store.delivery_audit.append(audit_rows(batch, run_id, int(time.time())))
+        """Bookkeeping of one acknowledged batch, as Segment acknowledges it, in one transaction: the
+        Stripe events all of whose calls are now acknowledged (and the delinquency their identifies
+        set), the other events of their facts (handled with them: a rerun after a crash finds them
+        as a run never killed leaves them), and the audit."""
+        kill_point("track.acknowledged")  # crash tests: Segment has the batch, we have not recorded it
+        done = [(event_id, *by_event[event_id]) for event_id in completion.acknowledge(batch)]
+        outcomes = {event_id: ("sent", None) for event_id, _, _ in done}
+        outcomes.update({other: ("skipped", f"same fact as {event_id}")
+                         for event_id, _, _ in done for other in same_fact.get(event_id, ())})
+        store.record_acknowledged_track(_sent_rows(done, now), _delinquent_as_of(done), outcomes,
+                                        audit_rows(batch, run_id, int(time.time())))
 
     report = deliver(messages, settings, progress=progress,
                      on_acknowledged=None if settings.dry_run_path else record_batch)
@@ -178,31 +186,26 @@ def deliver_calls(store: StateStore, settings: SegmentSettings, calls: list[tupl
         outcome[event_id] = "sent"
         if event_id not in completion.completed:
             partly.append((event_id, call, ms))
-    _record_events(store, partly, now, delinquent=False)
+    store.track_state.record_sent(_sent_rows(partly, now))
     return report, outcome
 
 
-def _record_events(store: StateStore, events: list[tuple[str, TrackCall, list[Message]]], now: int, *,
-                   delinquent: bool) -> None:
-    """Track calls Segment acknowledged (and, with ``delinquent``, their delinquent identifies)."""
-    if not events:
-        return
-    store.track_state.record_sent([
-        {"dedupe_key": call.dedupe_key, "message_id": ms[0].message_id, "event": call.event,
-         "stripe_customer_id": call.stripe_customer_id, "stripe_event_id": event_id, "sent_at": now}
-        for event_id, call, ms in events])
-    if delinquent:
-        _mark_delinquent_pushed(store, [(call.stripe_customer_id, call.timestamp)
-                                        for _, call, ms in events if len(ms) > 1])
+def _sent_rows(events: list[tuple[str, TrackCall, list[Message]]], now: int) -> list[dict]:
+    """``track_state`` rows for the track calls of these Stripe events, which Segment acknowledged."""
+    return [{"dedupe_key": call.dedupe_key, "message_id": ms[0].message_id, "event": call.event,
+             "stripe_customer_id": call.stripe_customer_id, "stripe_event_id": event_id, "sent_at": now}
+            for event_id, call, ms in events]
 
 
-def _mark_delinquent_pushed(store: StateStore, failures: list[tuple[str, int]]) -> None:
-    """Segment now has payment_delinquent = true for customers already identified, as of each failure's
-    Stripe time, so the nightly diff sends false (only) from a trait table computed after it."""
+def _delinquent_as_of(events: list[tuple[str, TrackCall, list[Message]]]) -> dict[str, int]:
+    """Per customer, the Stripe time of its latest failure whose delinquent identify Segment acknowledged
+    with these events: Segment has payment_delinquent = true as of then, so the nightly diff sends
+    false (only) from a trait table computed after it."""
     latest: dict[str, int] = {}
-    for customer_id, at in failures:
-        latest[customer_id] = max(at, latest.get(customer_id, at))
-    store.pushed_traits.record_delinquent(latest)
+    for _, call, ms in events:
+        if len(ms) > 1:  # the track call and its delinquent identify
+            latest[call.stripe_customer_id] = max(call.timestamp, latest.get(call.stripe_customer_id, call.timestamp))
+    return latest
 
 
 def send_track_events(store: StateStore, settings: SegmentSettings, *, reader=None, profiles=None,

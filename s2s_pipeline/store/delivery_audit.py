@@ -25,16 +25,18 @@ class DeliveryAudit:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def append(self, rows: list[dict]) -> None:
-        """Add acknowledged messages (each row has the ``COLUMNS``)."""
+    def append(self, rows: list[dict], conn: Connection | None = None) -> None:
+        """Add acknowledged messages (each row has the ``COLUMNS``), in ``conn``'s transaction when given."""
         if not rows:
             return
         unknown = set().union(*rows) - set(COLUMNS)
         if unknown:
             raise ValueError(f"delivery audit rows have unknown columns {sorted(unknown)}")
-        with self.engine.begin() as conn:
-            for chunk in chunks(rows):
-                conn.execute(table.insert(), [{c: row.get(c) for c in COLUMNS} for row in chunk])
+        if conn is None:
+            with self.engine.begin() as own:
+                return self.append(rows, own)
+        for chunk in chunks(rows):
+            conn.execute(table.insert(), [{c: row.get(c) for c in COLUMNS} for row in chunk])
 
     def for_customer(self, customer_id: str) -> list[dict]:
         """The customer's acknowledged messages, oldest first."""

@@ -71,13 +71,16 @@ class EventLedger:
         with self.engine.connect() as conn:
             return [LedgeredEvent(row.id, row.type, row.payload) for row in conn.execute(query)]
 
-    def record_track_outcomes(self, outcomes: dict[str, tuple[str, str | None]]) -> None:
-        """Per event id, its new ``(track_status, track_detail)``, in one transaction."""
+    def record_track_outcomes(self, outcomes: dict[str, tuple[str, str | None]],
+                              conn: Connection | None = None) -> None:
+        """Per event id, its new ``(track_status, track_detail)``, in one transaction (``conn``'s when given)."""
+        if conn is None:
+            with self.engine.begin() as own:
+                return self.record_track_outcomes(outcomes, own)
         ledger = schema.stripe_events
-        with self.engine.begin() as conn:
-            for event_id, (status, detail) in outcomes.items():
-                conn.execute(update(ledger).where(ledger.c.id == event_id)
-                             .values(track_status=status, track_detail=detail))
+        for event_id, (status, detail) in outcomes.items():
+            conn.execute(update(ledger).where(ledger.c.id == event_id)
+                         .values(track_status=status, track_detail=detail))
 
     def restore_quarantined(self, event_id: str, payload: dict | None, track_status: str, conn: Connection) -> None:
         """A quarantined event whose object stored on retry: its payload back, its track call to be handled

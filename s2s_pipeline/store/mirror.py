@@ -85,19 +85,32 @@ class MirrorStore(MirrorReads):
             return self._versions(conn, schema.MIRROR_TABLES[object_type], ids)
 
     def _upsert_newest(self, conn: Connection, object_type: str, rows: list[dict], stats: ApplyStats) -> set[str]:
-        """Upsert rows whose version is at least the stored one; returns the applied ids."""
+        """Upsert rows whose version is at least the stored one; returns the ids this statement wrote.
+
+        The written ids are what the guarded upsert itself returns (``RETURNING id``), not what a read
+        of the stored versions predicted: a concurrent writer may commit a newer snapshot between
+        such a read and the upsert (on SQLite the read even happens before this transaction takes
+        the write lock), and the guard then keeps its row. Children are replaced for these ids only,
+        so they always come from the snapshot stored as their parent. Locking the parents first
+        (``SELECT ... FOR UPDATE``) would not do: it cannot lock a parent that is not stored yet
+        (two writers inserting one new subscription), and SQLite has no row locks. A written row
+        stays locked (Postgres) or the database write-locked (SQLite) until the transaction ends,
+        so no other writer can replace these children before this transaction commits.
+        """
         table = schema.MIRROR_TABLES[object_type]
         newest: dict[str, dict] = {}
         for row in rows:  # one snapshot per id: the newest
             current = newest.get(row["id"])
             if current is None or row["version_ts"] >= current["version_ts"]:
                 newest[row["id"]] = row
+        # Snapshots already older than the stored ones are not sent at all (a stale snapshot the
+        # database would refuse is then no refusal); this read only filters, the statement decides.
         stored = self._versions(conn, table, list(newest))
-        fresh = [r for r in newest.values() if r["id"] not in stored or r["version_ts"] >= stored[r["id"]]]
-        stats.stale[object_type] += len(rows) - len(fresh)
+        candidates = [r for r in newest.values() if r["id"] not in stored or r["version_ts"] >= stored[r["id"]]]
+        written: set[str] = set()
         # Deleted stubs carry only bookkeeping columns; group by shape so each
         # statement updates exactly the columns its rows have.
-        for keys, group in group_by_shape(fresh).items():
+        for keys, group in group_by_shape(candidates).items():
             stmt = self._insert(table)
             set_ = {k: stmt.excluded[k] for k in keys if k != "id"}
             if "tiers" in set_:
@@ -107,14 +120,17 @@ class MirrorStore(MirrorReads):
             stmt = stmt.on_conflict_do_update(
                 index_elements=[table.c.id],
                 set_=set_,
-                # The guard repeats the version check inside the statement, so a
-                # concurrent writer with a newer snapshot is never overwritten.
+                # The version check lives in the statement: a newer stored snapshot is never
+                # overwritten, and a row the guard kept is not returned.
                 where=table.c.version_ts <= stmt.excluded.version_ts,
-            )
-            for chunk in chunks(group):
-                conn.execute(stmt, list(chunk))
-        stats.applied[object_type] += len(fresh)
-        return {r["id"] for r in fresh}
+            ).returning(table.c.id)
+            # In id order, so two writers of overlapping batches take the row locks (Postgres) in
+            # the same order and one waits for the other rather than both deadlocking.
+            for chunk in chunks(sorted(group, key=lambda r: r["id"])):
+                written.update(conn.execute(stmt, list(chunk)).scalars())
+        stats.applied[object_type] += len(written)
+        stats.stale[object_type] += len(rows) - len(written)
+        return written
 
     def _insert_missing(self, conn: Connection, object_type: str, rows: list[dict]) -> None:
         """Objects seen embedded in others: stored only if the mirror lacks them.

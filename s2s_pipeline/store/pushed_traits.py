@@ -3,7 +3,8 @@ identify and group calls, which the nightly diff compares the new trait table wi
 
 Identify values are written compare-and-set on the Stripe-clock time of the values they record
 (``traits_as_of``; ``payment_delinquent_as_of`` for the one trait the failed-payment alert also
-writes): a record older than the stored one leaves it as it is, whichever run finishes last.
+writes), group values on theirs (``group_as_of``): a record older than the stored one leaves it as
+it is, whichever run finishes last.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from typing import Iterable
 
 import pandas as pd
-from sqlalchemy import Engine, and_, case, or_, select
+from sqlalchemy import Connection, Engine, and_, case, or_, select
 
 from s2s_pipeline.store import schema
 from s2s_pipeline.store.statements import chunks, group_by_shape, insert_for, upsert_by_key
@@ -46,8 +47,9 @@ class PushedTraits:
         with self.engine.begin() as conn:
             upsert_by_key(conn, self.engine.dialect.name, schema.pushed_traits, rows, "stripe_customer_id")
 
-    def record_identified(self, rows: list[dict], *, as_of: int) -> None:
-        """Upsert acknowledged identify values computed at ``as_of`` (Stripe-clock seconds), compare-and-set.
+    def record_identified(self, rows: list[dict], *, as_of: int, conn: Connection | None = None) -> None:
+        """Upsert acknowledged identify values computed at ``as_of`` (Stripe-clock seconds), compare-and-set,
+        in ``conn``'s transaction when given (as the writes below).
 
         A stored row whose values are newer than ``as_of`` keeps them; ``trait_payment_delinquent``
         is compared on its own time (a row may carry ``payment_delinquent_as_of`` newer than
@@ -55,35 +57,62 @@ class PushedTraits:
         """
         if not rows:
             return
+        if conn is None:
+            with self.engine.begin() as own:
+                return self.record_identified(rows, as_of=as_of, conn=own)
         p = schema.pushed_traits
         timed = [{**row, "traits_as_of": as_of,
                   "payment_delinquent_as_of": row.get("payment_delinquent_as_of") or as_of} for row in rows]
         delinquent = {"trait_payment_delinquent", "payment_delinquent_as_of"}
-        with self.engine.begin() as conn:
-            for keys, group in group_by_shape(timed).items():
-                stmt = insert_for(self.engine.dialect.name, p)
-                newer_values = or_(p.c.traits_as_of.is_(None), p.c.traits_as_of <= stmt.excluded.traits_as_of)
-                newer_delinquent = or_(p.c.payment_delinquent_as_of.is_(None),
-                                       p.c.payment_delinquent_as_of <= stmt.excluded.payment_delinquent_as_of)
-                set_ = {k: case((newer_delinquent if k in delinquent else newer_values, stmt.excluded[k]),
-                                else_=p.c[k]) for k in keys if k != "stripe_customer_id"}
-                stmt = stmt.on_conflict_do_update(index_elements=[p.c.stripe_customer_id], set_=set_)
-                for chunk in chunks(group):
-                    conn.execute(stmt, list(chunk))
+        for keys, group in group_by_shape(timed).items():
+            stmt = insert_for(self.engine.dialect.name, p)
+            newer_values = or_(p.c.traits_as_of.is_(None), p.c.traits_as_of <= stmt.excluded.traits_as_of)
+            newer_delinquent = or_(p.c.payment_delinquent_as_of.is_(None),
+                                   p.c.payment_delinquent_as_of <= stmt.excluded.payment_delinquent_as_of)
+            set_ = {k: case((newer_delinquent if k in delinquent else newer_values, stmt.excluded[k]),
+                            else_=p.c[k]) for k in keys if k != "stripe_customer_id"}
+            stmt = stmt.on_conflict_do_update(index_elements=[p.c.stripe_customer_id], set_=set_)
+            for chunk in chunks(group):
+                conn.execute(stmt, list(chunk))
 
-    def record_delinquent(self, failures: dict[str, int]) -> list[str]:
+    def record_grouped(self, rows: list[dict], *, as_of: int, conn: Connection | None = None) -> None:
+        """Upsert acknowledged group values (group id, group traits, message) computed at ``as_of``
+        (Stripe-clock seconds), compare-and-set: a stored group record newer than ``as_of`` stays.
+
+        Rows carry group columns only, so the identify values of the same customer are not touched.
+        """
+        if not rows:
+            return
+        if conn is None:
+            with self.engine.begin() as own:
+                return self.record_grouped(rows, as_of=as_of, conn=own)
+        p = schema.pushed_traits
+        timed = [{**row, "group_as_of": as_of} for row in rows]
+        for keys, group in group_by_shape(timed).items():
+            stmt = insert_for(self.engine.dialect.name, p)
+            # The whole group record is one time's values: a guard on the row, not per column.
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[p.c.stripe_customer_id],
+                set_={k: stmt.excluded[k] for k in keys if k != "stripe_customer_id"},
+                where=or_(p.c.group_as_of.is_(None), p.c.group_as_of <= stmt.excluded.group_as_of))
+            for chunk in chunks(group):
+                conn.execute(stmt, list(chunk))
+
+    def record_delinquent(self, failures: dict[str, int], conn: Connection | None = None) -> list[str]:
         """``payment_delinquent = true`` acknowledged for identified customers, per customer at the
         Stripe time of its failure; a stored value newer than that stays. Returns the customers set."""
+        if conn is None:
+            with self.engine.begin() as own:
+                return self.record_delinquent(failures, own)
         p = schema.pushed_traits
         done: list[str] = []
-        with self.engine.begin() as conn:
-            for customer_id, at in sorted(failures.items()):
-                updated = conn.execute(p.update().where(and_(
-                    p.c.stripe_customer_id == customer_id, p.c.identify_pushed_at.is_not(None),
-                    or_(p.c.payment_delinquent_as_of.is_(None), p.c.payment_delinquent_as_of <= at),
-                )).values(trait_payment_delinquent=True, payment_delinquent_as_of=at)).rowcount
-                if updated:
-                    done.append(customer_id)
+        for customer_id, at in sorted(failures.items()):
+            updated = conn.execute(p.update().where(and_(
+                p.c.stripe_customer_id == customer_id, p.c.identify_pushed_at.is_not(None),
+                or_(p.c.payment_delinquent_as_of.is_(None), p.c.payment_delinquent_as_of <= at),
+            )).values(trait_payment_delinquent=True, payment_delinquent_as_of=at)).rowcount
+            if updated:
+                done.append(customer_id)
         return done
 
     def delinquent_as_of(self, customer_ids: Iterable[str]) -> dict[str, int]:

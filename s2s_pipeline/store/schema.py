@@ -378,6 +378,9 @@ pushed_traits = Table(
     # The time of trait_payment_delinquent alone, which the failed-payment alert also writes (with
     # its Stripe event's time): newer than traits_as_of after an alert.
     Column("payment_delinquent_as_of", BigInteger),
+    # Stripe-clock time of the group values recorded (group_id, group_* traits, group message):
+    # the computation time of their trait table, compared like traits_as_of.
+    Column("group_as_of", BigInteger),
 )
 
 # The Segment identity of each Stripe customer, resolved once and reused.

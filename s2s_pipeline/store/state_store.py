@@ -19,6 +19,7 @@ from typing import Iterable
 import pandas as pd
 from sqlalchemy import Engine
 
+from s2s_pipeline.core.kill_points import kill_point
 from s2s_pipeline.store.changed_objects import ChangedObjects
 from s2s_pipeline.store.cursors import SyncCursors
 from s2s_pipeline.store.customer_records import CustomerRecords
@@ -87,8 +88,35 @@ class StateStore:
             stats = self.mirror.apply(rows, conn)
             self.ledger.record(ledger_rows, conn)
             if cursor is not None:
+                kill_point("change_feed.mirror_written")  # crash tests: mirror and ledger written, cursor not
                 self.cursors.set(*cursor, conn)
         return stats
+
+    def record_acknowledged_track(self, sent: list[dict], delinquent: dict[str, int],
+                                  outcomes: dict[str, tuple[str, str | None]], audit: list[dict]) -> None:
+        """One batch of track calls Segment acknowledged, in one transaction: the calls sent
+        (``track_state``), ``payment_delinquent = true`` Segment now has for each customer as of its
+        failure (``pushed_traits``), the Stripe events' outcomes (``ledger``) and the delivery audit.
+
+        All or nothing: a crash part-way would leave the calls recorded as sent but not what their
+        delinquent identifies set, and the next diff would send that value again under a new messageId.
+        """
+        with self.engine.begin() as conn:
+            self.track_state.record_sent(sent, conn)
+            kill_point("track.bookkeeping")  # crash tests: the batch's calls written, not committed
+            self.pushed_traits.record_delinquent(delinquent, conn)
+            self.ledger.record_track_outcomes(outcomes, conn)
+            self.delivery_audit.append(audit, conn)
+
+    def record_acknowledged_profiles(self, identified: list[dict], grouped: list[dict], audit: list[dict], *,
+                                     as_of: int) -> None:
+        """One batch of identify/group calls Segment acknowledged, in one transaction: the pushed
+        values (identify and group rows, each compare-and-set on ``as_of``) and the delivery audit."""
+        with self.engine.begin() as conn:
+            self.pushed_traits.record_identified(identified, as_of=as_of, conn=conn)
+            kill_point("profiles.bookkeeping")  # crash tests: the batch's identifies written, not committed
+            self.pushed_traits.record_grouped(grouped, as_of=as_of, conn=conn)
+            self.delivery_audit.append(audit, conn)
 
     # -- a trait refresh in shards (traits.refresh) ------------------------------------------------
 

@@ -31,13 +31,16 @@ class SentTrackCalls:
                 found |= set(conn.execute(select(table.c.dedupe_key).where(table.c.dedupe_key.in_(chunk))).scalars())
         return found
 
-    def record_sent(self, rows: list[dict]) -> None:
+    def record_sent(self, rows: list[dict], conn: Connection | None = None) -> None:
         """Record acknowledged calls (``dedupe_key``, ``message_id``, ``event``, ``stripe_customer_id``,
-        ``stripe_event_id``, ``sent_at``); a key already recorded keeps its first row."""
+        ``stripe_event_id``, ``sent_at``); a key already recorded keeps its first row. In ``conn``'s
+        transaction when given."""
         if not rows:
             return
-        with self.engine.begin() as conn:
-            insert_ignoring_existing(conn, self.engine.dialect.name, schema.track_sent, rows, "dedupe_key")
+        if conn is None:
+            with self.engine.begin() as own:
+                return self.record_sent(rows, own)
+        insert_ignoring_existing(conn, self.engine.dialect.name, schema.track_sent, rows, "dedupe_key")
 
     def drop_before(self, before: int, conn: Connection) -> int:
         """Retention: forget calls acknowledged before ``before``. A fact older than that (e.g. in a history

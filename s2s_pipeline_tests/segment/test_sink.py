@@ -9,6 +9,7 @@ Plain ``requests`` calls check the HTTP limits and auth directly.
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import gzip
 import json
 import logging
@@ -364,6 +365,20 @@ def test_faults_fail_next_retry_after_and_probability(sink):
     assert len(sink.accepted) == run.count(200)
     sink.faults.fail_probability(0)
     assert post(sink, {"batch": [message(99)]}).status_code == 200
+
+
+def test_a_held_answer_comes_only_after_release_with_the_batch_stored_meanwhile(sink):
+    sink.faults.hold_answer_to(["msg_2"])
+    assert post(sink, {"batch": [message(1)]}).status_code == 200  # not carrying msg_2: answered at once
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(post, sink, {"batch": [message(2), message(3)]})
+        assert sink.wait_for(lambda: sink.faults.holding == 1, timeout=10)
+        # Segment has the batch, the client has no answer yet
+        assert [m["messageId"] for m in sink.accepted] == ["msg_1", "msg_2", "msg_3"] and not answer.done()
+        sink.faults.release_held()
+        assert answer.result(timeout=10).status_code == 200
+    assert sink.wait_for(lambda: sink.faults.holding == 0, timeout=10)
+    assert post(sink, {"batch": [message(2)]}).status_code == 200  # held once only
 
 
 def test_wait_for_and_clear(sink):

@@ -23,8 +23,9 @@ Segment does (first message per ``messageId`` wins).
 
 ``faults`` (:class:`SinkFaults`) injects the failures the delivery code must
 survive: the next N requests failing, a random failure rate, 429 with
-``Retry-After``, permanently rejected batches, slow responses. A failed request
-stores nothing.
+``Retry-After``, permanently rejected batches, slow responses, and an answer
+held back (the batch stored, the 200 not yet sent: crash tests kill the
+client while it waits). A failed request stores nothing.
 
 The write key is never logged or stored: the request log keeps no headers and
 ``writeKey`` is removed from stored messages.
@@ -97,11 +98,22 @@ class SinkFaults(HTTPFaults):
     ``reject_message_ids(ids)``: any request carrying one of these messageIds is
     rejected as a whole (default 400, which analytics-python does not retry),
     every time, until cleared.
+
+    ``hold_answer_to(ids)``: the first request carrying one of these messageIds
+    is accepted (its messages stored: Segment has them) but answered only after
+    ``release_held()`` (or ``clear()``); ``holding`` says how many answers are
+    held right now.
     """
+
+    #: A held answer is released after this long even if nobody releases it (no server thread is kept for ever).
+    MAX_HOLD_SECONDS = 120.0
 
     def __init__(self) -> None:
         super().__init__()
         self._reject: dict[str, int] = {}
+        self._hold_ids: set[str] = set()
+        self._released = threading.Event()
+        self.holding = 0
 
     def reject_message_ids(self, ids: Iterable[str], status: int = 400) -> None:
         with self._lock:
@@ -112,6 +124,33 @@ class SinkFaults(HTTPFaults):
         super().clear()
         with self._lock:
             self._reject.clear()
+        self.release_held()
+
+    def hold_answer_to(self, message_ids: Iterable[str]) -> None:
+        with self._lock:
+            self._hold_ids = {str(mid) for mid in message_ids}
+            self._released = threading.Event()
+
+    def release_held(self) -> None:
+        """Answer the held request(s) now (a client that died meanwhile gets nothing)."""
+        with self._lock:
+            self._hold_ids = set()
+            released = self._released
+        released.set()
+
+    def take_hold(self, message_ids: Iterable[str]) -> threading.Event | None:
+        """For an accepted request: the event to wait on before answering, if it must be held (once)."""
+        with self._lock:
+            if not self._hold_ids.intersection(message_ids):
+                return None
+            self._hold_ids = set()
+            self.injected += 1
+            self.holding += 1
+            return self._released
+
+    def end_hold(self) -> None:
+        with self._lock:
+            self.holding -= 1
 
     def rejected_status(self, message_ids: Iterable[str]) -> int | None:
         """The status to reject a batch with, if it holds a rejected messageId."""
@@ -228,10 +267,23 @@ class SegmentSink(LoopbackServer):
         if delay:
             time.sleep(delay)  # an injected slow response (server side)
         entry["status"] = status
+        hold = self.faults.take_hold(entry["message_ids"]) if status == 200 else None
+        entry["held"] = hold is not None
         with self._cond:
             self.requests.append(entry)
             self._cond.notify_all()
-        self._send_json(handler, status, body, headers)
+        if hold is None:
+            self._send_json(handler, status, body, headers)
+            return
+        try:
+            hold.wait(SinkFaults.MAX_HOLD_SECONDS)
+            self._send_json(handler, status, body, headers)
+        except OSError:
+            pass  # the client is gone (killed while it waited): Segment has the batch all the same
+        finally:
+            self.faults.end_hold()
+            with self._cond:
+                self._cond.notify_all()
 
     def _respond(
         self, handler: BaseHTTPRequestHandler, path: str, raw: bytes, gzipped: bool, entry: dict
