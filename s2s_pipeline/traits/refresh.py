@@ -54,8 +54,9 @@ from s2s_pipeline.traits.shard_summary import ShardSummary, merge, summarize
 TRAITS_CURSOR = "customer_traits_refresh"
 #: Customers per shard of a full recompute by default: a step's peak of about 2.9 GB (docs/operations.md).
 DEFAULT_SHARD_CUSTOMERS = 250_000
-#: A plan not committed this long after it was made belongs to a run that failed for good; its staging goes.
-STALE_PLAN_SECONDS = 7 * 86_400
+#: A plan not committed this long after it was made belongs to a run that failed for good (a nightly run and
+#: its retries take hours at most): the next plan drops it and its staging table, which may be table-sized.
+STALE_PLAN_SECONDS = 86_400
 
 
 def traits_computed_at(store: StateStore) -> int | None:

@@ -68,14 +68,16 @@ def shard_step_pids(instance: DagsterInstance, run_id: str) -> dict[str, int]:
 
 
 @pytest.fixture
-def forkserver_stopped_after():
-    """The executor's forkserver is a child of this process holding the environment it started with: stop it
-    after the test, so no later test forks from it (and nothing is left running)."""
-    yield
+def fresh_forkserver():
+    """The executor's forkserver is one per process and keeps the environment (and preloads) it started
+    with: stop one an earlier test left (test_kill_points starts one), so the step processes fork from
+    a server with this test's settings, and stop it afterwards (nothing is left running)."""
     forkserver._forkserver._stop()  # noqa: SLF001 - the stdlib's own way to stop it (its tests use it)
+    yield
+    forkserver._forkserver._stop()  # noqa: SLF001
 
 
-def test_full_recompute_in_three_shards_on_the_multiprocess_executor(tmp_path, monkeypatch, forkserver_stopped_after):
+def test_full_recompute_in_three_shards_on_the_multiprocess_executor(tmp_path, monkeypatch, fresh_forkserver):
     state_url = f"sqlite:///{tmp_path / 'state.db'}"
     sync_demo_account(state_url)
     # What the step processes read: the code location's settings (they inherit this environment).

@@ -182,9 +182,9 @@ def test_a_shard_written_once_is_not_written_again_and_a_commit_needs_every_shar
 
 def test_planning_again_under_the_same_id_starts_over_and_stale_plans_are_dropped(synced, monkeypatch):
     store, now = synced
-    eight_days_ago = time.time() - 8 * 86_400
-    with monkeypatch.context() as patch:  # a plan made 8 days ago by a run that then failed for good
-        patch.setattr(plans_module.time, "time", lambda: eight_days_ago)
+    two_days_ago = time.time() - 2 * 86_400
+    with monkeypatch.context() as patch:  # a plan made 2 days ago by a run that then failed for good
+        patch.setattr(plans_module.time, "time", lambda: two_days_ago)
         plan = plan_refresh(store, CONFIG, now, shard_customers=25, plan_id="run-3")
     refresh_shard(store, CONFIG, store.trait_refresh_plans.get(plan.plan_id), plan.shards[0].key)
     assert _staged_rows(store, plan.staging) > 0
@@ -195,11 +195,15 @@ def test_planning_again_under_the_same_id_starts_over_and_stale_plans_are_droppe
     assert _staged_rows(store, again.staging) == 0
 
     with monkeypatch.context() as patch:
-        patch.setattr(plans_module.time, "time", lambda: eight_days_ago)
+        patch.setattr(plans_module.time, "time", lambda: two_days_ago)
         plan_refresh(store, CONFIG, now, shard_customers=25, plan_id="run-3")
+    an_hour_ago = time.time() - 3600
+    with monkeypatch.context() as patch:  # a run planned an hour ago may still be computing its shards
+        patch.setattr(plans_module.time, "time", lambda: an_hour_ago)
+        running = plan_refresh(store, CONFIG, now, shard_customers=25, plan_id="run-5")
     fresh = plan_refresh(store, CONFIG, now, shard_customers=25, plan_id="run-4")
     assert store.trait_refresh_plans.get("run-3") is None
-    assert _staging_tables(store) == [fresh.staging]
+    assert sorted(_staging_tables(store)) == sorted([fresh.staging, running.staging])
     assert fresh.changes == again.changes > 0  # dropping run-3 cleared no change
 
 
