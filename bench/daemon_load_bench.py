@@ -1,6 +1,6 @@
 """The nightly job and N failed-payment alerts launched together through a real dagster-daemon (issue 11).
 
-    python bench/daemon_load_bench.py [--alerts 50] [--customers 100] [--no-nightly]
+    python bench/daemon_load_bench.py [--alerts 50] [--customers 100] [--no-nightly] [--deadline S]
                                       [--postgres postgresql://postgres@127.0.0.1:5432/test | --sqlite]
 
 Uses the daemon harness (devtools/s2s_devtools/harness/daemon.py) in Postgres
@@ -57,6 +57,8 @@ def main() -> None:
                         help="customers in the generated account (default: enough for one decline each, >= 20)")
     parser.add_argument("--postgres", default=DEFAULT_POSTGRES,
                         help=f"admin URL of the Postgres server to create the databases on ({DEFAULT_POSTGRES})")
+    parser.add_argument("--deadline", type=float, default=None,
+                        help="seconds for every run to finish (default: 240 + 12 per alert)")
     parser.add_argument("--no-nightly", action="store_true",
                         help="the declines alone, no nightly run beside them (a burst at any other time)")
     parser.add_argument("--sqlite", action="store_true",
@@ -71,7 +73,7 @@ def main() -> None:
     load_before = os.getloadavg()
     with daemon_harness(customers=customers, postgres=None if args.sqlite else args.postgres) as h:
         setup = dict(h.timings)
-        result = run_daemon_load(h, alerts=args.alerts, nightly=not args.no_nightly)
+        result = run_daemon_load(h, alerts=args.alerts, nightly=not args.no_nightly, deadline_s=args.deadline)
         daemon_peak = h.rss.peak_mb if h.rss else None
     seconds = time.perf_counter() - started
     out = {

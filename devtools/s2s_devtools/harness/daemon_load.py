@@ -50,9 +50,10 @@ RETRY_DECISION_DEADLINE_S = 60
 
 
 def default_deadline_s(alerts: int) -> float:
-    """Time for every run to finish: the nightly plus ~4 s of run worker per alert, 4 at a time on 2 shared
-    cores, with a wide margin (a miss is reported with the runs' states, not hung on)."""
-    return 180 + 8 * alerts
+    """Time for every run to finish: the nightly (a minute or two of step processes) plus a few seconds of run
+    worker per alert, with the margin a shared 2-core machine needs (at a load average of 10 an alert run took
+    20 s). A miss is reported with the runs' states, not hung on."""
+    return 240 + 12 * alerts
 
 
 def percentile(values: list[float], q: float) -> float:
