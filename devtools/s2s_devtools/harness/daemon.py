@@ -278,7 +278,7 @@ class DaemonHarness:
         if self.proc is not None and self.proc.poll() is not None:
             raise HarnessError(f"dagster-daemon exited with {self.proc.returncode}:\n{self.daemon_log()}")
 
-    def _pause(self) -> None:
+    def pause(self) -> None:
         """One poll interval; returns early if the daemon dies (then the caller's check reports it)."""
         if self.proc is None:
             threading.Event().wait(POLL_S)
@@ -328,7 +328,7 @@ class DaemonHarness:
                 raise HarnessError(f"{SENSOR_NAME} did not complete a tick within {deadline_s} s "
                                    f"(ticks: {[t.status for t in self.sensor_ticks()]})\n"
                                    f"--- daemon log ---\n{self.daemon_log()}")
-            self._pause()
+            self.pause()
 
     # -- runs ----------------------------------------------------------------------------
 
@@ -370,7 +370,7 @@ class DaemonHarness:
                 raise HarnessError(f"{ALERT_JOB} runs for {sorted(run_keys)} not finished within {timeout_s} s: "
                                    f"{states}; sensor tick errors: {self.sensor_tick_errors()[:1]}\n"
                                    f"--- daemon log ---\n{self.daemon_log()}")
-            self._pause()
+            self.pause()
         failed = [r for r in runs if r.status != DagsterRunStatus.SUCCESS]
         if failed:
             details = "\n".join(f"run {r.run_id} (run_key {r.tags.get('dagster/run_key')}) {r.status.value}:\n  "
@@ -468,12 +468,19 @@ class DaemonHarness:
 
         from s2s_pipeline.core.alert_rule import FAILED_PAYMENT_EVENT_TYPES
 
-        query = urllib.parse.urlencode([("types[]", t) for t in FAILED_PAYMENT_EVENT_TYPES]
-                                       + [("created[gte]", str(since)), ("limit", "100")])
-        req = urllib.request.Request(f"{self.standin.base_url}/v1/events?{query}",
-                                     headers={"Authorization": f"Bearer {STRIPE_KEY}"})
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return [e["id"] for e in json.load(resp)["data"]]
+        ids: list[str] = []
+        while True:  # every page (a burst of 50 declines is 100 such events)
+            params = [("types[]", t) for t in FAILED_PAYMENT_EVENT_TYPES] + [("created[gte]", str(since)),
+                                                                            ("limit", "100")]
+            if ids:
+                params.append(("starting_after", ids[-1]))
+            req = urllib.request.Request(f"{self.standin.base_url}/v1/events?{urllib.parse.urlencode(params)}",
+                                         headers={"Authorization": f"Bearer {STRIPE_KEY}"})
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                page = json.load(resp)
+            ids += [e["id"] for e in page["data"]]
+            if not page.get("has_more") or not page["data"]:
+                return ids
 
     def alerting_event_ids(self, since: int) -> list[str]:
         """Those of ``failed_payment_event_ids`` that yield an alert (core.alert_rule): an invoice's own
@@ -512,7 +519,7 @@ class DaemonHarness:
             if time.monotonic() > deadline:
                 raise HarnessError(f"webhook for {event_id} not accepted within {timeout_s} s: "
                                    f"{[a for a in self.endpoint.attempts if a.event_id == event_id]}")
-            self._pause()
+            self.pause()
         return self.webhook_posted_at(event_id)
 
     def fail_a_payment(self) -> tuple[str, int]:

@@ -131,7 +131,7 @@ def wait_for_all_runs(h: DaemonHarness, before: set[str], alert_keys: set[str], 
             raise HarnessError(f"runs not finished within {deadline_s:.0f} s: {dict(states)}; alert runs missing for "
                                f"{len(missing)} events {missing[:5]}; sensor tick errors: {h.sensor_tick_errors()[:1]}"
                                f"\n--- daemon log ---\n{h.daemon_log()}")
-        h._pause()  # noqa: SLF001 - one poll interval, returns early if the daemon dies
+        h.pause()  # one poll interval; returns early if the daemon dies
 
 
 def _retry_count(runs) -> int:
