@@ -190,9 +190,6 @@ def test_shipped_dagster_yaml_gives_a_postgres_instance_with_queue_pools_and_ret
         concurrency = instance.get_concurrency_config()
         assert concurrency.run_queue_config.max_concurrent_runs == 4  # what the daemon's queue uses
         assert concurrency.pool_config.default_pool_limit == 1
-        # up to 3 runs launched beyond a pool's free slots (they wait for it in their process): a burst of
-        # alerts starts its run workers side by side instead of one after another (test_daemon_load.py)
-        assert concurrency.run_queue_config.op_concurrency_slot_buffer == 3
         assert instance.global_op_concurrency_default_limit == 1
         assert instance.event_log_storage.supports_global_concurrency_limits
         for pool in ("stripe_api", "segment_api"):
