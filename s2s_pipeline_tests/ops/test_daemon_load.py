@@ -14,7 +14,7 @@ as the schedule would queue it and, in the same second, 10 card declines on
 finished: all 11 runs succeeded and none was retried; each failure's
 `Payment Failed` reached the sink exactly once (one message, one messageId,
 whichever run sent it); each customer's last `payment_delinquent` in Segment
-is true (nobody paid); both pools are free. About 1.5-2 minutes on 2 cores
+is true (nobody paid); both pools are free. About 2 minutes on the shared 2 cores
 (daemon start-up, initial nightly, then the load).
 
 Needs S2S_TEST_DATABASE_URL (CI sets it); skipped with a reason otherwise.
@@ -34,7 +34,8 @@ pytestmark = [pytest.mark.postgres, pytest.mark.daemon]
 
 ALERTS = 10
 #: Every run finished within this (the scenario raises with the runs' states); pytest's own limit is above it.
-#: Measured: 225 s at a load average of 10 on the shared 2-core machine, XX s when quiet.
+#: Measured (all runs done): 225 s at a load average of 10 on the shared 2-core machine, 88-110 s at 3-7;
+#: the whole test 110-137 s (daemon start-up and the initial nightly included).
 DEADLINE_S = 360
 #: 20 generated customers give 14 with a subscription to fail: enough for 10 different customers.
 CUSTOMERS = 20
@@ -65,9 +66,4 @@ def test_nightly_and_alerts_launched_together_all_succeed_and_each_alert_reaches
         assert sum(figures["alert_outcomes"].values()) == ALERTS
         assert set(figures["alert_outcomes"]) <= {"sent", "already handled"}, figures["alert_outcomes"]
         assert figures["pools"].keys() >= {"stripe_api", "segment_api"}
-        # Alerts queued together are launched together: with 4 run slots, one the nightly's, 3 alert runs
-        # are in flight at once (their run workers start side by side; the segment_api pool still lets one
-        # step send at a time). Before `op_granularity_run_buffer` the queue held every alert until the
-        # previous one's step had claimed and sent: one run worker start-up after another (at most 2 in flight).
-        assert figures["alert_runs_in_flight_peak"] >= 3, figures
     print(f"[daemon load] test took {time.monotonic() - started:.1f} s")
