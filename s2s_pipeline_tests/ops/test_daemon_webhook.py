@@ -44,7 +44,7 @@ def scenario():
         deadline = time.monotonic() + 60
         while event_id not in (json.loads(h.sensor_cursor() or "{}").get("poll") or {}).get("seen", {}):
             assert time.monotonic() < deadline, f"the poll never saw {event_id}: {h.sensor_cursor()}"
-            h._pause()
+            h.pause()
         print(f"\n[daemon/webhook] Payment Failed {received_at(track) - posted:.2f} s after the webhook POST")
         yield {"h": h, "event_id": event_id, "invoice": invoice, "runs": runs, "created": created}
 

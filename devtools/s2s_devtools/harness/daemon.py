@@ -1,19 +1,25 @@
 """A real `dagster-daemon` against the code location, a Stripe stand-in and a Segment sink.
 
-Used by `test_daemon.py` and `bench/sensor_latency_bench.py`: the path a
-failed payment takes in production (sensor tick -> queued run -> run worker
-subprocess -> Segment), with nothing mocked.
+Used by `test_daemon.py`, `test_daemon_load.py`, `bench/sensor_latency_bench.py`
+and `bench/daemon_load_bench.py`: the path a failed payment takes in
+production (sensor tick -> queued run -> run worker subprocess -> Segment),
+with nothing mocked.
 
 `daemon_harness()` (a context manager) does, in order:
 
 1. starts a `StripeStandIn` seeded with a small generated account (then
    `standin.now = None`, so new events carry the wall clock) and a
    `SegmentSink`, both on 127.0.0.1 in this process;
-2. prepares a throwaway DAGSTER_HOME with its own `dagster.yaml` (telemetry
-   and nux off, no storage section: SQLite under that directory;
+2. prepares a throwaway DAGSTER_HOME. By default its own `dagster.yaml`
+   (telemetry and nux off, no storage section: SQLite under that directory;
    QueuedRunCoordinator dequeuing every second, like the shipped one, +
-   DefaultRunLauncher). The repository's `dagster.yaml` (Postgres) is never read;
-   with ``webhooks=True`` it also serves the webhook receiver (s2s-webhooks'
+   DefaultRunLauncher) and a SQLite state store; the repository's
+   `dagster.yaml` is not read. With ``postgres=ADMIN_URL`` it is a copy of the
+   shipped `dagster.yaml` (Postgres storage, queue of 4, pools of 1, run
+   monitoring, run retries, `LocalRunLauncher`) with Dagster's storage in one
+   fresh database (`DAGSTER_PG_URL`) and the state store in another
+   (`S2S_DATABASE_URL`), both created on that server and dropped on exit.
+   With ``webhooks=True`` it also serves the webhook receiver (s2s-webhooks'
    app, in this process) on the same state store and registers it as the
    stand-in's webhook endpoint for failed payments, so every failure is
    posted, signed, within milliseconds of being emitted;
@@ -26,11 +32,15 @@ subprocess -> Segment), with nothing mocked.
    is stored), so a failure created afterwards is new, not history.
 
 `fail_a_payment(standin, account)` then makes one realistic failed renewal
-attempt in the stand-in and returns `(invoice.payment_failed event id, created)`.
+attempt in the stand-in and returns `(invoice.payment_failed event id, created)`;
+`DaemonHarness.launch_run(job)` submits a run to the run queue the way
+`dagster job launch -w workspace.yaml` (and the scheduler) does.
 
-Environment: the Stripe/Segment/state-store variables and DAGSTER_HOME are set
-in this process for the duration (in-process runs read them through EnvVar)
-and restored afterwards; the daemon gets a copy without DAGSTER_PG_URL.
+Environment: the Stripe/Segment/state-store variables, DAGSTER_HOME and a
+PYTHONPATH naming this checkout (the shared venv's editable install points at
+another one) are set in this process for the duration (in-process runs read
+them through EnvVar) and restored afterwards; the daemon gets a copy, with
+DAGSTER_PG_URL only in Postgres mode.
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ import contextlib
 import copy
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -54,6 +65,8 @@ from typing import Any
 from s2s_pipeline.core.contract import PAYMENT_FAILED
 
 REPO = Path(__file__).resolve().parents[3]  # devtools/s2s_devtools/harness/ -> repository
+SHIPPED_DAGSTER_YAML = REPO / "dagster.yaml"
+WORKSPACE_YAML = REPO / "workspace.yaml"
 
 SENSOR_NAME = "failed_payment_sensor"
 ALERT_JOB = "failed_payment_alert"
@@ -228,6 +241,9 @@ class DaemonHarness:
     timings: dict[str, float] = field(default_factory=dict)
     receiver: Any = None  # the webhook receiver (``webhooks=True``)
     endpoint: Any = None  # the stand-in's webhook endpoint pointing at it
+    dagster_pg_url: str | None = None  # Dagster's storage database (``postgres=...``), else SQLite under home
+    stack: contextlib.ExitStack | None = None  # the harness's own clean-ups (closed when the harness exits)
+    workspace: Any = None  # a WorkspaceProcessContext on workspace.yaml in this process (``launch_run``)
 
     # -- the daemon ----------------------------------------------------------------------
 
@@ -262,7 +278,7 @@ class DaemonHarness:
         if self.proc is not None and self.proc.poll() is not None:
             raise HarnessError(f"dagster-daemon exited with {self.proc.returncode}:\n{self.daemon_log()}")
 
-    def _pause(self) -> None:
+    def pause(self) -> None:
         """One poll interval; returns early if the daemon dies (then the caller's check reports it)."""
         if self.proc is None:
             threading.Event().wait(POLL_S)
@@ -312,7 +328,7 @@ class DaemonHarness:
                 raise HarnessError(f"{SENSOR_NAME} did not complete a tick within {deadline_s} s "
                                    f"(ticks: {[t.status for t in self.sensor_ticks()]})\n"
                                    f"--- daemon log ---\n{self.daemon_log()}")
-            self._pause()
+            self.pause()
 
     # -- runs ----------------------------------------------------------------------------
 
@@ -354,7 +370,7 @@ class DaemonHarness:
                 raise HarnessError(f"{ALERT_JOB} runs for {sorted(run_keys)} not finished within {timeout_s} s: "
                                    f"{states}; sensor tick errors: {self.sensor_tick_errors()[:1]}\n"
                                    f"--- daemon log ---\n{self.daemon_log()}")
-            self._pause()
+            self.pause()
         failed = [r for r in runs if r.status != DagsterRunStatus.SUCCESS]
         if failed:
             details = "\n".join(f"run {r.run_id} (run_key {r.tags.get('dagster/run_key')}) {r.status.value}:\n  "
@@ -372,6 +388,53 @@ class DaemonHarness:
         if not result.success:
             raise HarnessError(f"{name} failed in process:\n" + "\n".join(self.run_errors(result.run_id)))
         return result
+
+    def launch_run(self, name: str = NIGHTLY_JOB, *, run_config: dict | None = None,
+                   tags: dict[str, str] | None = None) -> str:
+        """Submit a run of ``name`` to the instance's run coordinator as `dagster job launch -w
+        workspace.yaml` does (and the scheduler: a run created from the code location's remote job,
+        with its origin, then ``submit_run``). With the queued coordinator the run waits in the queue
+        for the daemon. Returns the run id.
+
+        The first call loads workspace.yaml in this process (its own code server, a few seconds), so
+        call ``open_workspace()`` beforehand when the moment of the launch matters.
+        """
+        from dagster._core.definitions.selector import JobSubsetSelector
+
+        workspace = self.open_workspace().create_request_context()
+        (location_name,) = workspace.get_code_location_entries()
+        location = workspace.get_code_location(location_name)
+        (repo,) = location.get_repositories().values()
+        job = location.get_job(JobSubsetSelector(location_name=location_name, repository_name=repo.name,
+                                                 job_name=name, op_selection=None))
+        run_config = run_config or {}
+        plan = location.get_execution_plan(job, run_config, step_keys_to_execute=None, known_state=None,
+                                           instance=self.instance).execution_plan_snapshot
+        run = self.instance.create_run(
+            job_name=name, run_id=None, run_config=run_config, resolved_op_selection=job.resolved_op_selection,
+            step_keys_to_execute=plan.step_keys_to_execute, op_selection=None, status=None, root_run_id=None,
+            parent_run_id=None, tags={**job.tags, **(tags or {})}, job_snapshot=job.job_snapshot,
+            execution_plan_snapshot=plan, parent_job_snapshot=job.parent_job_snapshot,
+            remote_job_origin=job.get_remote_origin(), job_code_origin=job.get_python_origin(),
+            asset_selection=None, asset_check_selection=None, asset_graph=repo.asset_graph,
+        )
+        return self.instance.submit_run(run.run_id, workspace).run_id
+
+    def open_workspace(self):
+        """workspace.yaml loaded in this process (once; closed with the harness)."""
+        if self.workspace is None:
+            from dagster._core.workspace.context import WorkspaceProcessContext
+            from dagster._core.workspace.load_target import WorkspaceFileTarget
+
+            context = WorkspaceProcessContext(self.instance, WorkspaceFileTarget(paths=[str(WORKSPACE_YAML)]),
+                                             code_server_log_level="WARNING")
+            stack = self.stack if self.stack is not None else contextlib.ExitStack()
+            self.workspace = stack.enter_context(context)
+            errors = [e.load_error for e in self.workspace.create_request_context()
+                      .get_code_location_entries().values() if e.load_error is not None]
+            if errors:
+                raise HarnessError(f"workspace.yaml did not load in this process: {errors[0]}")
+        return self.workspace
 
     def alert_run_timeline(self, run_keys: Collection[str]) -> dict[str, dict]:
         """Per run key: when the run was created (sensor tick), started (worker up) and ended (Unix s)."""
@@ -405,12 +468,19 @@ class DaemonHarness:
 
         from s2s_pipeline.core.alert_rule import FAILED_PAYMENT_EVENT_TYPES
 
-        query = urllib.parse.urlencode([("types[]", t) for t in FAILED_PAYMENT_EVENT_TYPES]
-                                       + [("created[gte]", str(since)), ("limit", "100")])
-        req = urllib.request.Request(f"{self.standin.base_url}/v1/events?{query}",
-                                     headers={"Authorization": f"Bearer {STRIPE_KEY}"})
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return [e["id"] for e in json.load(resp)["data"]]
+        ids: list[str] = []
+        while True:  # every page (a burst of 50 declines is 100 such events)
+            params = [("types[]", t) for t in FAILED_PAYMENT_EVENT_TYPES] + [("created[gte]", str(since)),
+                                                                            ("limit", "100")]
+            if ids:
+                params.append(("starting_after", ids[-1]))
+            req = urllib.request.Request(f"{self.standin.base_url}/v1/events?{urllib.parse.urlencode(params)}",
+                                         headers={"Authorization": f"Bearer {STRIPE_KEY}"})
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                page = json.load(resp)
+            ids += [e["id"] for e in page["data"]]
+            if not page.get("has_more") or not page["data"]:
+                return ids
 
     def alerting_event_ids(self, since: int) -> list[str]:
         """Those of ``failed_payment_event_ids`` that yield an alert (core.alert_rule): an invoice's own
@@ -449,7 +519,7 @@ class DaemonHarness:
             if time.monotonic() > deadline:
                 raise HarnessError(f"webhook for {event_id} not accepted within {timeout_s} s: "
                                    f"{[a for a in self.endpoint.attempts if a.event_id == event_id]}")
-            self._pause()
+            self.pause()
         return self.webhook_posted_at(event_id)
 
     def fail_a_payment(self) -> tuple[str, int]:
@@ -462,9 +532,13 @@ class DaemonHarness:
 
 @contextlib.contextmanager
 def daemon_harness(*, customers: int = 20, seed: int = 7, first_tick_deadline_s: float = FIRST_TICK_DEADLINE_S,
-                   webhooks: bool = False) -> Iterator[DaemonHarness]:
+                   webhooks: bool = False, postgres: str | None = None) -> Iterator[DaemonHarness]:
     """Stand-in + sink + instance + initial nightly run + running daemon whose sensor has ticked once
-    (+ the webhook receiver and the stand-in's endpoint with ``webhooks=True``)."""
+    (+ the webhook receiver and the stand-in's endpoint with ``webhooks=True``).
+
+    ``postgres``: an admin URL of a Postgres server (e.g. ``postgresql://postgres@127.0.0.1:5432/test``):
+    the instance is the shipped ``dagster.yaml`` on a fresh database there, the state store another one.
+    """
     from dagster import DagsterInstance
     from dagster._core.instance.ref import InstanceRef
 
@@ -478,12 +552,20 @@ def daemon_harness(*, customers: int = 20, seed: int = 7, first_tick_deadline_s:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="s2s-daemon-")))
         home = tmp / "dagster_home"
         home.mkdir()
-        (home / "dagster.yaml").write_text(DAGSTER_YAML)
+        dagster_pg_url = None
+        if postgres:
+            from s2s_devtools.harness.postgres import fresh_databases
+
+            dagster_pg_url, state_url = stack.enter_context(
+                fresh_databases(postgres, ["s2s_daemon_dagster", "s2s_daemon_state"]))
+            shutil.copy(SHIPPED_DAGSTER_YAML, home / "dagster.yaml")
+        else:
+            state_url = f"sqlite:///{tmp / 's2s_state.db'}"
+            (home / "dagster.yaml").write_text(DAGSTER_YAML)
         standin = stack.enter_context(StripeStandIn())
         seed_standin(standin, account)
         standin.now = None  # the wall clock from here on: new events are newer than the generated history
         sink = stack.enter_context(SegmentSink(write_key=WRITE_KEY))
-        state_url = f"sqlite:///{tmp / 's2s_state.db'}"
         values = {
             "DAGSTER_HOME": str(home),
             "STRIPE_API_KEY": STRIPE_KEY,
@@ -491,15 +573,22 @@ def daemon_harness(*, customers: int = 20, seed: int = 7, first_tick_deadline_s:
             "SEGMENT_WRITE_KEY": WRITE_KEY,
             "SEGMENT_HOST": sink.base_url,
             "S2S_DATABASE_URL": state_url,
+            # The daemon, its code server and the run workers import this checkout's product (the shared
+            # venv's editable install may point at another checkout).
+            "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "devtools"),
+                                           *filter(None, [os.environ.get("PYTHONPATH")])]),
         }
         if webhooks:
             values["STRIPE_WEBHOOK_SECRET"] = WEBHOOK_SECRET
-        stack.enter_context(_patched_environ(values, remove=["DAGSTER_PG_URL"]))
-        env = {k: v for k, v in os.environ.items() if k != "DAGSTER_PG_URL"}
+        if dagster_pg_url:
+            values["DAGSTER_PG_URL"] = dagster_pg_url
+        stack.enter_context(_patched_environ(values, remove=[] if dagster_pg_url else ["DAGSTER_PG_URL"]))
+        env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
         instance = stack.enter_context(DagsterInstance.from_ref(InstanceRef.from_dir(str(home))))
         h = DaemonHarness(standin=standin, sink=sink, account=account, home=home, state_url=state_url, env=env,
-                          log_path=tmp / "daemon.log", instance=instance)
+                          log_path=tmp / "daemon.log", instance=instance, dagster_pg_url=dagster_pg_url,
+                          stack=stack)
         if webhooks:
             from s2s_devtools.harness.receiver import running_receiver
             from s2s_pipeline.core.alert_rule import FAILED_PAYMENT_EVENT_TYPES
@@ -560,6 +649,11 @@ def _candidates(standin: Any, account: Any, exclude: Collection[str]) -> list[tu
     ranked = sorted(newest.values(), key=lambda c: (c[0]["status"] != "open", -c[0]["created"], c[0]["id"]))
     fresh = [c for c in ranked if c[2]["id"] not in exclude]
     return fresh or ranked
+
+
+def fresh_customers(standin: Any, account: Any, exclude: Collection[str] = ()) -> int:
+    """How many customers not in ``exclude`` ``fail_a_payment`` can still fail a payment for."""
+    return len({c[2]["id"] for c in _candidates(standin, account, ()) if c[2]["id"] not in exclude})
 
 
 def _rid(rng: random.Random, prefix: str, lead: str = "1", n: int = 24) -> str:
@@ -720,5 +814,6 @@ def fail_a_payment(standin: Any, account: Any, *, exclude: Collection[str] = (),
 
 __all__ = [
     "ALERT_JOB", "NIGHTLY_JOB", "PAYMENT_FAILED", "SENSOR_NAME", "WEBHOOK_SECRET", "DaemonHarness", "HarnessError",
-    "daemon_harness", "fail_a_payment", "identity_of", "kill_group", "payment_failed_tracks", "received_at",
+    "daemon_harness", "fail_a_payment", "fresh_customers", "identity_of", "kill_group", "payment_failed_tracks",
+    "received_at",
 ]
