@@ -32,7 +32,7 @@ from s2s_devtools.harness.daemon_load import run_daemon_load
 
 pytestmark = [pytest.mark.postgres, pytest.mark.daemon]
 
-ALERTS = 10
+ALERTS = 5  # the 50-alert load is bench/daemon_load_bench.py; 5 keeps the suite under 10 minutes
 #: Every run finished within this (the scenario raises with the runs' states); pytest's own limit is above it.
 #: Measured (all runs done): 225 s at a load average of 10 on the shared 2-core machine, 88-110 s at 3-7;
 #: the whole test 110-137 s (daemon start-up and the initial nightly included).
