@@ -89,7 +89,6 @@ def read_customer_frames(engine: Engine, columns: Mapping[str, tuple[str, ...]],
     """
     ids = sorted({str(i) for i in customer_ids})
     frames: dict[str, pd.DataFrame] = {}
-    charges = MIRROR_FRAME_TABLES["charges"]
     with engine.connect() as conn:
         for name, table in MIRROR_FRAME_TABLES.items():
             cols = _requested(name, columns)
@@ -102,13 +101,7 @@ def read_customer_frames(engine: Engine, columns: Mapping[str, tuple[str, ...]],
             parts = []
             for start in range(0, len(ids), _CUSTOMER_CHUNK):
                 chunk = ids[start:start + _CUSTOMER_CHUNK]
-                stmt = select(*wanted)
-                if name == "customers":
-                    stmt = stmt.where(table.c.id.in_(chunk), table.c.deleted == false())
-                elif name in _BY_CHARGE:
-                    stmt = stmt.where(table.c.charge.in_(select(charges.c.id).where(charges.c.customer.in_(chunk))))
-                else:
-                    stmt = stmt.where(table.c.customer.in_(chunk))
+                stmt = select(*wanted).where(*_belonging(name, table, lambda column: [column.in_(chunk)]))
                 parts.append(_read(conn, stmt, wanted))
             frame = pd.concat(parts, ignore_index=True) if parts else _read(conn, select(*wanted).where(false()),
                                                                              wanted)
@@ -131,23 +124,33 @@ def read_shard_frames(engine: Engine, columns: Mapping[str, tuple[str, ...]], lo
     transaction; memory is bounded by the shard, not by the mirror.
     """
     frames: dict[str, pd.DataFrame] = {}
-    charges = MIRROR_FRAME_TABLES["charges"]
     with engine.connect() as conn:
         for name, table in MIRROR_FRAME_TABLES.items():
             cols = _requested(name, columns)
             if not cols:
                 continue
             wanted = [table.c[c] for c in cols]
-            stmt = select(*wanted)
+            # Customer ids are never null; a child row without a customer is in no shard.
+            stmt = select(*wanted).where(*_belonging(name, table, lambda column: _in_range(
+                column, lo, hi, not_null=column is not table.c.id)))
             if name == "customers":
-                stmt = stmt.where(table.c.deleted == false(), *_in_range(table.c.id, lo, hi)).order_by(table.c.id)
-            elif name in _BY_CHARGE:
-                stmt = stmt.where(table.c.charge.in_(select(charges.c.id).where(*_in_range(charges.c.customer, lo, hi,
-                                                                                            not_null=True))))
-            elif name in _BY_CUSTOMER_COLUMN:
-                stmt = stmt.where(*_in_range(table.c.customer, lo, hi, not_null=True))
+                stmt = stmt.order_by(table.c.id)
             frames[name] = _read(conn, stmt, wanted)
     return frames
+
+
+def _belonging(name: str, table, selects_customers) -> list:
+    """The conditions keeping the rows of frame ``name`` that belong to the customers ``selects_customers``
+    picks (a function of a customer-id column giving conditions on it): live customers by id, child rows by
+    their ``customer`` column, refunds and disputes through their charge; the catalogue is read whole."""
+    if name == "customers":
+        return [*selects_customers(table.c.id), table.c.deleted == false()]
+    if name in _BY_CHARGE:
+        charges = MIRROR_FRAME_TABLES["charges"]
+        return [table.c.charge.in_(select(charges.c.id).where(*selects_customers(charges.c.customer)))]
+    if name in _BY_CUSTOMER_COLUMN:
+        return selects_customers(table.c.customer)
+    return []
 
 
 def _in_range(column, lo: str | None, hi: str | None, not_null: bool = False) -> list:

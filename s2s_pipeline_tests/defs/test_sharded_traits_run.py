@@ -22,12 +22,8 @@ import pytest
 from dagster import AssetKey, DagsterEventType, DagsterInstance, execute_job
 from dagster._core.definitions.reconstruct import ReconstructableRepository
 
-from s2s_devtools.demo.generator import generate_account, seed_standin
-from s2s_devtools.fakes.stripe import StripeStandIn
-from s2s_pipeline.extract.change_feed import sync_changes
 from s2s_pipeline.store.state_store import StateStore
-from s2s_pipeline.stripe.client import StripeReader
-from s2s_pipeline.stripe.settings import StripeSettings
+from s2s_pipeline_tests.demo_store import sync_demo_account as sync_account
 from s2s_pipeline.traits.config import TraitsConfig
 from s2s_pipeline.traits.customer_traits import compute_customer_traits
 from s2s_pipeline.traits.loading import load_mirror_frames
@@ -38,15 +34,7 @@ SHARD_STEPS = {f"customer_traits.compute_trait_shard[shard_{i:04d}]" for i in ra
 
 
 def sync_demo_account(url: str, customers: int = 60, seed: int = 13) -> None:
-    account = generate_account(customers=customers, seed=seed)
-    store = StateStore.from_url(url)
-    try:
-        with StripeStandIn() as standin:
-            seed_standin(standin, account, copy=True)
-            reader = StripeReader(StripeSettings(api_key="sk_test_x", api_base=standin.base_url, rate_limit=1000))
-            sync_changes(reader, store, clock=lambda: standin.now)
-    finally:
-        store.dispose()
+    sync_account(url, customers=customers, seed=seed)
 
 
 def unsharded_table(store: StateStore) -> pd.DataFrame:

@@ -21,12 +21,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import inspect, text
 
-from s2s_devtools.demo.generator import generate_account, seed_standin
-from s2s_devtools.fakes.stripe import StripeStandIn
-from s2s_pipeline.extract.change_feed import sync_changes
 from s2s_pipeline.store.state_store import StateStore
-from s2s_pipeline.stripe.client import StripeReader
-from s2s_pipeline.stripe.settings import StripeSettings
 from s2s_pipeline.store import trait_refresh_plans as plans_module
 from s2s_pipeline.traits.config import TraitsConfig
 from s2s_pipeline.traits.customer_traits import compute_customer_traits
@@ -38,6 +33,7 @@ from s2s_pipeline.traits.refresh import (
     refresh_customer_traits,
     refresh_shard,
 )
+from s2s_pipeline_tests.demo_store import sync_demo_account
 from s2s_pipeline.traits.shard_summary import merge, summarize, summary_metadata_of
 from s2s_pipeline.traits.summary import summary_metadata
 
@@ -46,16 +42,7 @@ CONFIG = TraitsConfig()
 
 def _sync_demo_account(url: str) -> int:
     """Sync a 60-customer demo account into the store at ``url`` (the first change-feed run); its ``now``."""
-    account = generate_account(customers=60, seed=11)
-    store = StateStore.from_url(url)
-    try:
-        with StripeStandIn() as standin:
-            seed_standin(standin, account, copy=True)
-            reader = StripeReader(StripeSettings(api_key="sk_test_x", api_base=standin.base_url, rate_limit=1000))
-            sync_changes(reader, store, clock=lambda: standin.now)
-    finally:
-        store.dispose()
-    return account.now
+    return sync_demo_account(url, customers=60, seed=11).now
 
 
 @pytest.fixture(scope="module")
