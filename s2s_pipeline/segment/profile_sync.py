@@ -130,15 +130,14 @@ def sync_profiles(store: StateStore, settings: SegmentSettings, profiles, option
     completion = CompletedGroups({**{("identify", cid): ms for cid, ms in identify_by_customer.items()},
                                   **{("group", cid): [m] for cid, m in group_by_customer.items()}})
 
-    by_customer = current.set_index("stripe_customer_id", drop=False)  # one look-up per acknowledged batch
+    pushed_rows = _pushed_identify_rows(current.set_index("stripe_customer_id", drop=False),
+                                        identify_by_customer, options, now)
 
     def record_batch(batch: list[Message]) -> None:
         """Pushed state and audit of one acknowledged batch, as Segment acknowledges it (one transaction)."""
         kill_point("profiles.acknowledged")  # crash tests: Segment has the batch, we have not recorded it
         done = completion.acknowledge(batch)
-        identified = _identified_rows(by_customer,
-                                      {cid: identify_by_customer[cid] for kind, cid in done if kind == "identify"},
-                                      options, now)
+        identified = [pushed_rows[cid] for kind, cid in done if kind == "identify"]
         grouped = _grouped_rows({cid: group_by_customer[cid] for kind, cid in done if kind == "group"}, now)
         store.record_acknowledged_profiles(identified, grouped, audit_rows(batch, run_id, int(time.time())),
                                            as_of=as_of)
@@ -157,30 +156,34 @@ def sync_profiles(store: StateStore, settings: SegmentSettings, profiles, option
     )
 
 
-def _identified_rows(by_customer: pd.DataFrame, identified: dict[str, list[Message]],
-                     options: ProfileSyncOptions, now: int) -> list[dict]:
-    """Pushed-state rows for customers whose every identify message Segment acknowledged (recorded
-    compare-and-set on the trait table's computation time). ``by_customer``: the compared traits
-    indexed by ``stripe_customer_id``."""
+def _pushed_identify_rows(by_customer: pd.DataFrame, identified: dict[str, list[Message]],
+                         options: ProfileSyncOptions, now: int) -> dict[str, dict]:
+    """Per customer to be identified, the pushed-state row recorded once Segment acknowledged every one of
+    its identify messages (compare-and-set on the trait table's computation time). ``by_customer``: the
+    compared traits indexed by ``stripe_customer_id``.
+
+    Built once for the whole pass, before delivery, so the bookkeeping of each acknowledged batch only
+    looks rows up (building them per batch, row by row through pandas, cost more than the upload).
+    """
+    if not identified:
+        return {}
     compared = [t for t in IDENTIFY_TRAITS if t != "stripe_customer_id"]
     if options.allow_list:
         compared = [t for t in compared if t in options.allow_list]
-    done = set(identified)
-    rows: list[dict] = []
-    if done:
-        sent = by_customer.loc[sorted(done)]
-        canonical = canonical_traits(sent.reset_index(drop=True)).set_index("stripe_customer_id")
-        times = sent[list(TIMED_TRAITS.values())]
-        for cid in done:
-            values = canonical.loc[cid]
-            last = identified[cid][-1]
-            row = {"stripe_customer_id": cid, "user_id": last.user_id,
-                   "anonymous_id": None if last.user_id else cid,
-                   "identify_message_id": last.message_id, "identify_pushed_at": now}
-            row.update({f"trait_{t}": native(values[t]) if t in compared else None
-                        for t in IDENTIFY_TRAITS if t != "stripe_customer_id"})
-            row.update({column: int(times.at[cid, column]) for column in times.columns})
-            rows.append(row)
+    traits = [t for t in IDENTIFY_TRAITS if t != "stripe_customer_id"]
+    order = sorted(identified)
+    sent = by_customer.loc[order]
+    canonical = canonical_traits(sent.reset_index(drop=True))
+    values = {t: canonical[t].tolist() for t in compared}
+    times = {column: sent[column].tolist() for column in TIMED_TRAITS.values()}
+    rows: dict[str, dict] = {}
+    for n, cid in enumerate(order):
+        last = identified[cid][-1]
+        row = {"stripe_customer_id": cid, "user_id": last.user_id, "anonymous_id": None if last.user_id else cid,
+               "identify_message_id": last.message_id, "identify_pushed_at": now}
+        row.update({f"trait_{t}": native(values[t][n]) if t in values else None for t in traits})
+        row.update({column: int(column_values[n]) for column, column_values in times.items()})
+        rows[cid] = row
     return rows
 
 
