@@ -14,6 +14,7 @@ from typing import Callable
 from s2s_pipeline.core.progress import ProgressReporter, ProgressSink
 from s2s_pipeline.extract.isolation import upsert_each
 from s2s_pipeline.extract.results import SyncResult, rows_for
+from s2s_pipeline.store.mirror import REFERENCE_TYPES
 from s2s_pipeline.store.quarantine import QuarantineEntry
 from s2s_pipeline.store.refusals import UnstorableInput
 from s2s_pipeline.store.state_store import StateStore
@@ -31,9 +32,10 @@ def resolve_references(reader: StripeReader, store: StateStore, result: SyncResu
     ``progress`` receives throttled lines: how many of the missing objects of each type were looked up.
     """
     reporter = ProgressReporter(progress, "looked up by id", clock=clock)
-    # Subscriptions first (their coupons), prices before products.
-    for object_type in ("subscription", "price", "coupon", "product"):
-        missing = store.mirror.missing_references()[object_type]
+    # Subscriptions first (their coupons), prices before products (REFERENCE_TYPES' order); each type
+    # is looked for after the previous ones were stored, so what they point at is found too.
+    for object_type in REFERENCE_TYPES:
+        missing = store.mirror.missing_references([object_type])[object_type]
         fetched: list[tuple[dict, Rows]] = []
         for done, object_id in enumerate(missing):
             reporter.update(MIRROR_TABLES[object_type].name, done, total=len(missing))

@@ -54,6 +54,10 @@ class ApplyStats:
         return sum(self.applied.values())
 
 
+#: The object types mirrored rows refer to by id, in the order they are resolved (see ``missing_references``).
+REFERENCE_TYPES = ("subscription", "price", "coupon", "product")
+
+
 class MirrorStore(MirrorReads):
     """The SQL mirror of one Stripe account (tables in ``store.schema``).
 
@@ -246,34 +250,41 @@ class MirrorStore(MirrorReads):
 
     # -- references ------------------------------------------------------------
 
-    def missing_references(self) -> dict[str, list[str]]:
-        """Objects that mirrored rows point at but the mirror lacks (or lacks in full).
+    def missing_references(self, object_types: Iterable[str] = REFERENCE_TYPES) -> dict[str, list[str]]:
+        """Objects that mirrored rows point at but the mirror lacks (or lacks in full), per type asked for.
 
         Prices used by subscription items (and tiered prices without tiers),
-        products of prices, coupons of discounts. These are retrieved by id,
-        since a backfill window only lists objects created inside it.
+        products of prices, coupons of discounts; subscriptions whose discounts
+        were mirrored without their coupon. These are retrieved by id, since a
+        backfill window only lists objects created inside it. Each type is one
+        scan of the tables pointing at it, so a caller asks only for the types it
+        is about to fetch.
         """
         p, pr, it, d, c = schema.prices, schema.products, schema.subscription_items, schema.discounts, schema.coupons
-        with self.engine.connect() as conn:
-            prices = set(conn.execute(
-                select(it.c.price).distinct().where(it.c.price.is_not(None), it.c.price.not_in(select(p.c.id)))
-            ).scalars())
-            prices |= set(conn.execute(
-                select(p.c.id).where(p.c.billing_scheme == "tiered", p.c.tiers.is_(None), p.c.deleted.is_(False))
-            ).scalars())
-            products = set(conn.execute(
-                select(p.c.product).distinct().where(p.c.product.is_not(None), p.c.product.not_in(select(pr.c.id)))
-            ).scalars())
-            coupons = set(conn.execute(
-                select(d.c.coupon).distinct().where(d.c.coupon.is_not(None), d.c.coupon.not_in(select(c.c.id)))
-            ).scalars())
+        queries = {
             # Discounts mirrored without their coupon (a server that ignored expand):
             # the subscription is fetched again, expanded.
-            subscriptions = set(conn.execute(
-                select(d.c.subscription).distinct().where(d.c.coupon.is_(None), d.c.subscription.is_not(None))
-            ).scalars())
-        return {"price": sorted(prices), "product": sorted(products), "coupon": sorted(coupons),
-                "subscription": sorted(subscriptions)}
+            "subscription": [select(d.c.subscription).distinct().where(d.c.coupon.is_(None),
+                                                                        d.c.subscription.is_not(None))],
+            "price": [select(it.c.price).distinct().where(it.c.price.is_not(None), it.c.price.not_in(select(p.c.id))),
+                      select(p.c.id).where(p.c.billing_scheme == "tiered", p.c.tiers.is_(None),
+                                           p.c.deleted.is_(False))],
+            "product": [select(p.c.product).distinct().where(p.c.product.is_not(None),
+                                                             p.c.product.not_in(select(pr.c.id)))],
+            "coupon": [select(d.c.coupon).distinct().where(d.c.coupon.is_not(None), d.c.coupon.not_in(select(c.c.id)))],
+        }
+        wanted = list(object_types)
+        unknown = [t for t in wanted if t not in queries]
+        if unknown:
+            raise KeyError(f"no references of types {unknown} (known: {sorted(queries)})")
+        out: dict[str, list[str]] = {}
+        with self.engine.connect() as conn:
+            for object_type in wanted:
+                ids: set[str] = set()
+                for query in queries[object_type]:
+                    ids |= set(conn.execute(query).scalars())
+                out[object_type] = sorted(ids)
+        return out
 
     def upsert_full(self, object_type: str, rows: list[dict]) -> None:
         """Write complete snapshots fetched by id regardless of the embedded copies' versions."""
