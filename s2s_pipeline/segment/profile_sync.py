@@ -118,10 +118,10 @@ def sync_profiles(store: StateStore, settings: SegmentSettings, profiles, option
     changes = diff_identify(current, identified, allow_list=options.allow_list)
     groups = diff_group(current, pushed)
     changed = set(changes["stripe_customer_id"]) | set(groups["stripe_customer_id"])
-    # The identify timestamps of the customers that changed only: by id when they are a few of those
-    # compared (a full diff after a full recompute usually finds few), else in one scan of the mirror.
-    last_change = (store.mirror.last_change_of(changed) if len(changed) * 4 <= len(traits)
-                   else store.mirror.customer_last_change())
+    # The identify timestamps of the customers that changed only: by id when they are a few of all
+    # customers (a full diff after a full recompute usually finds few), else in one scan of the mirror.
+    few = subset is not None or len(changed) * 4 <= len(traits)
+    last_change = store.mirror.last_change_of(changed) if few else store.mirror.customer_last_change()
 
     identify_by_customer = _identify_messages(changes, options, last_change, now)
     group_by_customer: dict[str, Message] = {}
