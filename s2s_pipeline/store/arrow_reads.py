@@ -31,8 +31,10 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from contextlib import contextmanager
 from typing import Iterator
+from urllib.parse import quote, quote_plus
 
 import numpy as np
 import pandas as pd
@@ -120,6 +122,21 @@ def frame_from_rows(rows: list[tuple], columns) -> pd.DataFrame:
     return frame
 
 
+def libpq_uri(url) -> str:
+    """A SQLAlchemy PostgreSQL URL as the libpq connection URI ADBC takes: no ``+driver`` part, the user
+    and password percent-encoded in full (SQLAlchemy leaves spaces and more as they are, and libpq's
+    complaint about them would quote the password back)."""
+    url = url.set(drivername="postgresql")
+    token = uuid.uuid4().hex
+    plain = url.set(username=token + "u" if url.username else None,
+                    password=token + "p" if url.password else None).render_as_string(hide_password=False)
+    if url.username:
+        plain = plain.replace(token + "u", quote(url.username, safe=""), 1)
+    if url.password:
+        plain = plain.replace(token + "p", quote(url.password, safe=""), 1)
+    return plain
+
+
 class ArrowReads:
     """Frame reads on one ADBC PostgreSQL connection in one REPEATABLE READ READ ONLY transaction."""
 
@@ -143,7 +160,7 @@ class ArrowReads:
         reader = cls(None, engine.dialect, url.render_as_string(hide_password=True))
         reader._secret = url.password
         try:
-            reader._connection = adbc_pg.connect(url.render_as_string(hide_password=False), autocommit=True)
+            reader._connection = adbc_pg.connect(libpq_uri(engine.url), autocommit=True)
         except Exception as exc:  # noqa: BLE001 - any driver error, reported without the password
             raise reader._error("connecting", exc) from None
         try:
@@ -175,7 +192,8 @@ class ArrowReads:
 
     def _error(self, doing: str, exc: Exception) -> FrameReadError:
         message = f"{type(exc).__name__}: {exc}"
-        if self._secret:
-            message = message.replace(self._secret, "***")
+        if self._secret:  # as given, and as it is spelled inside a URL
+            for spelling in {self._secret, quote_plus(self._secret), quote(self._secret, safe="")}:
+                message = message.replace(spelling, "***")
         return FrameReadError(f"ADBC read from the state store at {self._safe_url} failed ({doing}): {message}"
                               f" (S2S_ARROW_READS=0 reads through psycopg2 instead)")

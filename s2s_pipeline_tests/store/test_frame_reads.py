@@ -180,14 +180,24 @@ def test_arrow_reads_switch(postgres_url, monkeypatch):
 def test_a_failed_adbc_connection_does_not_show_the_password():
     from s2s_pipeline.store.arrow_reads import ArrowReads, FrameReadError
 
+    from sqlalchemy.engine import URL
+
+    secret = "pw@not/to show"
     # Nothing listens on port 1 of the loopback: the connection is refused at once.
-    engine = create_engine("postgresql+psycopg2://postgres:pw-not-to-show@127.0.0.1:1/test")
+    engine = create_engine(URL.create("postgresql+psycopg2", "postgres", secret, "127.0.0.1", 1, "test"))
     with pytest.raises(FrameReadError) as caught:
         with ArrowReads.open(engine):
             pass
     text = str(caught.value)
-    assert "pw-not-to-show" not in text and "***" in text and "127.0.0.1:1" in text
+    assert "to show" not in text and "not%2F" not in text and "***" in text and "127.0.0.1:1" in text
+    assert "S2S_ARROW_READS=0" in text
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    # A driver message that echoed the URI, in either spelling, loses the password too.
+    reader = ArrowReads(None, engine.dialect, "postgresql://postgres:***@127.0.0.1:1/test")
+    reader._secret = secret
+    for echoed in (secret, "pw%40not%2Fto+show", "pw%40not%2Fto%20show"):
+        message = str(reader._error("connecting", RuntimeError(f"no route to postgresql://postgres:{echoed}@h")))
+        assert "to show" not in message and "to+show" not in message and "to%20show" not in message
 
 
 # -- the Arrow path gives the cursor path's frames ----------------------------------------------------
@@ -296,3 +306,16 @@ def test_a_demo_mirror_reads_alike_both_ways_and_gives_the_same_traits(demo_post
             pd.testing.assert_frame_equal(via_cursor, via_arrow, check_exact=True)
     finally:
         store.dispose()
+
+
+def test_the_adbc_uri_is_the_url_without_its_driver_and_fully_encoded():
+    from sqlalchemy.engine import URL, make_url
+
+    from s2s_pipeline.store.arrow_reads import libpq_uri
+
+    # SQLAlchemy's own rendering would leave "to show" with its space, which libpq refuses and quotes.
+    url = URL.create("postgresql+psycopg2", "s2s", "pw@not/to show:%", "db.internal", 5432, "s2s",
+                     query={"sslmode": "require"})
+    assert libpq_uri(url) == "postgresql://s2s:pw%40not%2Fto%20show%3A%25@db.internal:5432/s2s?sslmode=require"
+    assert libpq_uri(make_url("postgresql+psycopg2://postgres@127.0.0.1:5432/test")) == (
+        "postgresql://postgres@127.0.0.1:5432/test")
