@@ -1,38 +1,18 @@
-"""Reading mirror tables into pandas frames, fast (the trait computation reads the whole mirror)."""
+"""Reading mirror tables into pandas frames, fast (the trait computation reads the whole mirror).
+
+Which queries: here. How they are run and turned into frames (ADBC and Arrow on PostgreSQL, the
+DB-API cursor on SQLite, one read-only snapshot per call either way): ``store.arrow_reads``.
+"""
 
 from __future__ import annotations
 
-import json
 from typing import Mapping
 
 import pandas as pd
-from sqlalchemy import JSON, Boolean, Engine, false, select
+from sqlalchemy import Engine, false, select
 
+from s2s_pipeline.store.arrow_reads import frame_reads
 from s2s_pipeline.store.schema import MIRROR_FRAME_COLUMNS, MIRROR_FRAME_TABLES
-
-
-def _read(conn, stmt, columns) -> pd.DataFrame:
-    """Rows straight from the DB-API cursor into a DataFrame.
-
-    About 40% faster than ``pd.read_sql`` on a million charges (it skips
-    SQLAlchemy's Row objects); the few conversions SQLAlchemy would have done
-    are done here per column: JSON text (SQLite) to objects, 0/1 to booleans.
-    """
-    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
-    cursor = conn.connection.cursor()
-    try:
-        cursor.execute(str(compiled))
-        rows = cursor.fetchall()
-    finally:
-        cursor.close()
-    frame = pd.DataFrame.from_records(rows, columns=[c.name for c in columns], coerce_float=False)
-    for column in columns:
-        values = frame[column.name]
-        if isinstance(column.type, JSON) and values.map(lambda v: isinstance(v, str)).any():
-            frame[column.name] = values.map(lambda v: json.loads(v) if isinstance(v, str) else v)
-        elif isinstance(column.type, Boolean) and len(values) and values.dtype != bool:
-            frame[column.name] = values.map(lambda v: None if v is None else bool(v)).astype(object)
-    return frame
 
 
 def read_frames(engine: Engine, columns: Mapping[str, tuple[str, ...]]) -> dict[str, pd.DataFrame]:
@@ -44,12 +24,14 @@ def read_frames(engine: Engine, columns: Mapping[str, tuple[str, ...]]) -> dict[
     - Customers flagged ``deleted`` are not read; other tables keep their rows
       (a deleted invoice or a canceled subscription still tells something).
       Customers come ordered by id, so the trait table's row order is stable.
-    - One query per table with an explicit column list, all in one
-      transaction (a consistent snapshot on PostgreSQL). Values come as the
-      database holds them (dtypes are the caller's business).
+    - One query per table with an explicit column list, all in one read-only
+      snapshot (``arrow_reads.frame_reads``: a write committed while the
+      tables are read is in none of them). Values come as the database holds
+      them; dtypes follow ``store.arrow_frames`` (integers with NULLs as
+      ``Int64``, never float), whichever path read them.
     """
     frames: dict[str, pd.DataFrame] = {}
-    with engine.connect() as conn:
+    with frame_reads(engine) as reader:
         for name, table in MIRROR_FRAME_TABLES.items():
             cols = _requested(name, columns)
             if not cols:
@@ -57,7 +39,7 @@ def read_frames(engine: Engine, columns: Mapping[str, tuple[str, ...]]) -> dict[
             stmt = select(*(table.c[c] for c in cols))
             if name == "customers":
                 stmt = stmt.where(table.c.deleted == false()).order_by(table.c.id)
-            frames[name] = _read(conn, stmt, [table.c[c] for c in cols])
+            frames[name] = reader.read(stmt, [table.c[c] for c in cols])
     return frames
 
 
@@ -89,21 +71,23 @@ def read_customer_frames(engine: Engine, columns: Mapping[str, tuple[str, ...]],
     """
     ids = sorted({str(i) for i in customer_ids})
     frames: dict[str, pd.DataFrame] = {}
-    with engine.connect() as conn:
+    with frame_reads(engine) as reader:
         for name, table in MIRROR_FRAME_TABLES.items():
             cols = _requested(name, columns)
             if not cols:
                 continue
             wanted = [table.c[c] for c in cols]
             if name not in _BY_CUSTOMER_COLUMN and name not in _BY_CHARGE:
-                frames[name] = _read(conn, select(*wanted), wanted)
+                frames[name] = reader.read(select(*wanted), wanted)
                 continue
             parts = []
             for start in range(0, len(ids), _CUSTOMER_CHUNK):
                 chunk = ids[start:start + _CUSTOMER_CHUNK]
                 stmt = select(*wanted).where(*_belonging(name, table, lambda column: [column.in_(chunk)]))
-                parts.append(_read(conn, stmt, wanted))
-            frame = pd.concat(parts, ignore_index=True) if parts else _read(conn, select(*wanted).where(false()),
+                part = reader.read(stmt, wanted)
+                if len(part):  # an empty part's columns are object: concatenated, they would make Int64 object
+                    parts.append(part)
+            frame = pd.concat(parts, ignore_index=True) if parts else reader.read(select(*wanted).where(false()),
                                                                              wanted)
             if name == "customers" and len(frame):
                 frame = frame.sort_values("id", kind="stable", ignore_index=True)
@@ -124,7 +108,7 @@ def read_shard_frames(engine: Engine, columns: Mapping[str, tuple[str, ...]], lo
     transaction; memory is bounded by the shard, not by the mirror.
     """
     frames: dict[str, pd.DataFrame] = {}
-    with engine.connect() as conn:
+    with frame_reads(engine) as reader:
         for name, table in MIRROR_FRAME_TABLES.items():
             cols = _requested(name, columns)
             if not cols:
@@ -135,7 +119,7 @@ def read_shard_frames(engine: Engine, columns: Mapping[str, tuple[str, ...]], lo
                 column, lo, hi, not_null=column is not table.c.id)))
             if name == "customers":
                 stmt = stmt.order_by(table.c.id)
-            frames[name] = _read(conn, stmt, wanted)
+            frames[name] = reader.read(stmt, wanted)
     return frames
 
 
