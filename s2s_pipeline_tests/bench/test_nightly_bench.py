@@ -49,7 +49,7 @@ def test_nightly_bench_runs_the_incremental_path_and_the_full_one(tmp_path, stor
             pytest.skip("Postgres tests need S2S_TEST_DATABASE_URL (CI sets it)")
         seed = str(os.getpid())
         extra = ("--postgres", admin, "--seed", seed)  # a cache database of its own, dropped afterwards
-        request.addfinalizer(lambda: _drop_database(admin, f"s2s_nightly_v1_n300_s{seed}"))
+        request.addfinalizer(lambda: _drop_database(admin, f"s2s_nightly_v2_n300_s{seed}"))
     incremental = _run(tmp_path, *extra)
     assert incremental["cache_built"] is True
     for key in ("seconds", "peak_rss_mb", "customers_changed", "messages_sent", "seconds_apply",
