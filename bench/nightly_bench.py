@@ -48,6 +48,7 @@ import multiprocessing
 import os
 import resource
 import shutil
+import sys
 import tempfile
 import time
 import uuid
@@ -59,14 +60,14 @@ from _common import machine, peak_rss_mb  # noqa: E402  (sets the import path)
 import numpy as np  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
-from bench.synth_mirror import NOW, synth_mirror  # noqa: E402
-from bench.traits_asset_bench import fill  # noqa: E402
+from bench.synth_mirror import NOW, NUMBERED, next_first_ids, synth_mirror_blocks  # noqa: E402
+from bench.traits_asset_bench import create_secondary_indexes, drop_secondary_indexes, fill_block  # noqa: E402
 from s2s_devtools.fakes.segment_sink import SegmentSink  # noqa: E402
 from s2s_devtools.fakes.stripe import StripeStandIn  # noqa: E402
 from s2s_pipeline.extract.change_feed import EVENTS_CURSOR, sync_changes  # noqa: E402
 from s2s_pipeline.segment import profile_sync  # noqa: E402
 from s2s_pipeline.segment.delivery import SegmentSettings  # noqa: E402
-from s2s_pipeline.segment.profile_sync import ProfileSyncOptions, sync_pending_profiles  # noqa: E402
+from s2s_pipeline.segment.profile_sync import ProfileSyncOptions, sync_pending_profiles, sync_profiles  # noqa: E402
 from s2s_pipeline.store.db import normalize_url  # noqa: E402
 from s2s_pipeline.store.state_store import StateStore  # noqa: E402
 from s2s_pipeline.stripe.client import StripeReader  # noqa: E402
@@ -77,12 +78,12 @@ from s2s_pipeline.traits.refresh import (  # noqa: E402
     DEFAULT_SHARD_CUSTOMERS,
     commit_refresh,
     plan_refresh,
-    refresh_customer_traits,
     refresh_shard,
+    traits_computed_at,
 )
 
 #: Bump when the cached store's content changes (synthetic data, schema, the first sync).
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 WRITE_KEY = "bench_write_key"
 DAY = 86_400
 #: The nightly run happens a day after the cached store's last run.
@@ -128,20 +129,163 @@ class Child:
 
 # -- the cached state store -------------------------------------------------------------------
 
-def _build(url: str, customers: int, seed: int) -> None:
-    """Mirror, full traits, a first full Segment sync and the change feed's cursor, into an empty store."""
+#: Customers per block of the cache build (generation and load, trait shards, first Segment sync).
+#: Part of what the cache holds: the synthetic mirror is drawn block by block (bench/synth_mirror.py).
+BUILD_BLOCK = 100_000
+#: The build's trait refresh (a fixed plan id, so an interrupted build resumes its shards).
+BUILD_PLAN = "bench_cache_build"
+#: The build's own bookkeeping in the store being built (dropped when the build is done).
+PROGRESS_TABLE = "bench_build_progress"
+
+
+def _log(message: str) -> None:
+    print(f"[build {time.strftime('%H:%M:%S')} rss {peak_rss_mb():.0f} MB] {message}", file=sys.stderr, flush=True)
+
+
+class BuildProgress:
+    """How far a cache build got, in the store being built: one JSON row (``mirror_blocks``, ``first_id``,
+    ``indexed``, ``synced_blocks``, ``seconds``). Written in the transaction of the step it records."""
+
+    def __init__(self, engine, key: str) -> None:
+        self.engine, self.key = engine, key
+        with engine.begin() as conn:
+            conn.execute(text(f"CREATE TABLE IF NOT EXISTS {PROGRESS_TABLE} (name VARCHAR(64) PRIMARY KEY, "
+                              "value TEXT NOT NULL)"))
+            row = conn.execute(text(f"SELECT value FROM {PROGRESS_TABLE} WHERE name = :n"), {"n": key}).first()
+        self.state = json.loads(row[0]) if row else {"mirror_blocks": 0, "first_id": None, "indexed": False,
+                                                     "synced_blocks": 0, "seconds": {}}
+        self.resumed = row is not None
+
+    def save(self, conn=None, **changes) -> None:
+        self.state.update(changes)
+        if conn is None:
+            with self.engine.begin() as own:
+                return self.save(own)
+        value = json.dumps(self.state)
+        if not conn.execute(text(f"UPDATE {PROGRESS_TABLE} SET value = :v WHERE name = :n"),
+                            {"v": value, "n": self.key}).rowcount:
+            conn.execute(text(f"INSERT INTO {PROGRESS_TABLE} (name, value) VALUES (:n, :v)"), {"n": self.key, "v": value})
+
+    def add_seconds(self, phase: str, seconds: float, conn=None) -> None:
+        spent = self.state["seconds"]
+        spent[phase] = round(spent.get(phase, 0.0) + seconds, 1)
+        self.save(conn)
+
+    def drop(self) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(text(f"DROP TABLE IF EXISTS {PROGRESS_TABLE}"))
+
+
+def _vacuum(engine) -> None:
+    """VACUUM ANALYZE (Postgres) / ANALYZE (SQLite) after the bulk writes: the statistics, visibility map and
+    hint bits a store that has been running for a while has, so the first nightly run does not pay for them."""
+    with engine.connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        conn.exec_driver_sql("VACUUM (ANALYZE)" if engine.dialect.name == "postgresql" else "ANALYZE")
+
+
+def _build(url: str, customers: int, seed: int) -> dict:
+    """Mirror, full traits, a first full Segment sync and the change feed's cursor, into an empty store
+    (or the store an interrupted build of the same cache left: it carries on where that one stopped).
+
+    Block by block, so memory is bounded by ``BUILD_BLOCK`` customers whatever N:
+
+    1. the synthetic mirror, one block of customers (and everything that is theirs) generated and loaded
+       at a time (COPY on Postgres), one transaction per block with the build's progress; the schema's
+       secondary indexes of the mirror tables are dropped before the first block and built again after
+       the last (the store's migrations made the schema; the build only fills it);
+    2. the change feed's cursor, then the full trait refresh in shards of ``BUILD_BLOCK`` customers
+       (``plan_refresh`` / ``refresh_shard`` / ``commit_refresh`` under the plan id ``BUILD_PLAN``:
+       the shards an interrupted build wrote are kept);
+    3. the first full Segment sync, ``sync_profiles`` over each block of customers in turn (the path
+       ``sync_pending_profiles`` takes for the queued customers; the full diff of every customer at once
+       would hold every message and the whole trait table in memory), to a fresh sink process per
+       block, then the profile queue settled as ``sync_pending_profiles`` settles it.
+
+    Returns the seconds of each phase (summed over resumed attempts) and this process's peak RSS.
+    """
     store = StateStore.from_url(url)
-    frames, now = synth_mirror(customers, seed=seed, all_columns=True)
-    fill(store.engine, frames)
-    del frames
-    store.cursors.set(EVENTS_CURSOR, {"created": now, "baseline": now, "baseline_ids": [], "last_full_sync": now,
-                                      "updated_at": now})
-    refresh_customer_traits(store, TraitsConfig(), now)
-    with Child(_serve_sink) as host:
-        outcome = sync_pending_profiles(store, SegmentSettings(write_key=WRITE_KEY, host=host, upload_size=500),
-                                        None, ProfileSyncOptions(), now)
-    assert not outcome.report.failed, outcome.report.failed
+    engine = store.engine
+    progress = BuildProgress(engine, _key(customers, seed))
+    if progress.resumed:
+        _log(f"resuming: {progress.state}")
+    blocks = -(-customers // BUILD_BLOCK)
+    postgres = engine.dialect.name == "postgresql"
+
+    # 1. the mirror
+    done = progress.state["mirror_blocks"]
+    if done < blocks:
+        t0 = time.perf_counter()
+        if done == 0:
+            with engine.begin() as conn:
+                drop_secondary_indexes(conn)
+        first_id = progress.state["first_id"]
+        generated = synth_mirror_blocks(customers, seed=seed, block=BUILD_BLOCK, all_columns=True,
+                                        start_block=done, first_id=first_id)
+        for index, (frames, _now) in enumerate(generated, start=done):
+            t = time.perf_counter()
+            first_id = next_first_ids(first_id or dict.fromkeys(NUMBERED, 0), frames)
+            with engine.begin() as conn:
+                if postgres:
+                    conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+                added = fill_block(conn, frames)
+                progress.save(conn, mirror_blocks=index + 1, first_id=first_id)
+            del frames
+            _log(f"mirror block {index + 1}/{blocks}: {sum(added.values()):,} rows in {time.perf_counter() - t:.1f} s")
+        progress.add_seconds("mirror", time.perf_counter() - t0)
+    if not progress.state["indexed"]:
+        t0 = time.perf_counter()
+        with engine.begin() as conn:
+            if postgres:
+                conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '512MB'")
+            create_secondary_indexes(conn)
+        _vacuum(engine)
+        progress.save(indexed=True)
+        progress.add_seconds("indexes", time.perf_counter() - t0)
+        _log(f"indexes and vacuum: {time.perf_counter() - t0:.1f} s")
+
+    # 2. the change feed's cursor and the full trait refresh
+    if traits_computed_at(store) is None:
+        t0 = time.perf_counter()
+        store.cursors.set(EVENTS_CURSOR, {"created": NOW, "baseline": NOW, "baseline_ids": [],
+                                          "last_full_sync": NOW, "updated_at": NOW})
+        plan = store.trait_refresh_plans.get(BUILD_PLAN)
+        if plan is None:
+            plan = plan_refresh(store, TraitsConfig(), NOW, full=True, shard_customers=BUILD_BLOCK, plan_id=BUILD_PLAN)
+        for shard in plan.shards:
+            t = time.perf_counter()
+            result = refresh_shard(store, TraitsConfig(), plan, shard.key)
+            _log(f"trait shard {shard.position + 1}/{len(plan.shards)}: {result.rows:,} customers "
+                 f"({'written' if result.written else 'written before'}) in {time.perf_counter() - t:.1f} s")
+        commit_refresh(store, plan)
+        progress.add_seconds("traits", time.perf_counter() - t0)
+    leftover = store.trait_refresh_plans.get(BUILD_PLAN)
+    if leftover is not None:  # committed: the nightly run's plan_refresh would drop it (and be timed doing so)
+        store.abandon_trait_refresh(leftover)
+
+    # 3. the first full Segment sync, block by block
+    scope = store.profile_queue.scope()
+    for index in range(progress.state["synced_blocks"], blocks):
+        t = time.perf_counter()
+        first = index * BUILD_BLOCK
+        ids = [f"cus_{i:010d}" for i in range(first, min(first + BUILD_BLOCK, customers))]
+        with Child(_serve_sink) as host:
+            outcome = sync_profiles(store, SegmentSettings(write_key=WRITE_KEY, host=host, upload_size=500),
+                                    None, ProfileSyncOptions(), NOW, customer_ids=ids)
+        assert not outcome.report.failed, outcome.report.failed
+        progress.add_seconds("first_sync", time.perf_counter() - t)
+        progress.save(synced_blocks=index + 1)
+        _log(f"first sync block {index + 1}/{blocks}: {len(outcome.report.delivered):,} messages "
+             f"in {time.perf_counter() - t:.1f} s")
+    if scope.full or scope.tokens:
+        store.profile_queue.settle(scope)
+    t0 = time.perf_counter()
+    _vacuum(engine)
+    progress.add_seconds("vacuum", time.perf_counter() - t0)
+    seconds = dict(progress.state["seconds"])
+    progress.drop()
     store.dispose()
+    return {"build_seconds": seconds, "build_resumed": progress.resumed, "build_peak_rss_mb": peak_rss_mb()}
 
 
 def _key(customers: int, seed: int) -> str:
@@ -151,13 +295,13 @@ def _key(customers: int, seed: int) -> str:
 def sqlite_store(cache_dir: Path, customers: int, seed: int, workdir: str) -> tuple[str, bool]:
     """A fresh copy of the cached SQLite store (built first if missing), and whether it was built now."""
     cached = cache_dir / f"{_key(customers, seed)}.db"
-    built = False
+    built = None
     if not cached.exists():
-        partial = cached.with_suffix(".building")
-        partial.unlink(missing_ok=True)
-        _build(f"sqlite:///{partial}", customers, seed)
+        partial = cached.with_suffix(".building")  # an interrupted build's is resumed
+        built = _build(f"sqlite:///{partial}", customers, seed)
+        for suffix in ("-wal", "-shm"):
+            Path(f"{partial}{suffix}").unlink(missing_ok=True)  # checkpointed when the engine closed
         partial.rename(cached)
-        built = True
     copy = Path(workdir) / "state.db"
     shutil.copyfile(cached, copy)
     return f"sqlite:///{copy}", built
@@ -171,7 +315,7 @@ class PostgresStore:
         self.cache = f"s2s_{_key(customers, seed)}"
         self.name = f"s2s_nightly_{uuid.uuid4().hex[:8]}"
         self.customers, self.seed = customers, seed
-        self.built = False
+        self.built: dict | None = None  # the build's figures when this run built the cache
 
     def _url(self, name: str) -> str:
         return self.admin_url.rsplit("/", 1)[0] + f"/{name}"
@@ -180,12 +324,16 @@ class PostgresStore:
         admin = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": self.cache}).first():
+                # Built under another name and renamed when complete: the cache is whole or absent. An
+                # interrupted build's database is resumed (its progress table says how far it got).
                 building = self.cache + "_building"
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{building}" WITH (FORCE)'))
-                conn.execute(text(f'CREATE DATABASE "{building}"'))
-                _build(self._url(building), self.customers, self.seed)
+                if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": building}).first():
+                    conn.execute(text(f'CREATE DATABASE "{building}"'))
+                # Commits of the build need not wait for the disk (a crash resumes from the progress table).
+                conn.execute(text(f'ALTER DATABASE "{building}" SET synchronous_commit = off'))
+                self.built = _build(self._url(building), self.customers, self.seed)
+                conn.execute(text(f'ALTER DATABASE "{building}" RESET synchronous_commit'))
                 conn.execute(text(f'ALTER DATABASE "{building}" RENAME TO "{self.cache}"'))
-                self.built = True
             conn.execute(text(f'CREATE DATABASE "{self.name}" TEMPLATE "{self.cache}"'))
         admin.dispose()
         return self._url(self.name)
@@ -461,15 +609,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.postgres:
         scratch = PostgresStore(args.postgres, args.customers, args.seed)
         with scratch as url:
-            if args.build_only:
-                result = {"built": scratch.built}
-            else:
-                result = {"benchmark": "nightly", "store": "postgres", **run(url, args), "cache_built": scratch.built}
+            built, cache = scratch.built, scratch.cache
+            result = {} if args.build_only else {"benchmark": "nightly", "store": "postgres", **run(url, args)}
     else:
         with tempfile.TemporaryDirectory() as tmp:
             url, built = sqlite_store(cache_dir, args.customers, args.seed, tmp)
-            result = {"built": built} if args.build_only else \
-                {"benchmark": "nightly", "store": "sqlite", **run(url, args), "cache_built": built}
+            cache = str(cache_dir / f"{_key(args.customers, args.seed)}.db")
+            result = {} if args.build_only else {"benchmark": "nightly", "store": "sqlite", **run(url, args)}
+    if args.build_only:
+        result["built"] = built is not None
+    else:
+        result["cache_built"] = built is not None
+    result.update(cache=cache, **(built or {}))
     result.update(wall_seconds=round(time.perf_counter() - started, 1), **machine())
     if args.build_only:
         result.update(seconds=result["wall_seconds"], peak_rss_mb=peak_rss_mb())

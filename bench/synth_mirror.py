@@ -9,11 +9,24 @@ Columns have the dtypes ``traits.frames.with_fast_dtypes`` gives the loader's
 frames: references as categoricals aligned with the referenced ids, other
 low-cardinality text as ``category``, nullable integers as ``Int64``.
 
-    from bench.synth_mirror import synth_mirror
+    from bench.synth_mirror import synth_mirror, synth_mirror_blocks
     frames, now = synth_mirror(100_000, seed=1)
+    for frames, now in synth_mirror_blocks(3_000_000, seed=1, block=100_000): ...
+
+``synth_mirror_blocks`` generates the same distribution block by block, so a
+mirror of millions of customers never exists in memory at once: each block
+holds ``block`` customers and everything that is theirs (subscriptions, items,
+discounts, invoices, charges, refunds, disputes); ids continue across blocks
+(``cus_0000100000`` is the first customer of the second block, and so on for
+every table), and the catalogue (products, prices, coupons) comes with the
+first block only (empty frames after it). Block ``b`` draws from
+``default_rng([seed, b])``, so the mirror depends on the seed and the block
+size; ``synth_mirror(n, seed)`` is one block drawn from ``default_rng(seed)``.
 """
 
 from __future__ import annotations
+
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -53,8 +66,8 @@ STATUSES = np.array(["active", "past_due", "trialing", "canceled", "unpaid", "in
 STATUS_WEIGHTS = np.array([0.68, 0.05, 0.07, 0.13, 0.02, 0.02, 0.01, 0.02])
 
 
-def _ids(prefix: str, n: int) -> np.ndarray:
-    return np.array([f"{prefix}{i:010d}" for i in range(n)], dtype=object)
+def _ids(prefix: str, n: int, start: int = 0) -> np.ndarray:
+    return np.array([f"{prefix}{i:010d}" for i in range(start, start + n)], dtype=object)
 
 
 def _cat(codes: np.ndarray, categories) -> pd.Categorical:
@@ -94,6 +107,11 @@ def _frame(table: str, data: dict, all_columns: bool) -> pd.DataFrame:
     return pd.DataFrame(cols)
 
 
+#: Tables whose ids are numbered across blocks (the catalogue's are fixed names).
+NUMBERED = ("customers", "subscriptions", "subscription_items", "discounts", "invoices", "charges", "refunds",
+            "disputes")
+
+
 def synth_mirror(customers: int, seed: int = 0, charges_per_customer: float = 10.0,
                  all_columns: bool = False) -> tuple[MirrorFrames, int]:
     """Synthetic MirrorFrames for ``customers`` customers, and the ``now`` to compute traits at.
@@ -102,28 +120,61 @@ def synth_mirror(customers: int, seed: int = 0, charges_per_customer: float = 10
     (``traits.frames.TRAIT_INPUT_COLUMNS``; refunds and disputes, which the traits do
     not read, keep all their columns); ``all_columns=True`` gives every schema column.
     """
-    rng = np.random.default_rng(seed)
-    n = int(customers)
+    frames, _ = _block(np.random.default_rng(seed), int(customers), dict.fromkeys(NUMBERED, 0),
+                       charges_per_customer, all_columns, catalogue=True)
+    return frames, NOW
+
+
+def synth_mirror_blocks(customers: int, seed: int = 0, block: int = 100_000, charges_per_customer: float = 10.0,
+                        all_columns: bool = False, *, start_block: int = 0,
+                        first_id: dict[str, int] | None = None) -> Iterator[tuple[MirrorFrames, int]]:
+    """``synth_mirror`` of ``customers`` customers as consecutive blocks of ``block`` customers (the last
+    one smaller), each with ``now``: ids continue across blocks, the catalogue comes with the first.
+
+    ``start_block`` and ``first_id`` resume a generation: the blocks from ``start_block`` on, whose first
+    ids per table are ``first_id`` (``next_first_ids`` of the blocks before it).
+    """
+    if block < 1:
+        raise ValueError(f"block must be at least 1, got {block}")
+    if start_block and first_id is None:
+        raise ValueError("resuming at a later block needs the first ids of that block")
+    ids = dict(first_id) if first_id is not None else dict.fromkeys(NUMBERED, 0)
+    for index in range(start_block, -(-int(customers) // block)):
+        n = min(block, int(customers) - index * block)
+        frames, ids = _block(np.random.default_rng([seed, index]), n, ids, charges_per_customer, all_columns,
+                             catalogue=index == 0)
+        yield frames, NOW
+
+
+def next_first_ids(first_id: dict[str, int], frames: MirrorFrames) -> dict[str, int]:
+    """The first ids of the block after ``frames`` (whose first ids were ``first_id``)."""
+    return {name: int(first_id[name]) + len(getattr(frames, name)) for name in NUMBERED}
+
+
+def _block(rng: np.random.Generator, n: int, first_id: dict[str, int], charges_per_customer: float,
+           all_columns: bool, catalogue: bool) -> tuple[MirrorFrames, dict[str, int]]:
+    """One block of ``n`` customers whose ids (per table) begin at ``first_id``; and where the next block's begin."""
+    c0 = first_id["customers"]
     n_cur = len(CURRENCIES)
     cur_dtype = pd.CategoricalDtype(CURRENCIES)
 
     # -- customers ------------------------------------------------------------------------
-    cus_ids = _ids("cus_", n)
+    cus_ids = _ids("cus_", n, c0)
     cus_dtype = pd.CategoricalDtype(pd.Index(cus_ids, dtype=object))
     cus_cur = rng.choice(n_cur, size=n, p=CURRENCY_WEIGHTS)
     cur_missing = rng.random(n) < 0.05  # currency falls back to subscriptions / charges
     with_user = rng.random(n) < 0.6
     with_company = rng.random(n) < 0.1
     metadata = np.full(n, None, dtype=object)
-    metadata[with_user] = [{"segment_user_id": f"u{i}"} for i in np.flatnonzero(with_user)]
+    metadata[with_user] = [{"segment_user_id": f"u{c0 + i}"} for i in np.flatnonzero(with_user)]
     for i in np.flatnonzero(with_company):
         meta = metadata[i] if metadata[i] is not None else {}
-        meta.update(company_id=f"acme{i % 5000}", company_name=f"Company {i % 5000}")
+        meta.update(company_id=f"acme{(c0 + i) % 5000}", company_name=f"Company {(c0 + i) % 5000}")
         metadata[i] = meta
     customers_df = _frame("customers", all_columns=all_columns, data={
         "id": cus_ids,
-        "email": np.array([f"user{i}@example.com" for i in range(n)], dtype=object),
-        "name": np.array([f"Customer {i}" for i in range(n)], dtype=object),
+        "email": np.array([f"user{i}@example.com" for i in range(c0, c0 + n)], dtype=object),
+        "name": np.array([f"Customer {i}" for i in range(c0, c0 + n)], dtype=object),
         "currency": _cat(np.where(cur_missing, -1, cus_cur), cur_dtype),
         "created": NOW - rng.integers(0, 4 * YEAR, n),
         "metadata": metadata,
@@ -175,7 +226,7 @@ def synth_mirror(customers: int, seed: int = 0, charges_per_customer: float = 10
     per_customer = rng.choice(3, size=n, p=[0.15, 0.5, 0.35])
     sub_cus = np.repeat(np.arange(n), per_customer)
     n_sub = len(sub_cus)
-    sub_ids = _ids("sub_", n_sub)
+    sub_ids = _ids("sub_", n_sub, first_id["subscriptions"])
     sub_dtype = pd.CategoricalDtype(pd.Index(sub_ids, dtype=object))
     sub_cur = cus_cur[sub_cus]
     status = rng.choice(len(STATUSES), size=n_sub, p=STATUS_WEIGHTS)
@@ -220,7 +271,7 @@ def synth_mirror(customers: int, seed: int = 0, charges_per_customer: float = 10
     quantity[emails] = rng.integers(100, 50_000, emails.sum())
     metered = item_local == METERED_PRICE
     item_price = sub_cur[item_sub] * k + item_local
-    item_ids = _ids("si_", n_item)
+    item_ids = _ids("si_", n_item, first_id["subscription_items"])
     subscription_items = _frame("subscription_items", all_columns=all_columns, data={
         "id": item_ids,
         "subscription": _cat(item_sub, sub_dtype),
@@ -245,7 +296,7 @@ def synth_mirror(customers: int, seed: int = 0, charges_per_customer: float = 10
     start = NOW - rng.integers(DAY, YEAR, n_d)
     repeating = kind == 1
     discounts = _frame("discounts", all_columns=all_columns, data={
-        "id": _ids("di_", n_d),
+        "id": _ids("di_", n_d, first_id["discounts"]),
         "customer": _cat(d_customer, cus_dtype),
         "subscription": _cat(np.concatenate([d_sub, item_sub[d_item], np.full(len(d_cus), -1)]), sub_dtype),
         "subscription_item": _cat(np.concatenate([np.full(len(d_sub), -1), d_item, np.full(len(d_cus), -1)]),
@@ -265,7 +316,7 @@ def synth_mirror(customers: int, seed: int = 0, charges_per_customer: float = 10
     inv_status[newest & (rng.random(n_inv) < 0.03)] = 2  # draft
     inv_status[~newest & (rng.random(n_inv) < 0.01)] = 3  # void
     invoices = _frame("invoices", all_columns=all_columns, data={
-        "id": _ids("in_", n_inv),
+        "id": _ids("in_", n_inv, first_id["invoices"]),
         "customer": _cat(sub_cus[inv_sub], cus_dtype),
         "subscription": _cat(inv_sub, sub_dtype),
         "status": _cat(inv_status, pd.CategoricalDtype(["paid", "open", "draft", "void"])),
@@ -300,7 +351,7 @@ def synth_mirror(customers: int, seed: int = 0, charges_per_customer: float = 10
     pmt = _choice(rng, [0.85, 0.05, 0.05, 0.05], n_ch)
     brand = _choice(rng, [0.5, 0.3, 0.15, 0.05], n_ch)
     brand[pmt != 0] = -1
-    ch_ids = _ids("ch_", n_ch)
+    ch_ids = _ids("ch_", n_ch, first_id["charges"])
     r_rows = np.flatnonzero(refund_kind > 0)
     dp_rows = np.flatnonzero(succeeded & (rng.random(n_ch, dtype=np.float32) < 0.001))
     charge_data = {
@@ -323,7 +374,7 @@ def synth_mirror(customers: int, seed: int = 0, charges_per_customer: float = 10
 
     # -- refunds (one per refunded charge) and a few disputes -------------------------------
     refunds = _frame("refunds", all_columns=all_columns, data={
-        "id": _ids("re_", len(r_rows)),
+        "id": _ids("re_", len(r_rows), first_id["refunds"]),
         "charge": ch_ids[r_rows],
         "status": _cat(np.zeros(len(r_rows), dtype=np.int8), pd.CategoricalDtype(["succeeded"])),
         "currency": _cat(ch_cur[r_rows], cur_dtype),
@@ -332,7 +383,7 @@ def synth_mirror(customers: int, seed: int = 0, charges_per_customer: float = 10
         "created": NOW - rng.integers(0, YEAR, len(r_rows)),
     })
     disputes = _frame("disputes", all_columns=all_columns, data={
-        "id": _ids("dp_", len(dp_rows)),
+        "id": _ids("dp_", len(dp_rows), first_id["disputes"]),
         "charge": ch_ids[dp_rows],
         "status": _cat(rng.integers(0, 3, len(dp_rows)), pd.CategoricalDtype(["needs_response", "won", "lost"])),
         "currency": _cat(ch_cur[dp_rows], cur_dtype),
@@ -342,8 +393,11 @@ def synth_mirror(customers: int, seed: int = 0, charges_per_customer: float = 10
     })
     del ch_ids, ch_cur, captured, refunded, succeeded
 
+    if not catalogue:  # the first block's; later blocks only reference it
+        prices, products, coupons = prices.head(0), products.head(0), coupons.head(0)
     frames = MirrorFrames(customers=customers_df, subscriptions=subscriptions,
                           subscription_items=subscription_items, prices=prices, products=products, coupons=coupons,
                           discounts=discounts, invoices=invoices, charges=charges, refunds=refunds,
                           disputes=disputes)
-    return frames, NOW
+    after = {name: first_id[name] + len(getattr(frames, name)) for name in NUMBERED}
+    return frames, after

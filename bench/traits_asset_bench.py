@@ -11,6 +11,7 @@ times the three steps of the asset separately. Prints one JSON line per store.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import tempfile
 import time
@@ -25,7 +26,6 @@ from bench.synth_mirror import synth_mirror  # noqa: E402
 from s2s_pipeline.store import schema  # noqa: E402
 from s2s_pipeline.store.db import normalize_url  # noqa: E402
 from s2s_pipeline.store.state_store import StateStore  # noqa: E402
-from s2s_pipeline.store.traits_table import postgres_copy  # noqa: E402
 from s2s_pipeline.traits.loading import load_mirror_frames  # noqa: E402
 from s2s_pipeline.traits.config import TraitsConfig  # noqa: E402
 from s2s_pipeline.traits.customer_traits import compute_customer_traits  # noqa: E402
@@ -57,11 +57,64 @@ def _storable(frame: pd.DataFrame, table) -> pd.DataFrame:
 
 
 def fill(engine, frames) -> None:
-    method = postgres_copy if engine.dialect.name == "postgresql" else None
+    """Add ``frames`` (``bench.synth_mirror``) to the mirror tables, in one transaction."""
     with engine.begin() as conn:
-        for name, table in TABLES.items():
-            frame = _storable(getattr(frames, name), table)
-            frame.to_sql(table.name, conn, if_exists="append", index=False, chunksize=50_000, method=method)
+        fill_block(conn, frames)
+
+
+#: Rows per COPY buffer: bounds the CSV text held at once (about 200 bytes a charge row).
+COPY_ROWS = 200_000
+
+
+def copy_frame(conn, table, frame: pd.DataFrame) -> None:
+    """``frame`` (columns of ``table``, as ``_storable`` gives them) into ``table`` with COPY FROM STDIN
+    (Postgres), from a CSV buffer written by pandas, ``COPY_ROWS`` rows at a time, in ``conn``'s
+    transaction."""
+    columns = ", ".join(f'"{c}"' for c in frame.columns)
+    sql = f'COPY "{table.name}" ({columns}) FROM STDIN WITH (FORMAT csv, NULL \'\\N\')'
+    cursor = conn.connection.cursor()
+    try:
+        for start in range(0, len(frame), COPY_ROWS):
+            buffer = io.StringIO()
+            frame.iloc[start:start + COPY_ROWS].to_csv(buffer, index=False, header=False, na_rep="\\N")
+            buffer.seek(0)
+            cursor.copy_expert(sql, buffer)
+            del buffer
+    finally:
+        cursor.close()
+
+
+def fill_block(conn, frames) -> dict[str, int]:
+    """Add one block of frames to the mirror tables in ``conn``'s transaction (COPY on Postgres,
+    executemany on SQLite); returns the rows added per table. Empty frames are skipped."""
+    added = {}
+    for name, table in TABLES.items():
+        frame = getattr(frames, name)
+        if not len(frame):
+            continue
+        frame = _storable(frame, table)
+        if conn.dialect.name == "postgresql":
+            copy_frame(conn, table, frame)
+        else:
+            frame.to_sql(table.name, conn, if_exists="append", index=False, chunksize=50_000)
+        added[name] = len(frame)
+    return added
+
+
+def secondary_indexes() -> list:
+    """The schema's non-primary-key indexes of the mirror tables (``store.schema``)."""
+    return [index for table in TABLES.values() for index in sorted(table.indexes, key=lambda i: i.name)]
+
+
+def drop_secondary_indexes(conn) -> None:
+    """Drop them before a bulk load (``create_secondary_indexes`` builds them again, as the schema has them)."""
+    for index in secondary_indexes():
+        conn.execute(text(f'DROP INDEX IF EXISTS "{index.name}"'))
+
+
+def create_secondary_indexes(conn) -> None:
+    for index in secondary_indexes():
+        index.create(conn, checkfirst=True)
 
 
 def measure(url: str, frames, now: int, label: str) -> dict:

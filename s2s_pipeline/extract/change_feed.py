@@ -84,18 +84,26 @@ def _snapshot(event: dict) -> dict | None:
 Refetch = Callable[[str, str], "tuple[dict | None, int]"]
 
 
-def _collapsed_discounts(event: dict) -> bool:
-    """A subscription snapshot naming discounts by id only (event payloads are never expanded).
-
-    Its coupons cannot be priced from the payload, so the subscription is
-    fetched again (expanded) rather than losing its coupons from MRR.
-    """
+def _collapsed_discount_ids(event: dict) -> set[str]:
+    """The discounts a subscription snapshot names by id only (event payloads are never expanded)."""
     obj = (event.get("data") or {}).get("object") or {}
     if obj.get("object") != "subscription":
-        return False
+        return set()
     items = (obj.get("items") or {}).get("data") or []
     lists = [obj.get("discounts") or []] + [item.get("discounts") or [] for item in items]
-    return any(isinstance(d, str) for ds in lists for d in ds)
+    return {d for ds in lists for d in ds if isinstance(d, str)}
+
+
+def _with_mirrored_discounts(rows: Rows, collapsed: set[str], terms: dict[str, dict]) -> Rows | None:
+    """``rows`` with the discounts the snapshot names by id given the coupon, start and end the mirror holds
+    for them (a discount's terms never change); None when one of them is not mirrored with its coupon:
+    its coupon cannot be priced from the payload, so the subscription is fetched again (expanded) rather
+    than losing its coupon from MRR."""
+    if not collapsed <= terms.keys():
+        return None
+    for parent, discounts in rows.discounts.items():
+        rows.discounts[parent] = [{**row, **terms[row["id"]]} if row["id"] in collapsed else row for row in discounts]
+    return rows
 
 
 def _pick_snapshots(store: StateStore, parsed: list[tuple[dict, Rows]], result: SyncResult,
@@ -106,7 +114,9 @@ def _pick_snapshots(store: StateStore, parsed: list[tuple[dict, Rows]], result: 
     object in the same second (invoice created, finalized, paid). When the
     newest snapshot is not unique, or ties with the stored version, the order
     cannot be told from the events, so the object is fetched again instead;
-    so is a subscription whose discounts the payload names by id only.
+    so is a subscription whose discounts the payload names by id only, unless
+    the mirror holds each of them with its coupon (one look-up for all the
+    events: the usual subscription update, seats or status, keeps its discounts).
     """
     groups: dict[tuple[str, str], list[tuple[dict, Rows]]] = {}
     for event, rows in parsed:
@@ -115,6 +125,8 @@ def _pick_snapshots(store: StateStore, parsed: list[tuple[dict, Rows]], result: 
     for table_type in {t for t, _ in groups}:
         ids = [i for t, i in groups if t == table_type]
         stored.update({(table_type, i): v for i, v in store.mirror.versions(table_type, ids).items()})
+    named = set().union(*(_collapsed_discount_ids(event) for event, _ in parsed))
+    terms = store.mirror.discount_terms(named) if named else {}
     chosen: dict[tuple[str, str], Rows | None] = {}
     for key, group in groups.items():
         chosen[key] = None
@@ -125,18 +137,27 @@ def _pick_snapshots(store: StateStore, parsed: list[tuple[dict, Rows]], result: 
         deletion = next((r for e, r in top if e.get("type") in _DELETION_EVENTS), None)
         if known is not None and newest < known:
             result.stats.stale[key[0]] += len(top)
-        elif deletion is not None:
+            continue
+        if deletion is not None:
             chosen[key] = deletion  # nothing comes after a deletion
-        elif len(top) == 1 and (known is None or newest > known) and not _collapsed_discounts(top[0][0]):
-            chosen[key] = top[0][1]
-        else:
-            obj, version = refetch(*key)
-            if obj is None:
-                log.warning("Stripe %s %s changed but can no longer be retrieved", *key)
+            continue
+        if len(top) == 1 and (known is None or newest > known):
+            event, rows = top[0]
+            collapsed = _collapsed_discount_ids(event)
+            if not collapsed:
+                chosen[key] = rows
                 continue
-            chosen[key] = rows_for([obj], version, result.malformed, set_aside=result.set_aside,
-                                   event_ids=tuple(e["id"] for e, _ in group))
-            result.references_fetched += 1
+            if rows is not None:
+                chosen[key] = _with_mirrored_discounts(rows, collapsed, terms)
+                if chosen[key] is not None:
+                    continue
+        obj, version = refetch(*key)
+        if obj is None:
+            log.warning("Stripe %s %s changed but can no longer be retrieved", *key)
+            continue
+        chosen[key] = rows_for([obj], version, result.malformed, set_aside=result.set_aside,
+                               event_ids=tuple(e["id"] for e, _ in group))
+        result.references_fetched += 1
     return chosen
 
 

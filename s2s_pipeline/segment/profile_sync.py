@@ -10,6 +10,7 @@ from typing import Collection
 
 import time
 
+import numpy as np
 import pandas as pd
 
 from s2s_pipeline.core.contract import IDENTIFY_TRAITS
@@ -17,7 +18,7 @@ from s2s_pipeline.core.kill_points import kill_point
 from s2s_pipeline.core.progress import ProgressSink
 from s2s_pipeline.segment.audit import audit_rows
 from s2s_pipeline.segment.delivery import CompletedGroups, DeliveryReport, SegmentSettings, deliver
-from s2s_pipeline.segment.canonical import canonical_traits
+from s2s_pipeline.segment.canonical import canonical_column
 from s2s_pipeline.segment.diff import TIMED_TRAITS, diff_group, diff_identify, keep_newer_pushed
 from s2s_pipeline.segment.identity import resolve_identities
 from s2s_pipeline.core.times import utc_datetime
@@ -175,19 +176,26 @@ def _pushed_identify_rows(by_customer: pd.DataFrame, identified: dict[str, list[
         compared = [t for t in compared if t in options.allow_list]
     traits = [t for t in IDENTIFY_TRAITS if t != "stripe_customer_id"]
     order = sorted(identified)
+    n = len(order)
     sent = by_customer.loc[order]
-    canonical = canonical_traits(sent.reset_index(drop=True))
-    values = {t: canonical[t].tolist() for t in compared}
-    times = {column: sent[column].tolist() for column in TIMED_TRAITS.values()}
-    rows: dict[str, dict] = {}
-    for n, cid in enumerate(order):
-        last = identified[cid][-1]
-        row = {"stripe_customer_id": cid, "user_id": last.user_id, "anonymous_id": None if last.user_id else cid,
-               "identify_message_id": last.message_id, "identify_pushed_at": now}
-        row.update({f"trait_{t}": native(values[t][n]) if t in values else None for t in traits})
-        row.update({column: int(column_values[n]) for column, column_values in times.items()})
-        rows[cid] = row
-    return rows
+    everyone = np.arange(n)
+    # Column by column, then zipped into rows: the canonical columns give plain Python values
+    # (None for null) without a look-up or a ``native`` call per value.
+    last = [identified[cid][-1] for cid in order]
+    columns: dict[str, list] = {
+        "stripe_customer_id": order,
+        "user_id": [m.user_id for m in last],
+        "anonymous_id": [None if m.user_id else cid for m, cid in zip(last, order)],
+        "identify_message_id": [m.message_id for m in last],
+        "identify_pushed_at": [now] * n,
+    }
+    for t in traits:
+        columns[f"trait_{t}"] = (canonical_column(sent[t] if t in sent.columns else None, t, n).python(everyone)
+                                 if t in compared else [None] * n)
+    for column in TIMED_TRAITS.values():
+        columns[column] = [int(v) for v in sent[column].tolist()]
+    names = list(columns)
+    return {cid: dict(zip(names, values)) for cid, values in zip(order, zip(*columns.values()))}
 
 
 def _grouped_rows(grouped: dict[str, Message], now: int) -> list[dict]:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from sqlalchemy import Column, Connection, Engine, String, Table, func, literal, or_, select
 
 from s2s_pipeline.store import schema
-from s2s_pipeline.store.statements import chunks, insert_for
+from s2s_pipeline.store.statements import chunks, insert_for, insert_rows
 
 changed_objects = Table(
     "mirror_changed_objects",
@@ -135,8 +135,7 @@ class ChangedObjects:
         stmt = insert_for(self._dialect, changed_objects)
         stmt = stmt.on_conflict_do_update(index_elements=[changed_objects.c.object_type, changed_objects.c.object_id],
                                           set_={"token": stmt.excluded.token})
-        for chunk in chunks(rows):
-            conn.execute(stmt, list(chunk))
+        insert_rows(conn, stmt, rows, ("object_type", "object_id"))
 
     def pending(self, with_objects: bool = True) -> PendingChanges:
         """Every entry now recorded (``with_objects=False``: only the tokens, for a full recompute)."""

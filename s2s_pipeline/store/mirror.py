@@ -12,7 +12,7 @@ from s2s_pipeline.store import schema
 from s2s_pipeline.store.changed_objects import ChangedObjects, touched_objects
 from s2s_pipeline.store.mirror_reads import MirrorReads
 from s2s_pipeline.store.refusals import refusals_as_unstorable
-from s2s_pipeline.store.statements import chunks, group_by_shape, insert_for, insert_ignoring_existing
+from s2s_pipeline.store.statements import chunks, group_by_shape, insert_for, insert_ignoring_existing, insert_rows
 
 # Parents before children, catalogue before what references it.
 _APPLY_ORDER = ("product", "price", "coupon", "customer", "subscription", "invoice", "charge", "refund", "dispute")
@@ -129,9 +129,9 @@ class MirrorStore(MirrorReads):
                 where=table.c.version_ts <= stmt.excluded.version_ts,
             ).returning(table.c.id)
             # In id order, so two writers of overlapping batches take the row locks (Postgres) in
-            # the same order and one waits for the other rather than both deadlocking.
-            for chunk in chunks(sorted(group, key=lambda r: r["id"])):
-                written.update(conn.execute(stmt, list(chunk)).scalars())
+            # the same order and one waits for the other rather than both deadlocking (``insert_rows``
+            # keeps the order: a multi-row statement locks its rows in VALUES order).
+            written.update(insert_rows(conn, stmt, sorted(group, key=lambda r: r["id"]), "id"))
         stats.applied[object_type] += len(written)
         stats.stale[object_type] += len(rows) - len(written)
         return written
@@ -291,11 +291,11 @@ class MirrorStore(MirrorReads):
         table = schema.MIRROR_TABLES[object_type]
         with refusals_as_unstorable(), self.engine.begin() as conn:
             self._changes.record({object_type: {row["id"] for row in rows}}, conn)
-            for row in rows:
+            for keys, group in group_by_shape(rows).items():
                 stmt = self._insert(table)
-                conn.execute(stmt.on_conflict_do_update(
-                    index_elements=[table.c.id], set_={k: stmt.excluded[k] for k in row if k != "id"}
-                ), row)
+                insert_rows(conn, stmt.on_conflict_do_update(
+                    index_elements=[table.c.id], set_={k: stmt.excluded[k] for k in keys if k != "id"}
+                ), group, "id")
 
     # -- retention -------------------------------------------------------------
 

@@ -63,6 +63,18 @@ class MirrorReads:
             row = conn.execute(select(table).where(table.c.id == object_id)).mappings().first()
         return dict(row) if row else None
 
+    def discount_terms(self, discount_ids: Iterable[str]) -> dict[str, dict]:
+        """``{"coupon", "start", "end"}`` of each given discount the mirror holds with its coupon (the others are
+        absent: not mirrored, or mirrored without their coupon). A discount's terms never change in Stripe."""
+        d = schema.discounts
+        out: dict[str, dict] = {}
+        with self.engine.connect() as conn:
+            for chunk in chunks(sorted(set(discount_ids)), 2000):
+                query = select(d.c.id, d.c.coupon, d.c.start, d.c.end).where(d.c.id.in_(chunk), d.c.coupon.is_not(None))
+                for discount_id, coupon, start, end in conn.execute(query):
+                    out[discount_id] = {"coupon": coupon, "start": start, "end": end}
+        return out
+
     def refunds_of_charge(self, charge_id: str) -> list[dict]:
         """The mirrored refunds of a charge: id, amount, currency, reason, created, status."""
         r = schema.refunds

@@ -19,7 +19,7 @@ from sqlalchemy import Column, Connection, Engine, String, Table, select
 
 from s2s_pipeline.store import schema
 from s2s_pipeline.store.cursors import SyncCursors
-from s2s_pipeline.store.statements import chunks, insert_for
+from s2s_pipeline.store.statements import chunks, insert_for, insert_rows
 
 pending_profiles = Table(
     "segment_profiles_pending",
@@ -64,8 +64,7 @@ class ProfileQueue:
         stmt = insert_for(self.engine.dialect.name, pending_profiles)
         stmt = stmt.on_conflict_do_update(index_elements=[pending_profiles.c.stripe_customer_id],
                                           set_={"token": stmt.excluded.token})
-        for chunk in chunks(rows):
-            conn.execute(stmt, list(chunk))
+        insert_rows(conn, stmt, rows, "stripe_customer_id")
 
     def request_full(self, conn: Connection | None = None) -> None:
         """The next profile sync compares every customer (after a full recompute)."""

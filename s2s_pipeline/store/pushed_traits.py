@@ -15,7 +15,7 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, and_, case, or_, select
 
 from s2s_pipeline.store import schema
-from s2s_pipeline.store.statements import chunks, group_by_shape, insert_for, upsert_by_key
+from s2s_pipeline.store.statements import chunks, group_by_shape, insert_for, insert_rows, upsert_by_key
 
 
 class PushedTraits:
@@ -72,8 +72,7 @@ class PushedTraits:
             set_ = {k: case((newer_delinquent if k in delinquent else newer_values, stmt.excluded[k]),
                             else_=p.c[k]) for k in keys if k != "stripe_customer_id"}
             stmt = stmt.on_conflict_do_update(index_elements=[p.c.stripe_customer_id], set_=set_)
-            for chunk in chunks(group):
-                conn.execute(stmt, list(chunk))
+            insert_rows(conn, stmt, group, "stripe_customer_id")
 
     def record_grouped(self, rows: list[dict], *, as_of: int, conn: Connection | None = None) -> None:
         """Upsert acknowledged group values (group id, group traits, message) computed at ``as_of``
@@ -95,8 +94,7 @@ class PushedTraits:
                 index_elements=[p.c.stripe_customer_id],
                 set_={k: stmt.excluded[k] for k in keys if k != "stripe_customer_id"},
                 where=or_(p.c.group_as_of.is_(None), p.c.group_as_of <= stmt.excluded.group_as_of))
-            for chunk in chunks(group):
-                conn.execute(stmt, list(chunk))
+            insert_rows(conn, stmt, group, "stripe_customer_id")
 
     def record_delinquent(self, failures: dict[str, int], conn: Connection | None = None) -> list[str]:
         """``payment_delinquent = true`` acknowledged for identified customers, per customer at the

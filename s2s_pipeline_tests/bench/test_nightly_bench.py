@@ -49,7 +49,7 @@ def test_nightly_bench_runs_the_incremental_path_and_the_full_one(tmp_path, stor
             pytest.skip("Postgres tests need S2S_TEST_DATABASE_URL (CI sets it)")
         seed = str(os.getpid())
         extra = ("--postgres", admin, "--seed", seed)  # a cache database of its own, dropped afterwards
-        request.addfinalizer(lambda: _drop_database(admin, f"s2s_nightly_v1_n300_s{seed}"))
+        request.addfinalizer(lambda: _drop_database(admin, f"s2s_nightly_v2_n300_s{seed}"))
     incremental = _run(tmp_path, *extra)
     assert incremental["cache_built"] is True
     for key in ("seconds", "peak_rss_mb", "customers_changed", "messages_sent", "seconds_apply",
@@ -72,3 +72,79 @@ def test_nightly_bench_runs_the_incremental_path_and_the_full_one(tmp_path, stor
         assert len({s["pid"] for s in full["shard_seconds"]}) == 3 and full["peak_rss_mb_shard_process"] > 0
     # The same changes reach Segment whether 15 customers or all 300 were recomputed.
     assert full["messages_sent"] == incremental["messages_sent"]
+
+
+def _bench_module(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    import nightly_bench
+
+    return nightly_bench
+
+
+def _contents(url: str) -> dict:
+    """Every table of a built store that the build wrote, as sorted rows (times of acknowledgement left out)."""
+    from sqlalchemy import create_engine, inspect, text
+
+    engine = create_engine(url)
+    out = {}
+    with engine.connect() as conn:
+        for name in sorted(inspect(conn).get_table_names()):
+            rows = conn.execute(text(f'SELECT * FROM "{name}"')).mappings().all()
+            drop = {"acknowledged_at", "id"} if name == "segment_delivery_audit" else set()
+            drop |= {"updated_at"} if name == "sync_cursors" else set()
+            out[name] = sorted(repr(sorted((k, v) for k, v in row.items() if k not in drop)) for row in rows)
+    engine.dispose()
+    return out
+
+
+def _progress(url: str) -> tuple:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        (value,) = conn.execute(text("SELECT value FROM bench_build_progress")).one()
+        shards = conn.execute(text("SELECT COUNT(*) FROM trait_refresh_shards WHERE done_at IS NOT NULL")).scalar()
+    engine.dispose()
+    state = json.loads(value)
+    return state["mirror_blocks"], state["indexed"], shards, state["synced_blocks"]
+
+
+def test_an_interrupted_cache_build_resumes_where_it_stopped(tmp_path, monkeypatch):
+    # 250 customers in blocks of 100: 3 mirror blocks, 3 trait shards, 3 first-sync blocks. The build is
+    # stopped in each phase in turn (after 2 mirror blocks, after 1 trait shard, after 1 sync block) and
+    # started again each time; the store it ends with is the one an uninterrupted build makes.
+    bench = _bench_module(monkeypatch)
+    monkeypatch.setattr(bench, "BUILD_BLOCK", 100)
+    clean = f"sqlite:///{tmp_path / 'clean.db'}"
+    first = bench._build(clean, 250, 3)
+    assert first["build_resumed"] is False
+
+    class Stop(Exception):
+        pass
+
+    def stopping(real, after: int):
+        calls = {"n": 0}
+
+        def wrapper(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] > after:
+                raise Stop(real.__name__)
+            return real(*args, **kwargs)
+        return wrapper
+
+    url = f"sqlite:///{tmp_path / 'resumed.db'}"
+    stops = [("fill_block", 2, (2, False, 0, 0)), ("refresh_shard", 1, (3, True, 1, 0)),
+             ("sync_profiles", 1, (3, True, 0, 1))]  # the committed plan is dropped
+    for name, after, expected in stops:
+        with monkeypatch.context() as patch:
+            patch.setattr(bench, name, stopping(getattr(bench, name), after))
+            with pytest.raises(Stop):
+                bench._build(url, 250, 3)
+        assert _progress(url) == expected  # (mirror blocks, indexed, trait shards written, sync blocks)
+    resumed = bench._build(url, 250, 3)
+    assert resumed["build_resumed"] is True
+    assert set(resumed["build_seconds"]) == {"mirror", "indexes", "traits", "first_sync", "vacuum"}
+    clean_tables, resumed_tables = _contents(clean), _contents(url)
+    assert "bench_build_progress" not in resumed_tables
+    assert len(clean_tables["stripe_customers"]) == 250 and len(clean_tables["segment_pushed_traits"]) > 0
+    assert resumed_tables == clean_tables

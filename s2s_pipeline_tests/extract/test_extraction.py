@@ -269,12 +269,15 @@ def test_refused_expand_fails_the_backfill_naming_the_parameter(standin, make_re
     assert table_rows(state_store, schema.prices) == []
 
 
-def _subscription_with_coupon(quantity: int, expanded: bool) -> dict:
+def _subscription_with_coupon(quantity: int, expanded: bool, discounts: tuple[str, ...] = ("di_1",)) -> dict:
     coupon = {"id": "co_20", "object": "coupon", "duration": "forever", "percent_off": 20.0, "valid": True}
-    discount = {"id": "di_1", "object": "discount", "start": 1, "end": None,
-                "source": {"type": "coupon", "coupon": coupon if expanded else "co_20"}}
+
+    def discount(did: str) -> dict | str:
+        return {"id": did, "object": "discount", "start": 1, "end": None,
+                "source": {"type": "coupon", "coupon": coupon if expanded else "co_20"}} if expanded else did
+
     return {"id": "sub_c", "object": "subscription", "customer": "cus_1", "status": "active", "created": 100,
-            "currency": "usd", "discounts": [discount if expanded else "di_1"],
+            "currency": "usd", "discounts": [discount(d) for d in discounts],
             "items": {"data": [{"id": "si_1", "quantity": quantity, "current_period_end": 2_000_000_000,
                                 "discounts": [],
                                 "price": {"id": "price_m", "object": "price", "currency": "usd",
@@ -282,19 +285,46 @@ def _subscription_with_coupon(quantity: int, expanded: bool) -> dict:
                                           "recurring": {"interval": "month", "interval_count": 1}}}]}}
 
 
-def test_subscription_event_with_collapsed_discounts_keeps_its_coupon(standin, make_reader, state_store):
-    """Event payloads name discounts by id; the subscription is re-fetched instead of losing its coupon."""
+def _subscription_fetches(standin, since: int) -> list[str]:
+    return [r["path"] for r in standin.requests[since:] if r["path"].startswith("/v1/subscriptions/")]
+
+
+def test_subscription_event_naming_mirrored_discounts_keeps_their_coupon_without_a_refetch(
+        standin, make_reader, state_store):
+    """Event payloads name discounts by id. The first sync mirrored di_1 with its coupon (listings are
+    expanded), so the seats update (quantity 1 -> 2) is applied from the event, di_1 keeping co_20 and its
+    start, and the subscription is not fetched again."""
     now = int(time.time())
     standin.load([customer("cus_1", now - DAY, "a@example.com"), _subscription_with_coupon(1, True)])
     standin.emit("customer.created", customer("cus_1", now - DAY, "a@example.com"), created=now - DAY)
     sync_changes(make_reader(), state_store, clock=lambda: now)
     standin.emit("customer.subscription.updated", _subscription_with_coupon(2, True), created=now + 100,
                  previous_attributes={"items": _subscription_with_coupon(1, True)["items"]})
+    before = len(standin.requests)
     result = sync_changes(make_reader(), state_store, clock=lambda: now + 200)
-    assert result.references_fetched >= 1
+    assert result.references_fetched == 0 and _subscription_fetches(standin, before) == []
     (item,) = table_rows(state_store, schema.subscription_items)
     (discount,) = table_rows(state_store, schema.discounts)
-    assert item["quantity"] == 2 and discount["coupon"] == "co_20"
+    assert item["quantity"] == 2
+    assert (discount["id"], discount["coupon"], discount["start"], discount["subscription"]) == ("di_1", "co_20", 1,
+                                                                                                 "sub_c")
+
+
+def test_subscription_event_naming_a_discount_not_mirrored_is_fetched_again(standin, make_reader, state_store):
+    """The update adds di_2, which the mirror does not hold: its coupon cannot be priced from the payload,
+    so the subscription is fetched again (expanded) instead of storing di_2 without a coupon."""
+    now = int(time.time())
+    standin.load([customer("cus_1", now - DAY, "a@example.com"), _subscription_with_coupon(1, True)])
+    standin.emit("customer.created", customer("cus_1", now - DAY, "a@example.com"), created=now - DAY)
+    sync_changes(make_reader(), state_store, clock=lambda: now)
+    standin.emit("customer.subscription.updated", _subscription_with_coupon(2, True, ("di_1", "di_2")),
+                 created=now + 100, previous_attributes={"items": _subscription_with_coupon(1, True)["items"]})
+    before = len(standin.requests)
+    result = sync_changes(make_reader(), state_store, clock=lambda: now + 200)
+    assert result.references_fetched >= 1 and _subscription_fetches(standin, before) == ["/v1/subscriptions/sub_c"]
+    (item,) = table_rows(state_store, schema.subscription_items)
+    discounts = sorted((d["id"], d["coupon"]) for d in table_rows(state_store, schema.discounts))
+    assert item["quantity"] == 2 and discounts == [("di_1", "co_20"), ("di_2", "co_20")]
 
 
 def test_charge_snapshots_keep_the_shape_of_their_events_api_version(state_store):

@@ -9,7 +9,8 @@ compares the two figures over the very same data.
 
 Subscriptions are mirrored as the client lists them (``discounts`` expanded
 with their coupons, as ``stripe.client.LIST_SPECS`` asks; the change feed
-fetches a subscription again when an event names its discounts by id only).
+fetches a subscription again when an event names by id only a discount the
+mirror does not hold with its coupon).
 Event payloads are never expanded: :func:`as_in_event` renders what a
 webhook or the Events API sends (``discounts`` as ids; no
 ``price.currency_options``, ``price.tiers``, ``coupon.applies_to`` or
