@@ -21,6 +21,7 @@ one under the same messageIds). A long delivery can report progress
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -262,6 +263,11 @@ def _send(messages: list[Message], settings: SegmentSettings, upload_size: int,
             _flush_watching(client, queued, failed, watch)
     finally:
         client.join()
+        # analytics-python registers every client's ``join`` with atexit, which keeps the client, its
+        # consumer and so the wrapped ``request`` (every message of this pass, the caller's bookkeeping
+        # closure and what it holds) alive until the process exits: one pass's state per delivery in a
+        # long-lived process. The consumer has stopped; nothing is left for atexit to join.
+        atexit.unregister(client.join)
     return failed
 
 

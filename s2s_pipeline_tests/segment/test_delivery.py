@@ -48,6 +48,26 @@ def test_everything_is_delivered_once_with_gzip(sink):
     assert accepted["context"]["active"] is False and accepted["anonymousId"] == "cus_3"
 
 
+def test_a_finished_delivery_keeps_nothing_of_its_messages_or_its_bookkeeping_alive(sink):
+    # analytics-python's atexit hook held every client (and through it every message and the
+    # on_acknowledged closure) until the process exited: a leak per pass in a long-lived process.
+    import gc
+    import weakref
+
+    class Bookkeeping:
+        def __call__(self, batch):
+            pass
+
+    batch = messages(30)
+    on_acknowledged = Bookkeeping()
+    refs = [weakref.ref(batch[0]), weakref.ref(on_acknowledged)]
+    report = deliver(batch, settings(sink, upload_size=10), on_acknowledged=on_acknowledged)
+    assert len(report.delivered) == 30
+    del batch, on_acknowledged, report
+    gc.collect()
+    assert [ref() for ref in refs] == [None, None]
+
+
 def test_503_and_429_are_retried_and_nothing_is_doubled(sink):
     sink.faults.fail_next(2, status=503)
     batch = messages(30)
