@@ -55,8 +55,12 @@ def _requested(name: str, columns: Mapping[str, tuple[str, ...]]) -> tuple[str, 
 #: Frame name -> how its rows belong to a customer: a ``customer`` column, or a charge of the customer.
 _BY_CUSTOMER_COLUMN = ("customers", "subscriptions", "subscription_items", "discounts", "invoices", "charges")
 _BY_CHARGE = ("refunds", "disputes")
-#: Customers per query: the ids are inlined (the reads compile with literal binds).
-_CUSTOMER_CHUNK = 2000
+#: Customers per query: the ids are inlined (the reads compile with literal binds). Large, because each
+#: chunk of the refunds and disputes reads scans those tables once (Postgres hashes the chunk's charges
+#: against all refunds): at 1M customers, 18,885 changed customers read in 4.8 s in chunks of 20,000
+#: against 8.6 s in chunks of 2,000. 20,000 ids of Stripe's longest are about 5 MB of SQL, far under
+#: SQLite's statement limit (1e9 bytes) and Postgres' (1 GB).
+_CUSTOMER_CHUNK = 20_000
 
 
 def read_customer_frames(engine: Engine, columns: Mapping[str, tuple[str, ...]],
