@@ -2,15 +2,36 @@
 
     python bench/nightly_bench.py --customers N --changed FRACTION [--postgres URL] [--full] [--seed S]
         [--shard-customers K | --shards N] [--workers W]
+    python bench/nightly_bench.py --customers N [--postgres URL] --build-only
 
 1. **The state store** (built once, then cached; not timed): N synthetic
    customers' mirror (bench/synth_mirror.py: ~10 charges, 1.2 subscriptions
    each), their full trait table, the pushed state Segment acknowledged after
-   a first full sync through the real ``segment_profiles`` path (to a local
-   sink), and the change feed's cursor. Cached under ``--cache-dir`` (default
+   a first full sync through the real profile sync (to a local sink), and
+   the change feed's cursor. Cached under ``--cache-dir`` (default
    ``$S2S_BENCH_CACHE`` or ``/tmp/s2s_bench_cache``) keyed by N, seed and
-   the cache version: a SQLite file copied per run, or with ``--postgres`` a
-   database used as the template of a scratch database per run.
+   the cache version (``nightly_v2_n<N>_s<seed>``): a SQLite file copied per
+   run, or with ``--postgres`` a database ``s2s_nightly_v2_n<N>_s<seed>``
+   used as the template of a scratch database per run (``CREATE DATABASE
+   ... TEMPLATE``, dropped afterwards; the cache database is left in place).
+
+   The build (``_build``) goes by blocks of ``BUILD_BLOCK`` = 100,000
+   customers, so its memory does not grow with N: the mirror is generated
+   and loaded one block at a time (ids continuing across blocks; COPY from
+   a CSV buffer on Postgres; the schema's secondary indexes of the mirror
+   tables dropped before the load and built again after it; then VACUUM
+   ANALYZE), the full trait refresh runs in shards of 100,000 customers, and
+   the first Segment sync compares and sends one block of customers at a
+   time (``sync_profiles`` with those customers; a fresh sink process per
+   block). The store is built under another name (``..._building`` /
+   ``.building``) and renamed when complete, so a cache is whole or absent;
+   an interrupted build is resumed from where it stopped (its progress is a
+   table of the store being built, written in the transaction of each step,
+   dropped at the end). ``--build-only`` builds the cache if missing and
+   prints ``cache`` (its name), ``build_seconds`` per phase (``mirror``,
+   ``indexes``, ``traits``, ``first_sync``, ``vacuum``; summed over resumed
+   attempts, work lost to an interruption not counted) and
+   ``build_peak_rss_mb``, and ``peak_rss_mb`` of this process.
 2. **The change set**: FRACTION of the customers get one Stripe change each
    (new succeeded charge 35%, subscription seats changed 30%, customer email
    changed 20%, a failed invoice 15%), emitted as events by the Stripe
@@ -37,7 +58,12 @@ after another in this process.
 Prints one JSON line: ``seconds`` (the four steps), ``peak_rss_mb`` (this
 process, the cache build included when it ran in this process: pass
 ``--build-only`` first to measure runs alone), ``customers_changed``,
-``messages_sent``, ``seconds_<step>``, Stripe requests and more.
+``messages_sent``, ``seconds_<step>``, ``stripe_requests`` (event pages and
+re-fetches) and ``stripe_requests_per_changed_customer``, and more.
+Subscription events name their discounts by id, as Stripe's event payloads
+do (the stand-in renders them so); the discounts are the ones the mirror
+holds, so the change feed takes their terms from the mirror and fetches
+nothing again: the requests are the event pages (100 events each).
 """
 
 from __future__ import annotations
