@@ -27,6 +27,7 @@ from s2s_pipeline.traits.config import TraitsConfig
 from s2s_pipeline.traits.customer_traits import compute_customer_traits
 from s2s_pipeline.traits.loading import load_mirror_frames
 from s2s_pipeline.traits.refresh import TRAITS_CURSOR, refresh_customer_traits
+from s2s_pipeline_tests.demo_store import sync_demo_account
 
 DAY = 86_400
 
@@ -164,14 +165,9 @@ def test_incremental_refresh_equals_full_recompute(state_url, seed):
 
 
 def test_full_recompute_when_rules_change_or_asked(state_url):
-    account = generate_account(customers=10, seed=4)
+    now = sync_demo_account(state_url, customers=10, seed=4).now
     store = StateStore.from_url(state_url)
     try:
-        with StripeStandIn() as standin:
-            seed_standin(standin, account, copy=True)
-            reader = StripeReader(StripeSettings(api_key="sk_test_x", api_base=standin.base_url, rate_limit=1000))
-            sync_changes(reader, store, clock=lambda: standin.now)
-        now = account.now
         assert refresh_customer_traits(store, TraitsConfig(), now).reason == "first_run"
         quiet = refresh_customer_traits(store, TraitsConfig(), now)
         assert (quiet.mode, quiet.customers_recomputed) == ("incremental", 0)
