@@ -412,9 +412,14 @@ def change_set(store: StateStore, customers: int, fraction: float, seed: int) ->
                                                                              "charges")}, chosen)
     prices = {row["id"]: _price_object(row) for row in frames["prices"].to_dict("records")}
     coupons = {row["id"]: row for row in frames["coupons"].to_dict("records")}
-    subs = frames["subscriptions"].groupby("customer")
-    items = frames["subscription_items"].groupby("subscription")
-    discounts = frames["discounts"].groupby("subscription")
+    # In id order: the reads have no ORDER BY, and a scan's order varies (Postgres starts a sequential
+    # scan where a concurrent one is), so "the first subscription" must not depend on it.
+    def by_id(frame):
+        return frame.sort_values("id", kind="stable").reset_index(drop=True)
+
+    subs = by_id(frames["subscriptions"]).groupby("customer", observed=True)
+    items = by_id(frames["subscription_items"]).groupby("subscription", observed=True)
+    discounts = by_id(frames["discounts"]).groupby("subscription", observed=True)
     customers_by_id = {row["id"]: row for row in frames["customers"].to_dict("records")}
     kinds = rng.choice(4, size=k, p=[0.35, 0.30, 0.20, 0.15])
     events, objects = [], []
