@@ -24,6 +24,11 @@ _STAGING_PREFIX = "customer_traits_staging_"
 SWAP_LOCK_KEY = 0x5325_0002
 
 
+def _null(value):
+    """None for each of pandas' nulls (None, NaN, pd.NA), the value otherwise."""
+    return None if value is None or value is pd.NA or (isinstance(value, float) and value != value) else value
+
+
 def postgres_copy(table, conn, keys, data_iter) -> int:
     """pandas ``to_sql`` method: COPY FROM STDIN, about 10x faster than INSERTs on Postgres
     (public for bulk loads such as the benchmarks' synthetic mirrors)."""
@@ -32,18 +37,13 @@ def postgres_copy(table, conn, keys, data_iter) -> int:
     writer = csv.writer(buffer)
     count = 0
     for row in data_iter:
-        writer.writerow(["\\N" if v is None or v is pd.NA or (isinstance(v, float) and v != v) else v for v in row])
+        writer.writerow(["\\N" if _null(v) is None else v for v in row])
         count += 1
     buffer.seek(0)
     columns = ", ".join(f'"{k}"' for k in keys)
     with dbapi_conn.cursor() as cur:
         cur.copy_expert(f'COPY "{table.name}" ({columns}) FROM STDIN WITH (FORMAT csv, NULL \'\\N\')', buffer)
     return count
-
-
-def _null(value):
-    """None for each of pandas' nulls (None, NaN, pd.NA), the value otherwise."""
-    return None if value is None or value is pd.NA or (isinstance(value, float) and value != value) else value
 
 
 def sqlite_executemany(table, conn, keys, data_iter) -> int:
