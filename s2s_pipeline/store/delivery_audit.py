@@ -12,7 +12,7 @@ from __future__ import annotations
 from sqlalchemy import Connection, Engine, delete, func, select
 
 from s2s_pipeline.store.privacy_schema import delivery_audit as table
-from s2s_pipeline.store.statements import chunks
+from s2s_pipeline.store.statements import insert_for, insert_rows
 
 #: Columns a row carries (``id`` is assigned by the database).
 COLUMNS = ("message_id", "call_type", "event", "stripe_customer_id", "trait_names", "property_names",
@@ -35,8 +35,9 @@ class DeliveryAudit:
         if conn is None:
             with self.engine.begin() as own:
                 return self.append(rows, own)
-        for chunk in chunks(rows):
-            conn.execute(table.insert(), [{c: row.get(c) for c in COLUMNS} for row in chunk])
+        # Through insert_rows: on Postgres one statement of a column array each, not a parameter per value.
+        insert_rows(conn, insert_for(conn.dialect.name, table), [{c: row.get(c) for c in COLUMNS} for row in rows],
+                    "message_id")
 
     def for_customer(self, customer_id: str) -> list[dict]:
         """The customer's acknowledged messages, oldest first."""

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import JSON, Connection, Table, Text, bindparam, cast, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
 #: Rows per executemany: keeps statements below SQLite's variable limit and Postgres' packet sizes.
 CHUNK = 500
+#: Rows per statement on Postgres, where a statement carries one array per column instead of a
+#: parameter per value: a batch of acknowledged calls or a page of Stripe objects is one statement.
+POSTGRES_CHUNK = 5_000
 
 
 def chunks(seq: Sequence, size: int = CHUNK) -> Iterable[Sequence]:
@@ -60,12 +63,15 @@ def insert_rows(conn: Connection, stmt: Insert, rows: Sequence[dict], key: str |
     the keys the statement inserted or updated, not those ``DO NOTHING`` or a ``DO UPDATE ... WHERE``
     guard skipped; tuples for a composite key).
 
-    SQLAlchemy sends an executemany of ``INSERT ... ON CONFLICT`` as one multi-VALUES statement per page
-    ("insertmanyvalues") only when the statement has RETURNING; without it psycopg2 runs one statement
-    per row. The rows of one statement must not share a key (Postgres refuses an ``ON CONFLICT DO UPDATE``
-    that affects a row twice): rows repeating a key go to later statements, in order, so the last row
-    of a key wins as row by row. Rows are sent in the order given (the mirror relies on it for its lock
-    order).
+    On SQLite (and any other dialect), an executemany that SQLAlchemy sends as one multi-VALUES
+    statement per page of ``size`` rows ("insertmanyvalues", which it does for ``INSERT ... ON CONFLICT``
+    only when the statement has RETURNING). On Postgres, ``INSERT ... SELECT unnest(%(c0)s), ...``: one
+    array parameter per column for up to ``POSTGRES_CHUNK`` rows, so neither SQLAlchemy nor psycopg2
+    handles a parameter per value (per-value parameter handling was most of the cost of recording an
+    acknowledged batch of 500 identify calls). The rows of one statement must not share a key
+    (Postgres refuses an ``ON CONFLICT DO UPDATE`` that affects a row twice): rows repeating a key go
+    to later statements, in order, so the last row of a key wins as row by row. Rows are written in
+    the order given (the mirror relies on it for its lock order; ``unnest`` yields array order).
     """
     if not rows:
         return []
@@ -74,12 +80,42 @@ def insert_rows(conn: Connection, stmt: Insert, rows: Sequence[dict], key: str |
     if not stmt._returning:  # noqa: SLF001 - whether .returning() was called; SQLAlchemy has no public flag
         stmt = stmt.returning(*(table.c[c] for c in columns))
     single = len(stmt._returning) == 1  # noqa: SLF001
+    columnwise = conn.dialect.name == "postgresql"
     out: list = []
-    for chunk in chunks(rows, size):
+    for chunk in chunks(rows, POSTGRES_CHUNK if columnwise else size):
         for part in _rounds(chunk, columns):
-            result = conn.execute(stmt, list(part))
+            if columnwise:
+                result = conn.execute(*_unnest(conn, stmt, table, part))
+            else:
+                result = conn.execute(stmt, list(part))
             out.extend(result.scalars().all() if single else result.tuples().all())
     return out
+
+
+def _unnest(conn: Connection, stmt: Insert, table: Table, rows: Sequence[dict]) -> tuple[Insert, dict]:
+    """``stmt`` as ``INSERT ... SELECT unnest(array), ...`` of ``rows`` (same columns), and its parameters.
+
+    Each array is bound with its column's type (``%(c0)s::BIGINT[]``), so an all-NULL column is typed as
+    the table says. A JSON column's values are serialised first, by the column type's own bind
+    processor (so None is JSON null or SQL NULL as the column says), and sent as a text array cast
+    back to JSON element by element: bound as a JSON array, a list value would become a dimension of
+    the array rather than one JSON document.
+    """
+    names = list(rows[0])
+    params: dict[str, list] = {}
+    selected = []
+    for i, name in enumerate(names):
+        column_type = table.c[name].type
+        values = [row[name] for row in rows]
+        if isinstance(column_type, JSON):
+            serialise = column_type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+            params[f"c{i}"] = [serialise(v) for v in values] if serialise else values
+            selected.append(cast(func.unnest(bindparam(f"c{i}", type_=postgresql.ARRAY(Text))), column_type)
+                            .label(name))
+        else:
+            params[f"c{i}"] = values
+            selected.append(func.unnest(bindparam(f"c{i}", type_=postgresql.ARRAY(column_type))).label(name))
+    return stmt.from_select(names, select(*selected)), params
 
 
 def upsert_by_key(conn: Connection, dialect: str, table: Table, rows: list[dict], key: str) -> None:

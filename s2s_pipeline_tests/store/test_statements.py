@@ -1,9 +1,10 @@
 """``statements.insert_rows``: upserts of many rows as multi-row statements, with row-by-row results.
 
 The statements are seen with a ``before_cursor_execute`` listener, which records the rows in each
-statement's VALUES: without RETURNING, an executemany of ``INSERT ... ON CONFLICT`` reaches the
-driver as a one-row statement with a list of parameter sets, which psycopg2 runs one row at a time;
-``insert_rows`` makes it one statement of many rows per chunk, on both backends.
+statement: on SQLite the rows of its VALUES (without RETURNING, an executemany of ``INSERT ... ON
+CONFLICT`` reaches the driver as a one-row statement with a list of parameter sets, run one row at a
+time; ``insert_rows`` makes it one statement of many rows per chunk of 500); on Postgres the length of
+the arrays of its ``INSERT ... SELECT unnest(...)`` (one statement per 5,000 rows).
 """
 
 from __future__ import annotations
@@ -28,7 +29,11 @@ def _counting(engine) -> list[int]:
 
     @event.listens_for(engine, "before_cursor_execute")
     def _count(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
-        if statement.lstrip().upper().startswith("INSERT"):
+        if not statement.lstrip().upper().startswith("INSERT"):
+            return
+        if "unnest(" in statement:  # Postgres: one array per column
+            executed.append(len(parameters["c0"]))
+        else:
             executed.append(statement.count("), (") + 1)
 
     return executed
@@ -45,8 +50,10 @@ def test_many_rows_go_in_one_statement_per_chunk(engine):
     executed = _counting(engine)
     with engine.begin() as conn:
         upsert_by_key(conn, engine.dialect.name, p, rows, "stripe_customer_id")
-    # 1,200 rows in chunks of 500: 500 + 500 + 200, one multi-row statement each (not 1,200 statements)
-    assert executed == [500, 500, 200]
+    # 1,200 rows in chunks of 500 on SQLite: 500 + 500 + 200, one multi-row statement each (not 1,200
+    # statements); on Postgres one statement of 1,200-element arrays
+    chunked = [1_200] if engine.dialect.name == "postgresql" else [500, 500, 200]
+    assert executed == chunked
     assert len(_stored(engine)) == 1_200
 
     # and the update path: the same 1,200 keys again, new values
@@ -54,7 +61,7 @@ def test_many_rows_go_in_one_statement_per_chunk(engine):
     with engine.begin() as conn:
         upsert_by_key(conn, engine.dialect.name, p, [{**r, "user_id": r["user_id"] + "b"} for r in rows],
                       "stripe_customer_id")
-    assert executed == [500, 500, 200]
+    assert executed == chunked
     assert _stored(engine)["cus_00007"] == ("u7b", None)
 
 
@@ -110,3 +117,40 @@ def test_composite_keys_come_back_as_tuples(engine):
         stored = set(conn.execute(select(c.c.object_type, c.c.object_id, c.c.token)).tuples())
     assert sorted(written) == [("charge", "ch_1"), ("charge", "ch_1"), ("customer", "ch_1")]
     assert stored == {("charge", "ch_1", "t2"), ("customer", "ch_1", "t1")}
+
+
+def test_every_kind_of_value_is_stored_as_a_plain_insert_stores_it(engine):
+    # Postgres sends a column of values as one array: a JSON list must stay one JSON document (bound as
+    # an array it would become a dimension of it), None must be JSON null or SQL NULL as the column says,
+    # and booleans, big integers, floats and text with quotes and newlines must come back as given.
+    coupons = schema.metadata.tables["stripe_coupons"]
+    base = {"livemode": False, "created": 2**33, "version_ts": 1, "deleted": False}
+    rows = [
+        {**base, "id": "co_list", "applies_to_products": ["prod_a", "prod_b"], "currency_options": {"eur": {"amount_off": 5}},
+         "valid": True, "percent_off": 12.5},
+        {**base, "id": "co_none", "applies_to_products": None, "currency_options": None, "valid": None,
+         "percent_off": None},
+        {**base, "id": "co_str", "applies_to_products": [], "currency_options": {"q": "it's \"x\"\nand \\N"},
+         "valid": False, "percent_off": 100},
+    ]
+    audit = schema.metadata.tables["segment_delivery_audit"]
+    audits = [{"message_id": f"m{i}", "call_type": "identify", "event": None, "stripe_customer_id": "cus_1",
+               "trait_names": names, "property_names": None, "integrations": integrations, "run_id": "r",
+               "acknowledged_at": 2**40 + i}
+              for i, (names, integrations) in enumerate([(["mrr", "plan"], None), (None, {"All": False})])]
+    with engine.begin() as conn:
+        insert_rows(conn, insert_for(engine.dialect.name, coupons).on_conflict_do_nothing(), rows, "id")
+        insert_rows(conn, insert_for(engine.dialect.name, audit), audits, "message_id")
+        coupon_back = {r.id: (r.applies_to_products, r.currency_options, r.valid, r.percent_off, r.created)
+                       for r in conn.execute(select(coupons.c.id, coupons.c.applies_to_products, coupons.c.currency_options,
+                                                    coupons.c.valid, coupons.c.percent_off, coupons.c.created))}
+        nulls = dict(conn.execute(select(audit.c.message_id, audit.c.integrations.is_(None))).tuples().all())
+        audit_back = {r.message_id: (r.trait_names, r.integrations, r.acknowledged_at)
+                      for r in conn.execute(select(audit.c.message_id, audit.c.trait_names, audit.c.integrations,
+                                                   audit.c.acknowledged_at))}
+    assert coupon_back == {"co_list": (["prod_a", "prod_b"], {"eur": {"amount_off": 5}}, True, 12.5, 2**33),
+                           "co_none": (None, None, None, None, 2**33),
+                           "co_str": ([], {"q": "it's \"x\"\nand \\N"}, False, 100.0, 2**33)}
+    assert audit_back == {"m0": (["mrr", "plan"], None, 2**40), "m1": (None, {"All": False}, 2**40 + 1)}
+    # integrations is JSON(none_as_null=True): None is SQL NULL; a dict is not
+    assert nulls == {"m0": True, "m1": False}
