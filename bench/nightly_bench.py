@@ -571,7 +571,8 @@ def run(url: str, args) -> dict:
             t1 = time.perf_counter()
             refresh, shards, phases = sharded_refresh(store, url, args)
             t2 = time.perf_counter()
-            outcome = sync_pending_profiles(store, SegmentSettings(write_key=WRITE_KEY, host=sink_host),
+            outcome = sync_pending_profiles(store, SegmentSettings(write_key=WRITE_KEY, host=sink_host,
+                                                                   upload_size=args.upload_size),
                                             None, ProfileSyncOptions(), NIGHT)
             t3 = time.perf_counter()
     finally:
@@ -613,6 +614,7 @@ def run(url: str, args) -> dict:
         "stripe_429s": synced.rate_limited,
         "stripe_requests_per_changed_customer": round(synced.requests / changed, 4) if changed else None,
         "rate_limit": LIVE_MODE_LIMIT,
+        "upload_size": args.upload_size,
     }
 
 
@@ -629,6 +631,8 @@ def main(argv: list[str] | None = None) -> int:
     sharding.add_argument("--shard-customers", type=int, default=DEFAULT_SHARD_CUSTOMERS,
                           help="customers per shard of a full recompute (the run config's shard_customers)")
     sharding.add_argument("--shards", type=int, help="about N equal shards instead: shard customers = ceil(customers / N)")
+    parser.add_argument("--upload-size", type=int, default=SegmentSettings.upload_size,
+                        help="messages per Segment batch of the timed delivery (the segment resource's upload_size)")
     parser.add_argument("--workers", type=int, default=0,
                         help="run the shards in a pool of W processes, a fresh one per shard (0: in this process)")
     args = parser.parse_args(argv)

@@ -9,6 +9,7 @@ it is, whichever run finishes last.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Iterable
 
 import pandas as pd
@@ -60,19 +61,10 @@ class PushedTraits:
         if conn is None:
             with self.engine.begin() as own:
                 return self.record_identified(rows, as_of=as_of, conn=own)
-        p = schema.pushed_traits
         timed = [{**row, "traits_as_of": as_of,
                   "payment_delinquent_as_of": row.get("payment_delinquent_as_of") or as_of} for row in rows]
-        delinquent = {"trait_payment_delinquent", "payment_delinquent_as_of"}
         for keys, group in group_by_shape(timed).items():
-            stmt = insert_for(self.engine.dialect.name, p)
-            newer_values = or_(p.c.traits_as_of.is_(None), p.c.traits_as_of <= stmt.excluded.traits_as_of)
-            newer_delinquent = or_(p.c.payment_delinquent_as_of.is_(None),
-                                   p.c.payment_delinquent_as_of <= stmt.excluded.payment_delinquent_as_of)
-            set_ = {k: case((newer_delinquent if k in delinquent else newer_values, stmt.excluded[k]),
-                            else_=p.c[k]) for k in keys if k != "stripe_customer_id"}
-            stmt = stmt.on_conflict_do_update(index_elements=[p.c.stripe_customer_id], set_=set_)
-            insert_rows(conn, stmt, group, "stripe_customer_id")
+            insert_rows(conn, _identified_upsert(self.engine.dialect.name, keys), group, "stripe_customer_id")
 
     def record_grouped(self, rows: list[dict], *, as_of: int, conn: Connection | None = None) -> None:
         """Upsert acknowledged group values (group id, group traits, message) computed at ``as_of``
@@ -85,16 +77,9 @@ class PushedTraits:
         if conn is None:
             with self.engine.begin() as own:
                 return self.record_grouped(rows, as_of=as_of, conn=own)
-        p = schema.pushed_traits
         timed = [{**row, "group_as_of": as_of} for row in rows]
         for keys, group in group_by_shape(timed).items():
-            stmt = insert_for(self.engine.dialect.name, p)
-            # The whole group record is one time's values: a guard on the row, not per column.
-            stmt = stmt.on_conflict_do_update(
-                index_elements=[p.c.stripe_customer_id],
-                set_={k: stmt.excluded[k] for k in keys if k != "stripe_customer_id"},
-                where=or_(p.c.group_as_of.is_(None), p.c.group_as_of <= stmt.excluded.group_as_of))
-            insert_rows(conn, stmt, group, "stripe_customer_id")
+            insert_rows(conn, _grouped_upsert(self.engine.dialect.name, keys), group, "stripe_customer_id")
 
     def record_delinquent(self, failures: dict[str, int], conn: Connection | None = None) -> list[str]:
         """``payment_delinquent = true`` acknowledged for identified customers, per customer at the
@@ -122,3 +107,33 @@ class PushedTraits:
                 found.update(conn.execute(select(p.c.stripe_customer_id, p.c.payment_delinquent_as_of).where(
                     p.c.stripe_customer_id.in_(list(chunk)), p.c.payment_delinquent_as_of.is_not(None))).tuples().all())
         return {cid: int(at) for cid, at in found.items()}
+
+
+# The compare-and-set statements, built once per dialect and row shape: every acknowledged batch of a
+# delivery uses the same one, and building its CASE per column cost more than the batch's rows did.
+
+@lru_cache(maxsize=64)
+def _identified_upsert(dialect: str, keys: tuple[str, ...]):
+    """Upsert of identify values: each column written only where the stored values are not newer
+    (``trait_payment_delinquent`` on its own time, the others on ``traits_as_of``)."""
+    p = schema.pushed_traits
+    stmt = insert_for(dialect, p)
+    newer_values = or_(p.c.traits_as_of.is_(None), p.c.traits_as_of <= stmt.excluded.traits_as_of)
+    newer_delinquent = or_(p.c.payment_delinquent_as_of.is_(None),
+                           p.c.payment_delinquent_as_of <= stmt.excluded.payment_delinquent_as_of)
+    delinquent = {"trait_payment_delinquent", "payment_delinquent_as_of"}
+    set_ = {k: case((newer_delinquent if k in delinquent else newer_values, stmt.excluded[k]), else_=p.c[k])
+            for k in keys if k != "stripe_customer_id"}
+    return stmt.on_conflict_do_update(index_elements=[p.c.stripe_customer_id], set_=set_)
+
+
+@lru_cache(maxsize=64)
+def _grouped_upsert(dialect: str, keys: tuple[str, ...]):
+    """Upsert of group values, the whole group record guarded by its time (a guard on the row, not per
+    column: the record is one time's values)."""
+    p = schema.pushed_traits
+    stmt = insert_for(dialect, p)
+    return stmt.on_conflict_do_update(
+        index_elements=[p.c.stripe_customer_id],
+        set_={k: stmt.excluded[k] for k in keys if k != "stripe_customer_id"},
+        where=or_(p.c.group_as_of.is_(None), p.c.group_as_of <= stmt.excluded.group_as_of))
