@@ -518,8 +518,8 @@ def _shard_in_process(url: str, plan_id: str, key: str) -> dict:
         result = refresh_shard(store, TraitsConfig(), store.trait_refresh_plans.get(plan_id), key)
     finally:
         store.dispose()
-    return {"key": key, "rows": result.rows, **result.seconds, "wall": round(time.perf_counter() - t0, 3),
-            "peak_rss_mb": peak_rss_mb(), "pid": os.getpid()}
+    return {"key": key, "rows": result.rows, "rows_read": result.rows_read, **result.seconds,
+            "wall": round(time.perf_counter() - t0, 3), "peak_rss_mb": peak_rss_mb(), "pid": os.getpid()}
 
 
 def sharded_refresh(store: StateStore, url: str, args) -> tuple:
@@ -537,7 +537,7 @@ def sharded_refresh(store: StateStore, url: str, args) -> tuple:
         for key in keys:
             t = time.perf_counter()
             result = refresh_shard(store, TraitsConfig(), plan, key)
-            shards.append({"key": key, "rows": result.rows, **result.seconds,
+            shards.append({"key": key, "rows": result.rows, "rows_read": result.rows_read, **result.seconds,
                            "wall": round(time.perf_counter() - t, 3)})
     t2 = time.perf_counter()
     refresh = commit_refresh(store, plan)
@@ -596,6 +596,8 @@ def run(url: str, args) -> dict:
         "seconds_traits_read": round(refresh.seconds_read_mirror, 3),
         "seconds_traits_compute": round(refresh.seconds_compute, 3),
         "seconds_traits_store": round(refresh.seconds_store, 3),
+        # mirror rows the trait step read (every table's, over every shard)
+        "mirror_rows_read": sum(s.get("rows_read", 0) for s in shards),
         "traits_shards": refresh.shards,
         "shard_customers": args.shard_customers,
         "workers": args.workers,

@@ -92,12 +92,14 @@ class TraitsRefresh:
 
 @dataclass(frozen=True)
 class ShardResult:
-    """One shard step's outcome: rows written (0 when an earlier attempt had written them) and its seconds."""
+    """One shard step's outcome: rows written (0 when an earlier attempt had written them), its seconds and
+    how many mirror rows it read (every table's, summed: the cost that grows with the account)."""
 
     key: str
     rows: int
     written: bool
     seconds: dict
+    rows_read: int = 0
 
 
 def _full_reason(store: StateStore, state: dict | None, fingerprint: str, full: bool) -> str | None:
@@ -174,6 +176,7 @@ def refresh_shard(store: StateStore, config: TraitsConfig, plan: RefreshPlan, ke
             customers |= store.changed_objects.customers_crossing_time(plan.since, plan.now)
         frames = load_customer_frames(store.mirror, customers) if customers else None
     t1 = clock()
+    rows_read = sum(frames.row_counts().values()) if frames is not None else 0
     table = compute_customer_traits(frames, config, plan.now) if frames is not None else _empty_traits(config,
                                                                                                        plan.now)
     del frames
@@ -185,7 +188,7 @@ def refresh_shard(store: StateStore, config: TraitsConfig, plan: RefreshPlan, ke
     if written:
         store.trait_refresh_plans.record_seconds(plan.plan_id, key, seconds)
     rows = len(customers) if customers is not None else len(table)
-    return ShardResult(key=key, rows=rows, written=written, seconds=seconds)
+    return ShardResult(key=key, rows=rows, written=written, seconds=seconds, rows_read=rows_read)
 
 
 def commit_refresh(store: StateStore, plan: RefreshPlan) -> TraitsRefresh:

@@ -25,7 +25,7 @@ from s2s_pipeline.store.state_store import StateStore
 from s2s_pipeline.store import trait_refresh_plans as plans_module
 from s2s_pipeline.traits.config import TraitsConfig
 from s2s_pipeline.traits.customer_traits import compute_customer_traits
-from s2s_pipeline.traits.loading import load_mirror_frames
+from s2s_pipeline.traits.loading import load_mirror_frames, load_shard_frames
 from s2s_pipeline.traits.refresh import (
     TRAITS_CURSOR,
     commit_refresh,
@@ -151,8 +151,17 @@ def test_a_shard_written_once_is_not_written_again_and_a_commit_needs_every_shar
         commit_refresh(store, plan)
     assert not store.trait_rows.exists() and store.cursors.get(TRAITS_CURSOR) is None  # nothing changed
 
-    for shard in others:
-        refresh_shard(store, CONFIG, store.trait_refresh_plans.get(plan.plan_id), shard.key)
+    results = [refresh_shard(store, CONFIG, store.trait_refresh_plans.get(plan.plan_id), shard.key)
+               for shard in others]
+    # the mirror rows each shard read: its customers' rows and the prices, products and coupons they refer
+    # to (so the shards together read every customer's rows once and shared ones more than once); the
+    # shard written before reads nothing
+    assert done.rows_read == sum(load_shard_frames(store.mirror, first.lo, first.hi).row_counts().values()) > 0
+    assert again.rows_read == 0
+    whole = load_mirror_frames(store.mirror).row_counts()
+    shared = whole["prices"] + whole["products"] + whole["coupons"]
+    assert sum(whole.values()) - shared < done.rows_read + sum(r.rows_read for r in results) <= \
+        sum(whole.values()) + len(plan.shards) * shared
     commit_refresh(store, plan)
     stored = store.traits.read()
     assert len(stored) == store.mirror.live_count("customer") == stored["stripe_customer_id"].nunique()
