@@ -41,7 +41,8 @@ class SegmentResource(ConfigurableResource):
                                          "Default https://profiles.segment.com.")
     gzip: bool = Field(default=True, description="Gzip batches.")
     max_retries: int = Field(default=3, description="analytics-python retries of 5xx/429 per batch.")
-    upload_size: int = Field(default=100, description="Messages per batch (Segment allows up to 2,500).")
+    upload_size: int = Field(default=500, description="Messages per batch, at most 2,500 (Segment's limit; "
+                             "analytics-python also closes a batch at about 475 KB).")
     trait_allow_list: Optional[list[str]] = Field(
         default=None, description="Only these traits are compared and sent (default: every contract trait).")
     trait_routing: Optional[dict[str, dict[str, bool]]] = Field(
