@@ -11,7 +11,9 @@ and the differences are applied with Alembic's ``Operations``:
 - a ``String`` column shorter than the schema's is widened (Postgres; SQLite
   ignores lengths);
 - nothing is ever dropped or narrowed: tables the schema does not describe
-  (``customer_traits`` is written by pandas) stay as they are.
+  (``customer_traits`` is written by pandas) stay as they are. The one exception holds no data:
+  an index the schema replaced by a wider one (``schema.SUPERSEDED_INDEXES``) is dropped, after
+  its replacement is built, so writes do not keep maintaining both.
 
 Only one process migrates at a time: on Postgres the work runs in one
 transaction holding a transaction-level advisory lock (DDL is transactional
@@ -107,10 +109,12 @@ def _pending_changes(conn: Connection) -> list[tuple]:
     context = MigrationContext.configure(conn, opts={"compare_type": _is_narrower})
     changes = [d for d in _flatten(compare_metadata(context, schema.metadata))
                if d[0] in ("add_table", "add_column", "add_index")
-               or (d[0] == "modify_type" and conn.dialect.name != "sqlite")]
+               or (d[0] == "modify_type" and conn.dialect.name != "sqlite")
+               or (d[0] == "remove_index" and d[1].name in schema.SUPERSEDED_INDEXES)]
     new_tables = {d[1].name for d in changes if d[0] == "add_table"}
-    # a new table is created with its indexes
-    return [d for d in changes if not (d[0] == "add_index" and d[1].table.name in new_tables)]
+    # a new table is created with its indexes; a superseded index goes after its replacement is built
+    changes = [d for d in changes if not (d[0] == "add_index" and d[1].table.name in new_tables)]
+    return sorted(changes, key=lambda d: d[0] == "remove_index")
 
 
 def _apply(change: tuple, conn: Connection) -> None:
@@ -123,6 +127,8 @@ def _apply(change: tuple, conn: Connection) -> None:
         operations.add_column(table_name, _nullable_copy(column))
     elif kind == "add_index":
         change[1].create(conn)
+    elif kind == "remove_index":
+        operations.drop_index(change[1].name, table_name=change[1].table.name)
     elif kind == "modify_type":
         _, _, table_name, column_name, _, existing, wanted = change
         operations.alter_column(table_name, column_name, type_=wanted, existing_type=existing)

@@ -90,3 +90,28 @@ def test_migration_widens_a_string_column_on_postgres(postgres_url):
             assert conn.execute(select(schema.identity_map.c.user_id)).scalar_one() == "u" * 200
     finally:
         engine.dispose()
+
+
+def test_a_store_indexed_by_customer_alone_gets_the_customer_version_index_and_loses_the_old_one(state_url):
+    # A store made before the (customer, version_ts) indexes: the three mirror tables indexed by customer
+    # alone. Migrating builds the new indexes, then drops the ones they replace; the rows stay.
+    engine = make_engine(state_url)
+    tables = ("stripe_subscriptions", "stripe_invoices", "stripe_charges")
+    try:
+        with engine.begin() as conn:
+            conn.execute(schema.charges.insert().values(id="ch_1", customer="cus_1", version_ts=5, deleted=False))
+            for table in tables:
+                conn.execute(text(f"DROP INDEX ix_{table}_customer_version_ts"))
+                conn.execute(text(f"CREATE INDEX ix_{table}_customer ON {table} (customer)"))
+            conn.execute(schema.schema_info.update().values(value="an older schema"))
+        engine.dispose()
+        engine = make_engine(state_url)  # opening the store migrates it
+        inspector = inspect(engine)
+        for table in tables:
+            indexes = {i["name"]: i["column_names"] for i in inspector.get_indexes(table)}
+            assert indexes[f"ix_{table}_customer_version_ts"] == ["customer", "version_ts"], table
+            assert f"ix_{table}_customer" not in indexes, table
+        with engine.connect() as conn:
+            assert conn.execute(select(schema.charges.c.customer)).scalars().all() == ["cus_1"]
+    finally:
+        engine.dispose()
