@@ -21,7 +21,10 @@ one Dagster run, in other processes or on other machines (``defs/traits``):
   changes (changes recorded later stay pending for the next run) and splits
   the customers into shards: ranges of ids of about ``shard_customers``
   customers each for a full recompute, one shard of the changed customers
-  otherwise; it creates the refresh's staging table;
+  otherwise (read and computed ``INCREMENTAL_CHUNK_CUSTOMERS`` at a time, so
+  a change reaching most customers, such as a popular price's, needs no
+  more memory than a full recompute's shard); it creates the refresh's
+  staging table;
 - ``refresh_shard`` computes one shard from its own rows of the mirror and
   the whole catalogue (memory is bounded by the shard, not by the mirror)
   and writes its rows to the staging table, with its summary;
@@ -41,6 +44,8 @@ import time
 import uuid
 from dataclasses import asdict, dataclass
 
+import pandas as pd
+
 from s2s_pipeline.store.state_store import StateStore
 from s2s_pipeline.store.trait_refresh_plans import CHANGED_SHARD, PlannedShard, RefreshPlan
 from s2s_pipeline.store.traits_table import staging_name
@@ -54,6 +59,9 @@ from s2s_pipeline.traits.shard_summary import ShardSummary, merge, summarize
 TRAITS_CURSOR = "customer_traits_refresh"
 #: Customers per shard of a full recompute by default: a step's peak of about 2.9 GB (docs/operations.md).
 DEFAULT_SHARD_CUSTOMERS = 250_000
+#: Customers read and computed at a time by the shard of an incremental refresh: a change set reaching
+#: more customers than a full shard holds is done in pieces of one full shard's memory.
+INCREMENTAL_CHUNK_CUSTOMERS = DEFAULT_SHARD_CUSTOMERS
 #: A plan not committed this long after it was made belongs to a run that failed for good (a nightly run and
 #: its retries take hours at most): the next plan drops it and its staging table, which may be table-sized.
 STALE_PLAN_SECONDS = 86_400
@@ -169,26 +177,48 @@ def refresh_shard(store: StateStore, config: TraitsConfig, plan: RefreshPlan, ke
     customers = None
     if plan.mode == "full":
         frames = load_shard_frames(store.mirror, shard.lo, shard.hi)
+        t1 = clock()
+        rows_read = sum(frames.row_counts().values())
+        table = compute_customer_traits(frames, config, plan.now)
+        del frames
+        read, compute = t1 - t0, clock() - t1
     else:
         pending = store.changed_objects.pending_in_snapshot(plan.plan_id)
         customers = store.changed_objects.customers_affected(pending)
         if plan.since is not None:
             customers |= store.changed_objects.customers_crossing_time(plan.since, plan.now)
-        frames = load_customer_frames(store.mirror, customers) if customers else None
-    t1 = clock()
-    rows_read = sum(frames.row_counts().values()) if frames is not None else 0
-    table = compute_customer_traits(frames, config, plan.now) if frames is not None else _empty_traits(config,
-                                                                                                       plan.now)
-    del frames
-    summary = summarize(table)
+        table, rows_read, compute = _compute_in_chunks(store, config, plan.now, sorted(customers), clock)
+        read = clock() - t0 - compute  # the change look-ups count as reading
     t2 = clock()
-    seconds = {"read": round(t1 - t0, 3), "compute": round(t2 - t1, 3)}
+    summary = summarize(table)
+    compute += clock() - t2
+    seconds = {"read": round(read, 3), "compute": round(compute, 3)}
+    t3 = clock()
     written = store.write_trait_shard(plan, key, table, summary.to_json(), seconds, customers=customers)
-    seconds["store"] = round(clock() - t2, 3)
+    seconds["store"] = round(clock() - t3, 3)
     if written:
         store.trait_refresh_plans.record_seconds(plan.plan_id, key, seconds)
     rows = len(customers) if customers is not None else len(table)
     return ShardResult(key=key, rows=rows, written=written, seconds=seconds, rows_read=rows_read)
+
+
+def _compute_in_chunks(store: StateStore, config: TraitsConfig, now: int, customers: list[str], clock):
+    """The traits of ``customers``, read and computed ``INCREMENTAL_CHUNK_CUSTOMERS`` at a time (no trait
+    looks across customers, so the pieces together are the whole table); with the mirror rows read and
+    the seconds spent computing. The pieces' reads are not one snapshot: a change landing
+    between two is recorded as pending and recomputed by the next refresh, as any change after the plan."""
+    if not customers:
+        return _empty_traits(config, now), 0, 0.0
+    tables, rows_read, compute = [], 0, 0.0
+    for start in range(0, len(customers), INCREMENTAL_CHUNK_CUSTOMERS):
+        frames = load_customer_frames(store.mirror, customers[start:start + INCREMENTAL_CHUNK_CUSTOMERS])
+        t = clock()
+        rows_read += sum(frames.row_counts().values())
+        tables.append(compute_customer_traits(frames, config, now))
+        del frames
+        compute += clock() - t
+    table = tables[0] if len(tables) == 1 else pd.concat(tables, ignore_index=True)
+    return table, rows_read, compute
 
 
 def commit_refresh(store: StateStore, plan: RefreshPlan) -> TraitsRefresh:

@@ -26,6 +26,7 @@ from s2s_pipeline.stripe.settings import StripeSettings
 from s2s_pipeline.traits.config import TraitsConfig
 from s2s_pipeline.traits.customer_traits import compute_customer_traits
 from s2s_pipeline.traits.loading import load_mirror_frames
+from s2s_pipeline.traits import refresh as refresh_module
 from s2s_pipeline.traits.refresh import TRAITS_CURSOR, refresh_customer_traits
 from s2s_pipeline_tests.demo_store import sync_demo_account
 
@@ -131,7 +132,15 @@ def _comparable(table: pd.DataFrame) -> pd.DataFrame:
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_incremental_refresh_equals_full_recompute(state_url, seed):
+def test_incremental_refresh_equals_full_recompute(state_url, seed, monkeypatch):
+    # Seeds 2 and 3 read and compute the changed customers a few (4) and one at a time: the pieces of a
+    # change set larger than a shard make the same table as the whole.
+    reads: list[int] = []
+    if seed > 1:
+        monkeypatch.setattr(refresh_module, "INCREMENTAL_CHUNK_CUSTOMERS", {2: 4, 3: 1}[seed])
+        real_load = refresh_module.load_customer_frames
+        monkeypatch.setattr(refresh_module, "load_customer_frames",
+                            lambda mirror, ids: reads.append(len(ids)) or real_load(mirror, ids))
     rng = random.Random(seed)
     account = generate_account(customers=40, seed=seed)
     config = TraitsConfig(mrr_coupon_rule="all_in_effect")  # coupons ending move MRR with the clock
@@ -159,6 +168,8 @@ def test_incremental_refresh_equals_full_recompute(state_url, seed):
                 pd.testing.assert_frame_equal(incremental, full, check_dtype=False, obj=f"night {night}: {changes}")
                 assert store.changed_objects.pending().empty
             assert modes == ["incremental"] * 4
+            if seed > 1:  # the change sets were read in several pieces, none over the chunk size
+                assert len(reads) > 4 and max(reads) <= {2: 4, 3: 1}[seed], reads
     finally:
         store.dispose()
         full_store.dispose()
