@@ -28,6 +28,8 @@ from typing import Iterable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from s2s_pipeline.store.schema import MIRROR_FRAME_COLUMNS
 
@@ -171,6 +173,10 @@ def apply_fast_dtypes(tables: dict[str, pd.DataFrame]) -> None:
     References become categoricals aligned with the referenced table's ids (when
     that table is present with unique ids), other low-cardinality text becomes
     ``category``, integers ``Int64``, booleans ``boolean``. Values are unchanged.
+
+    Text read through Arrow (pandas' pyarrow-backed ``str``) is encoded by Arrow's own kernels
+    (``index_in``, ``dictionary_encode``), which give the same categoricals as pandas' hashing of
+    Python strings in a tenth of the time (that hashing was a third of reading a full shard).
     """
     id_index = {name: pd.Index(df["id"].astype(object)) for name, df in tables.items() if "id" in df.columns}
     ref_dtypes = {name: pd.CategoricalDtype(idx) for name, idx in id_index.items() if idx.is_unique}
@@ -180,16 +186,56 @@ def apply_fast_dtypes(tables: dict[str, pd.DataFrame]) -> None:
             values = df[col]
             if target is not None and target in ref_dtypes:
                 if not (isinstance(values.dtype, pd.CategoricalDtype) and values.dtype == ref_dtypes[target]):
-                    df[col] = reference_categorical(values, id_index[target], ref_dtypes[target])
+                    df[col] = (_arrow_reference(values, tables[target]["id"], ref_dtypes[target])
+                               or reference_categorical(values, id_index[target], ref_dtypes[target]))
             elif col in CATEGORY_COLUMNS:
                 if not isinstance(values.dtype, pd.CategoricalDtype):
-                    df[col] = values.astype(object).astype("category")
+                    df[col] = _arrow_category(values) or values.astype(object).astype("category")
             elif col in INT_COLUMNS:
                 if values.dtype != "Int64":
                     df[col] = pd.to_numeric(values, errors="coerce").astype("Int64")
             elif col in BOOL_COLUMNS:
                 if values.dtype != "boolean":
                     df[col] = values.astype(object).astype("boolean")
+
+
+def _arrow_text(values: pd.Series) -> pa.Array | None:
+    """The Arrow array behind a text column read through Arrow (no copy), None for any other column."""
+    dtype = values.dtype
+    if not (isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"):
+        return None
+    array = pa.array(values)
+    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+
+
+def _arrow_reference(values: pd.Series, target_ids: pd.Series, dtype: pd.CategoricalDtype) -> pd.Categorical | None:
+    """``reference_categorical`` by Arrow's ``index_in``, for Arrow text whose every value is one of
+    ``target_ids``; None otherwise (the general path keeps unknown values as extra categories)."""
+    array = _arrow_text(values)
+    if array is None:
+        return None
+    targets = _arrow_text(target_ids)
+    found = pc.index_in(array, value_set=targets if targets is not None else pa.array(dtype.categories, pa.string()))
+    if found.null_count != array.null_count:  # a value absent from the referenced table
+        return None
+    codes = pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    return pd.Categorical.from_codes(codes, dtype=dtype)
+
+
+def _arrow_category(values: pd.Series) -> pd.Categorical | None:
+    """``values.astype(object).astype("category")`` by Arrow's ``dictionary_encode`` (categories sorted as
+    pandas sorts them), for Arrow text; None for any other column."""
+    array = _arrow_text(values)
+    if array is None:
+        return None
+    encoded = pc.dictionary_encode(array)
+    seen = encoded.dictionary.to_pylist()
+    order = sorted(range(len(seen)), key=seen.__getitem__)
+    recode = np.empty(len(seen) + 1, dtype=np.int64)
+    recode[order] = np.arange(len(seen))
+    recode[-1] = -1  # null: index -1 of the table
+    codes = recode[pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)]
+    return pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(pd.Index([seen[i] for i in order])))
 
 
 def with_fast_dtypes(frames: MirrorFrames) -> MirrorFrames:

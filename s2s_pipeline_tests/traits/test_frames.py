@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 from sqlalchemy import insert
@@ -16,6 +17,7 @@ from s2s_pipeline.traits.frames import (
     REFERENCES,
     TABLE_COLUMNS,
     TRAIT_INPUT_COLUMNS,
+    apply_fast_dtypes,
     Lookup,
     MirrorFrames,
     empty_frames,
@@ -117,3 +119,36 @@ def test_load_empty_store(state_url):
         assert len(table) == 0
     finally:
         engine.dispose()
+
+
+def _arrow_text(values: list) -> pd.Series:
+    """Text as a read through Arrow gives it: pandas' pyarrow-backed ``str``."""
+    return pd.Series(pd.array(values, dtype=pd.StringDtype("pyarrow", na_value=np.nan)))
+
+
+@pytest.mark.parametrize("case", ["known references", "a reference to a missing customer", "no rows"])
+def test_text_read_through_arrow_gets_the_categoricals_python_strings_get(case):
+    # Arrow's index_in / dictionary_encode stand in for pandas' hashing of Python strings: the frames must
+    # be identical (values, codes, category order and dtype), including nulls and unknown references.
+    ids, refs, statuses = {
+        "known references": (["cus_b", "cus_a", "cus_c"], ["cus_c", None, "cus_b", "cus_c"],
+                             ["succeeded", "failed", None, "pending"]),
+        "a reference to a missing customer": (["cus_a", "cus_b"], ["cus_b", "cus_gone", None, "cus_a"],
+                                              [None, None, None, None]),
+        "no rows": ([], [], []),
+    }[case]
+    out = []
+    for make in (_arrow_text, lambda values: pd.Series(values, dtype=object)):
+        tables = {"customers": pd.DataFrame({"id": make(ids)}),
+                  "charges": pd.DataFrame({"id": make([f"ch_{i}" for i in range(len(refs))]),
+                                           "customer": make(refs), "status": make(statuses)})}
+        apply_fast_dtypes(tables)
+        out.append(tables["charges"])
+    through_arrow, through_python = out
+    for column in ("customer", "status"):
+        pd.testing.assert_series_equal(through_arrow[column], through_python[column])
+        assert through_arrow[column].cat.categories.dtype == through_python[column].cat.categories.dtype
+    if case == "known references":
+        # aligned with the customers' ids, in their order: cus_c is the third customer
+        assert through_arrow["customer"].cat.codes.tolist() == [2, -1, 0, 2]
+        assert list(through_arrow["status"].cat.categories) == ["failed", "pending", "succeeded"]
