@@ -13,7 +13,8 @@ import pandas as pd
 from sqlalchemy import Engine, bindparam, column, delete, insert, inspect, select, table, text
 
 from s2s_pipeline.store.statements import chunks
-from s2s_pipeline.store.traits_table import TABLE, _check_staging_name, _storable, postgres_copy
+from s2s_pipeline.store.arrow_copy import copy_frame
+from s2s_pipeline.store.traits_table import TABLE, _check_staging_name, _storable, sqlite_executemany
 
 _ID_CHUNK = 2000
 
@@ -36,13 +37,17 @@ class TraitRows:
         """
         ids = sorted({str(i) for i in customer_ids} | set(traits["stripe_customer_id"].astype(str)))
         frame = _storable(traits)
-        method = postgres_copy if self.engine.dialect.name == "postgresql" else None
         with self.engine.begin() as conn:
             for chunk in chunks(ids, _ID_CHUNK):
                 conn.execute(text(f"DELETE FROM {TABLE} WHERE stripe_customer_id IN :ids")
                              .bindparams(_expanding("ids")), {"ids": list(chunk)})
-            if len(frame):
-                frame.to_sql(TABLE, conn, index=False, if_exists="append", chunksize=20_000, method=method)
+            if not len(frame):
+                return
+            if self.engine.dialect.name == "postgresql":
+                copy_frame(conn, TABLE, frame)
+            else:
+                frame.to_sql(TABLE, conn, index=False, if_exists="append", chunksize=20_000,
+                             method=sqlite_executemany if self.engine.dialect.name == "sqlite" else None)
 
     def replace_from_staging(self, staging: str, customer_ids, conn) -> None:
         """Replace the rows of the customers ``customer_ids`` (a subquery of ids) with the staging table's
