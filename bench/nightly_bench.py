@@ -532,7 +532,13 @@ def sharded_refresh(store: StateStore, url: str, args) -> tuple:
     t1 = time.perf_counter()
     keys = [s.key for s in plan.shards]
     if args.workers:
-        ctx = multiprocessing.get_context("spawn")
+        # forkserver with the pipeline preloaded, as Dagster's multiprocess executor starts its step
+        # processes with ``start_method: forkserver`` (docs/operations.md, "Scaling out"): each shard's
+        # process is forked from a server that imported the code once (spawned, each spent 3-5 s
+        # importing before it read a row).
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["s2s_pipeline.traits.refresh", "s2s_pipeline.store.state_store", "pyarrow",
+                                    "adbc_driver_postgresql.dbapi"])
         with ProcessPoolExecutor(max_workers=args.workers, mp_context=ctx, max_tasks_per_child=1) as pool:
             shards = list(pool.map(_shard_in_process, [url] * len(keys), [plan.plan_id] * len(keys), keys))
     else:
