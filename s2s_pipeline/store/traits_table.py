@@ -61,7 +61,10 @@ def _storable(traits: pd.DataFrame) -> pd.DataFrame:
     """Columns as SQL can hold them: dict/list cells as JSON text."""
     out = traits.copy()
     for column in out.columns:
-        if out[column].dtype == object and out[column].map(lambda v: isinstance(v, (dict, list))).any():
+        # infer_dtype scans in C: a column of text and nulls (every trait of the contract) is passed over
+        if out[column].dtype != object or pd.api.types.infer_dtype(out[column], skipna=True) in ("string", "empty"):
+            continue
+        if out[column].map(lambda v: isinstance(v, (dict, list))).any():
             out[column] = out[column].map(lambda v: json.dumps(v) if isinstance(v, (dict, list)) else v)
     return out
 

@@ -61,3 +61,14 @@ def test_a_whole_table_and_some_customers_rows_come_back_as_written(state_store)
     assert {k: v for k, v in stored.items() if k in ("cus_0", "cus_5")} == _expected(changed)
     assert {k: v for k, v in stored.items() if k not in ("cus_0", "cus_5")} == \
         {k: v for k, v in _expected(traits).items() if k not in ("cus_0", "cus_5")}
+
+
+def test_dict_and_list_cells_are_stored_as_json_text_and_text_columns_as_they_are(state_store):
+    traits = pd.DataFrame({"stripe_customer_id": ["cus_a", "cus_b", "cus_c"],
+                           "extra": pd.Series([{"k": [1, 2]}, None, ["x"]], dtype=object),
+                           "name": pd.Series(["{not json}", None, "[1]"], dtype=object)})
+    table = TraitsTable(state_store.engine)
+    table.write(traits)
+    stored = _back(table.read())
+    assert [stored[c]["extra"] for c in ("cus_a", "cus_b", "cus_c")] == ['{"k": [1, 2]}', None, '["x"]']
+    assert [stored[c]["name"] for c in ("cus_a", "cus_b", "cus_c")] == ["{not json}", None, "[1]"]
