@@ -5,7 +5,7 @@ Plain Python; the ``segment_profiles`` asset calls ``sync_profiles``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Collection
 
 import time
@@ -206,18 +206,31 @@ def _grouped_rows(grouped: dict[str, Message], now: int) -> list[dict]:
             for cid, message in grouped.items()]
 
 
+#: Customers compared per pass when everyone is compared (after a full recompute): a pass holds its
+#: customers' traits, identities, pushed values and messages in memory, about 3.7 GB per million
+#: customers, so everyone at once does not fit on one machine beyond a few million customers.
+FULL_SYNC_BLOCK = 250_000
+
+
 def sync_pending_profiles(store: StateStore, settings: SegmentSettings, profiles, options: ProfileSyncOptions,
                           now: int, *, progress: ProgressSink | None = None,
                           run_id: str | None = None) -> ProfileSyncOutcome:
     """The nightly profile pass: every customer after a full trait recompute (or when no refresh
     said otherwise), else only the customers the trait refresh queued (``store.profile_queue``).
 
+    Everyone is compared ``FULL_SYNC_BLOCK`` customers at a time, in id order (one ``sync_profiles``
+    pass each, memory bounded by the block; the Profiles API look-ups of the run share one
+    ``max_lookups``), except in a dry run, whose file holds the whole run's calls.
+
     Queued customers are settled once the pass is done; a customer with a call Segment did not
     acknowledge is queued again, so the next run re-sends it (same messageId). A dry run settles nothing.
     """
     scope = store.profile_queue.scope()
-    outcome = sync_profiles(store, settings, profiles, options, now, progress=progress, run_id=run_id,
-                            customer_ids=None if scope.full else scope.customer_ids)
+    if scope.full and not settings.dry_run_path:
+        outcome = _sync_everyone_in_blocks(store, settings, profiles, options, now, progress=progress, run_id=run_id)
+    else:
+        outcome = sync_profiles(store, settings, profiles, options, now, progress=progress, run_id=run_id,
+                                customer_ids=None if scope.full else scope.customer_ids)
     if outcome.report.dry_run:
         return outcome
     failed = set(outcome.report.failed)
@@ -226,3 +239,49 @@ def sync_pending_profiles(store: StateStore, settings: SegmentSettings, profiles
     store.profile_queue.settle(scope, retry)
     outcome.scope = "full" if scope.full else "changed"
     return outcome
+
+
+def _sync_everyone_in_blocks(store: StateStore, settings: SegmentSettings, profiles, options: ProfileSyncOptions,
+                             now: int, *, progress: ProgressSink | None, run_id: str | None) -> ProfileSyncOutcome:
+    """``sync_profiles`` of every customer of the trait table, ``FULL_SYNC_BLOCK`` at a time; one outcome."""
+    everyone = store.trait_rows.customer_ids()
+    if len(everyone) <= FULL_SYNC_BLOCK:
+        return sync_profiles(store, settings, profiles, options, now, progress=progress, run_id=run_id)
+    outcomes: list[ProfileSyncOutcome] = []
+    lookups_left = options.max_lookups
+    for start in range(0, len(everyone), FULL_SYNC_BLOCK):
+        block = everyone[start:start + FULL_SYNC_BLOCK]
+        outcome = sync_profiles(store, settings, profiles, replace(options, max_lookups=lookups_left), now,
+                                progress=progress, run_id=run_id, customer_ids=block)
+        if lookups_left is not None:
+            lookups_left = max(0, lookups_left - outcome.profiles_lookups)
+        # What the run reports of a block's calls is their kinds, ids and customers: its traits are let go
+        # (a first sync sends every customer's, about a kilobyte each).
+        outcome.report.attempted = [_without_values(m) for m in outcome.report.attempted]
+        outcomes.append(outcome)
+        if progress is not None:
+            progress(f"profiles: compared {start + len(block):,} of {len(everyone):,} customers")
+    sources: dict[str, int] = {}
+    for outcome in outcomes:
+        for source, count in outcome.identity_sources.items():
+            sources[source] = sources.get(source, 0) + count
+    changes = [o.changes for o in outcomes if o.changes is not None and not o.changes.empty]
+    return ProfileSyncOutcome(
+        customers=sum(o.customers for o in outcomes),
+        customers_changed=sum(o.customers_changed for o in outcomes),
+        report=DeliveryReport(attempted=[m for o in outcomes for m in o.report.attempted],
+                              failed={k: v for o in outcomes for k, v in o.report.failed.items()}),
+        identity_sources=sources,
+        profiles_lookups=sum(o.profiles_lookups for o in outcomes),
+        changes=pd.concat(changes, ignore_index=True) if changes else None,
+    )
+
+
+_NO_VALUES: dict = {}
+
+
+def _without_values(message: Message) -> Message:
+    """The message with its kind, id, customer, identity and time only (nothing reads it again)."""
+    return Message(message.type, message.message_id, message.stripe_customer_id, message.timestamp,
+                   user_id=message.user_id, anonymous_id=message.anonymous_id, traits=_NO_VALUES,
+                   context=_NO_VALUES, properties=_NO_VALUES, group_id=message.group_id, event=message.event)

@@ -8,7 +8,7 @@ import pandas as pd
 from sqlalchemy import Engine, select
 
 from s2s_pipeline.store import schema
-from s2s_pipeline.store.statements import upsert_by_key
+from s2s_pipeline.store.statements import chunks, upsert_by_key
 
 #: The columns of a resolution (``segment.identity.resolve_identities``) that are stored.
 _STORED_COLUMNS = ["stripe_customer_id", "user_id", "source", "email_key", "profiles_checked_at"]
@@ -27,10 +27,15 @@ class IdentityMap:
 
     def read_for(self, customer_ids: Iterable[str]) -> pd.DataFrame:
         """The stored identities of the given customers (absent ones have none yet)."""
-        ids = list(customer_ids)
+        ids = sorted(set(customer_ids))
         m = schema.identity_map
         with self.engine.connect() as conn:
-            return pd.read_sql(select(m).where(m.c.stripe_customer_id.in_(ids)), conn)
+            # In chunks: one IN list of a block of customers outgrows SQLite's bound parameters.
+            parts = [pd.read_sql(select(m).where(m.c.stripe_customer_id.in_(list(chunk))), conn)
+                     for chunk in chunks(ids, 2000)]
+            if not parts:
+                return pd.read_sql(select(m).where(m.c.stripe_customer_id.is_(None)), conn)
+        return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
     def record_resolved(self, resolved: pd.DataFrame, now: int) -> None:
         """Store the identities ``resolve_identities`` marked ``changed`` (new or different from the stored ones)."""

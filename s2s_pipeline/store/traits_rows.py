@@ -59,6 +59,14 @@ class TraitRows:
         conn.execute(delete(live).where(live.c.stripe_customer_id.in_(customer_ids)))
         conn.execute(insert(live).from_select(names, select(*staged.c)))
 
+    def customer_ids(self) -> list[str]:
+        """Every customer id of the trait table, in order (empty if never computed)."""
+        if not self.exists():
+            return []
+        with self.engine.connect() as conn:
+            return list(conn.execute(text(f"SELECT stripe_customer_id FROM {TABLE} ORDER BY stripe_customer_id"))
+                        .scalars())
+
     def read_customers(self, customer_ids: Iterable[str]) -> pd.DataFrame:
         """The stored traits of the given customers (absent ones have no row); empty if never computed."""
         if not self.exists():
