@@ -79,18 +79,24 @@ def _missing(value) -> bool:
 
 def sync_profiles(store: StateStore, settings: SegmentSettings, profiles, options: ProfileSyncOptions,
                   now: int, *, progress: ProgressSink | None = None, run_id: str | None = None,
-                  customer_ids: Collection[str] | None = None) -> ProfileSyncOutcome:
+                  customer_ids: Collection[str] | None = None,
+                  id_range: tuple[str | None, str | None] | None = None) -> ProfileSyncOutcome:
     """Identify/group calls for the customers whose traits changed; ``run_id`` (the Dagster run) goes
     into the delivery audit. Customers deleted in Stripe or forgotten are never sent.
 
     ``customer_ids`` limits the pass to those customers (the ones the incremental trait refresh
-    recomputed): only their traits, identities and pushed state are read. None compares everyone.
+    recomputed): only their traits, identities and pushed state are read. ``id_range`` ``(lo, hi)``
+    limits it to the customers with ``lo <= id < hi`` (None: unbounded), read by range (a block of
+    everyone). Neither compares everyone.
     """
     subset = None if customer_ids is None else sorted(set(customer_ids))
     # Read before the table: a refresh landing in between makes the table newer than this, never older.
     # A table written without a refresh (tests, tools) counts as computed now.
     as_of = traits_computed_at(store) or now
-    traits = store.traits.read() if subset is None else store.trait_rows.read_customers(subset)
+    if id_range is not None:
+        traits = store.trait_rows.read_range(*id_range)
+    else:
+        traits = store.traits.read() if subset is None else store.trait_rows.read_customers(subset)
     if not traits.empty:
         traits = traits[~traits["stripe_customer_id"].isin(store.suppressed_customer_ids())]
     if traits.empty:
@@ -103,7 +109,8 @@ def sync_profiles(store: StateStore, settings: SegmentSettings, profiles, option
 
     identities = resolve_identities(
         traits[["stripe_customer_id", "email", "user_id"]],
-        store.identities.read_all() if subset is None else store.identities.read_for(traits["stripe_customer_id"]),
+        store.identities.read_range(*id_range) if id_range is not None
+        else store.identities.read_all() if subset is None else store.identities.read_for(traits["stripe_customer_id"]),
         lookup=lookup if profiles is not None else None,
         now=now,
         recheck_after_seconds=options.recheck_after_seconds,
@@ -111,7 +118,8 @@ def sync_profiles(store: StateStore, settings: SegmentSettings, profiles, option
     )
     current = traits.drop(columns=["user_id"]).merge(
         identities[["stripe_customer_id", "user_id", "anonymous_id"]], on="stripe_customer_id", how="left")
-    pushed = (store.pushed_traits.read_all() if subset is None
+    pushed = (store.pushed_traits.read_range(*id_range) if id_range is not None
+              else store.pushed_traits.read_all() if subset is None
               else store.pushed_traits.read_for(traits["stripe_customer_id"]))
     current = keep_newer_pushed(current, pushed, as_of)
     # A row written only by a delivered group call has no acknowledged identify yet.
@@ -121,7 +129,7 @@ def sync_profiles(store: StateStore, settings: SegmentSettings, profiles, option
     changed = set(changes["stripe_customer_id"]) | set(groups["stripe_customer_id"])
     # The identify timestamps of the customers that changed only: by id when they are a few of all
     # customers (a full diff after a full recompute usually finds few), else in one scan of the mirror.
-    few = subset is not None or len(changed) * 4 <= len(traits)
+    few = subset is not None or id_range is not None or len(changed) * 4 <= len(traits)
     last_change = store.mirror.last_change_of(changed) if few else store.mirror.customer_last_change()
 
     identify_by_customer = _identify_messages(changes, options, last_change, now)
@@ -218,9 +226,9 @@ def sync_pending_profiles(store: StateStore, settings: SegmentSettings, profiles
     """The nightly profile pass: every customer after a full trait recompute (or when no refresh
     said otherwise), else only the customers the trait refresh queued (``store.profile_queue``).
 
-    Everyone is compared ``FULL_SYNC_BLOCK`` customers at a time, in id order (one ``sync_profiles``
-    pass each, memory bounded by the block; the Profiles API look-ups of the run share one
-    ``max_lookups``), except in a dry run, whose file holds the whole run's calls.
+    Everyone is compared ``FULL_SYNC_BLOCK`` customers at a time, in ranges of ids (one
+    ``sync_profiles`` pass each, memory bounded by the block; the Profiles API look-ups of the run
+    share one ``max_lookups``), except in a dry run, whose file holds the whole run's calls.
 
     Queued customers are settled once the pass is done; a customer with a call Segment did not
     acknowledge is queued again, so the next run re-sends it (same messageId). A dry run settles nothing.
@@ -244,15 +252,18 @@ def sync_pending_profiles(store: StateStore, settings: SegmentSettings, profiles
 def _sync_everyone_in_blocks(store: StateStore, settings: SegmentSettings, profiles, options: ProfileSyncOptions,
                              now: int, *, progress: ProgressSink | None, run_id: str | None) -> ProfileSyncOutcome:
     """``sync_profiles`` of every customer of the trait table, ``FULL_SYNC_BLOCK`` at a time; one outcome."""
-    everyone = store.trait_rows.customer_ids()
-    if len(everyone) <= FULL_SYNC_BLOCK:
+    starts = store.trait_rows.block_starts(FULL_SYNC_BLOCK)
+    if len(starts) <= 1:
         return sync_profiles(store, settings, profiles, options, now, progress=progress, run_id=run_id)
     outcomes: list[ProfileSyncOutcome] = []
     lookups_left = options.max_lookups
-    for start in range(0, len(everyone), FULL_SYNC_BLOCK):
-        block = everyone[start:start + FULL_SYNC_BLOCK]
+    compared = 0
+    # The first block has no lower bound and the last no upper one: a customer whose traits landed
+    # after the bounds were read is in exactly one block.
+    for lo, hi in zip([None, *starts[1:]], [*starts[1:], None]):
         outcome = sync_profiles(store, settings, profiles, replace(options, max_lookups=lookups_left), now,
-                                progress=progress, run_id=run_id, customer_ids=block)
+                                progress=progress, run_id=run_id, id_range=(lo, hi))
+        compared += outcome.customers
         if lookups_left is not None:
             lookups_left = max(0, lookups_left - outcome.profiles_lookups)
         # What the run reports of a block's calls is their kinds, ids and customers: its traits are let go
@@ -260,7 +271,7 @@ def _sync_everyone_in_blocks(store: StateStore, settings: SegmentSettings, profi
         outcome.report.attempted = [_without_values(m) for m in outcome.report.attempted]
         outcomes.append(outcome)
         if progress is not None:
-            progress(f"profiles: compared {start + len(block):,} of {len(everyone):,} customers")
+            progress(f"profiles: compared {compared:,} customers in {len(outcomes)} of {len(starts)} blocks")
     sources: dict[str, int] = {}
     for outcome in outcomes:
         for source, count in outcome.identity_sources.items():

@@ -8,7 +8,7 @@ import pandas as pd
 from sqlalchemy import Engine, select
 
 from s2s_pipeline.store import schema
-from s2s_pipeline.store.statements import chunks, upsert_by_key
+from s2s_pipeline.store.statements import chunks, id_range, upsert_by_key
 
 #: The columns of a resolution (``segment.identity.resolve_identities``) that are stored.
 _STORED_COLUMNS = ["stripe_customer_id", "user_id", "source", "email_key", "profiles_checked_at"]
@@ -24,6 +24,12 @@ class IdentityMap:
         """Every stored identity (empty frame on a first run)."""
         with self.engine.connect() as conn:
             return pd.read_sql(select(schema.identity_map), conn)
+
+    def read_range(self, lo: str | None, hi: str | None) -> pd.DataFrame:
+        """The stored identities of the customers with ``lo <= id < hi`` (None: unbounded)."""
+        m = schema.identity_map
+        with self.engine.connect() as conn:
+            return pd.read_sql(select(m).where(*id_range(m.c.stripe_customer_id, lo, hi)), conn)
 
     def read_for(self, customer_ids: Iterable[str]) -> pd.DataFrame:
         """The stored identities of the given customers (absent ones have none yet)."""

@@ -16,7 +16,7 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, and_, case, or_, select
 
 from s2s_pipeline.store import schema
-from s2s_pipeline.store.statements import chunks, group_by_shape, insert_for, insert_rows, upsert_by_key
+from s2s_pipeline.store.statements import chunks, group_by_shape, id_range, insert_for, insert_rows, upsert_by_key
 
 
 class PushedTraits:
@@ -29,6 +29,12 @@ class PushedTraits:
         """Every customer's last acknowledged identify/group values (empty frame on a first run)."""
         with self.engine.connect() as conn:
             return pd.read_sql(select(schema.pushed_traits), conn)
+
+    def read_range(self, lo: str | None, hi: str | None) -> pd.DataFrame:
+        """The acknowledged values of the customers with ``lo <= id < hi`` (None: unbounded)."""
+        p = schema.pushed_traits
+        with self.engine.connect() as conn:
+            return pd.read_sql(select(p).where(*id_range(p.c.stripe_customer_id, lo, hi)), conn)
 
     def read_for(self, customer_ids: Iterable[str]) -> pd.DataFrame:
         """The acknowledged values of the given customers (absent ones have none yet)."""

@@ -24,6 +24,12 @@ def chunks(seq: Sequence, size: int = CHUNK) -> Iterable[Sequence]:
         yield seq[i : i + size]
 
 
+def id_range(column, lo: str | None, hi: str | None) -> list:
+    """Conditions ``lo <= column < hi`` (None: that side unbounded), for ``select(...).where(*...)``."""
+    return [c for c in (column >= lo if lo is not None else None, column < hi if hi is not None else None)
+            if c is not None]
+
+
 def insert_for(dialect: str, table: Table):
     """An INSERT that supports ``on_conflict_do_update`` / ``on_conflict_do_nothing`` on this dialect."""
     if dialect == "postgresql":

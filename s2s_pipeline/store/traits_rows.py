@@ -59,13 +59,24 @@ class TraitRows:
         conn.execute(delete(live).where(live.c.stripe_customer_id.in_(customer_ids)))
         conn.execute(insert(live).from_select(names, select(*staged.c)))
 
-    def customer_ids(self) -> list[str]:
-        """Every customer id of the trait table, in order (empty if never computed)."""
+    def block_starts(self, block: int) -> list[str]:
+        """The first customer id of each run of ``block`` customers of the trait table, in id order
+        (empty if never computed): the bounds of blocks of about ``block`` customers."""
         if not self.exists():
             return []
         with self.engine.connect() as conn:
-            return list(conn.execute(text(f"SELECT stripe_customer_id FROM {TABLE} ORDER BY stripe_customer_id"))
-                        .scalars())
+            return list(conn.execute(text(
+                f"SELECT stripe_customer_id FROM (SELECT stripe_customer_id, row_number() OVER "
+                f"(ORDER BY stripe_customer_id) AS n FROM {TABLE}) numbered WHERE (n - 1) % :block = 0 "
+                "ORDER BY stripe_customer_id"), {"block": int(block)}).scalars())
+
+    def read_range(self, lo: str | None, hi: str | None) -> pd.DataFrame:
+        """The stored traits of the customers with ``lo <= id < hi`` (None: unbounded); empty if never computed."""
+        if not self.exists():
+            return pd.DataFrame()
+        where, params = _range_condition("stripe_customer_id", lo, hi)
+        with self.engine.connect() as conn:
+            return pd.read_sql(text(f"SELECT * FROM {TABLE} WHERE {where}"), conn, params=params)
 
     def read_customers(self, customer_ids: Iterable[str]) -> pd.DataFrame:
         """The stored traits of the given customers (absent ones have no row); empty if never computed."""
@@ -116,3 +127,15 @@ class TraitRows:
 
 def _expanding(name: str):
     return bindparam(name, expanding=True)
+
+
+def _range_condition(column: str, lo: str | None, hi: str | None) -> tuple[str, dict]:
+    """SQL text ``lo <= column < hi`` (either bound may be None) and its parameters."""
+    parts, params = [], {}
+    if lo is not None:
+        parts.append(f"{column} >= :lo")
+        params["lo"] = lo
+    if hi is not None:
+        parts.append(f"{column} < :hi")
+        params["hi"] = hi
+    return (" AND ".join(parts) or "1 = 1"), params
