@@ -8,7 +8,7 @@ import pandas as pd
 from sqlalchemy import Engine, select
 
 from s2s_pipeline.store import schema
-from s2s_pipeline.store.statements import chunks, id_range, upsert_by_key
+from s2s_pipeline.store.statements import id_range, read_by_keys, upsert_by_key
 
 #: The columns of a resolution (``segment.identity.resolve_identities``) that are stored.
 _STORED_COLUMNS = ["stripe_customer_id", "user_id", "source", "email_key", "profiles_checked_at"]
@@ -33,15 +33,8 @@ class IdentityMap:
 
     def read_for(self, customer_ids: Iterable[str]) -> pd.DataFrame:
         """The stored identities of the given customers (absent ones have none yet)."""
-        ids = sorted(set(customer_ids))
-        m = schema.identity_map
         with self.engine.connect() as conn:
-            # In chunks: one IN list of a block of customers outgrows SQLite's bound parameters.
-            parts = [pd.read_sql(select(m).where(m.c.stripe_customer_id.in_(list(chunk))), conn)
-                     for chunk in chunks(ids, 2000)]
-            if not parts:
-                return pd.read_sql(select(m).where(m.c.stripe_customer_id.is_(None)), conn)
-        return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+            return read_by_keys(conn, schema.identity_map, "stripe_customer_id", customer_ids)
 
     def record_resolved(self, resolved: pd.DataFrame, now: int) -> None:
         """Store the identities ``resolve_identities`` marked ``changed`` (new or different from the stored ones)."""

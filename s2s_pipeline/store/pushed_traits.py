@@ -16,7 +16,8 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, and_, case, or_, select
 
 from s2s_pipeline.store import schema
-from s2s_pipeline.store.statements import chunks, group_by_shape, id_range, insert_for, insert_rows, upsert_by_key
+from s2s_pipeline.store.statements import (chunks, group_by_shape, id_range, insert_for, insert_rows, read_by_keys,
+                                          upsert_by_key)
 
 
 class PushedTraits:
@@ -38,14 +39,8 @@ class PushedTraits:
 
     def read_for(self, customer_ids: Iterable[str]) -> pd.DataFrame:
         """The acknowledged values of the given customers (absent ones have none yet)."""
-        ids = sorted(set(customer_ids))
-        p = schema.pushed_traits
         with self.engine.connect() as conn:
-            parts = [pd.read_sql(select(p).where(p.c.stripe_customer_id.in_(list(chunk))), conn)
-                     for chunk in chunks(ids, 2000)]
-            if not parts:
-                return pd.read_sql(select(p).where(p.c.stripe_customer_id.is_(None)), conn)
-        return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+            return read_by_keys(conn, schema.pushed_traits, "stripe_customer_id", customer_ids)
 
     def record(self, rows: list[dict]) -> None:
         """Upsert acknowledged values; each row updates only the columns it carries."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
+import pandas as pd
 from sqlalchemy import JSON, Connection, Table, Text, bindparam, cast, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
@@ -22,6 +23,18 @@ POSTGRES_CHUNK = 5_000
 def chunks(seq: Sequence, size: int = CHUNK) -> Iterable[Sequence]:
     for i in range(0, len(seq), size):
         yield seq[i : i + size]
+
+
+def read_by_keys(conn: Connection, table: Table, key: str, ids: Iterable[str], size: int = 2000) -> pd.DataFrame:
+    """The rows of ``table`` whose ``key`` is one of ``ids``, in one frame: read ``size`` ids at a time, so an
+    IN list of a block of customers stays under SQLite's bound parameters; no ids give an empty frame
+    with the table's columns."""
+    column = table.c[key]
+    parts = [pd.read_sql(select(table).where(column.in_(list(chunk))), conn)
+             for chunk in chunks(sorted(set(ids)), size)]
+    if not parts:
+        return pd.read_sql(select(table).where(column.is_(None)), conn)
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
 
 def id_range(column, lo: str | None, hi: str | None) -> list:

@@ -13,8 +13,7 @@ import pandas as pd
 from sqlalchemy import Engine, bindparam, column, delete, insert, inspect, select, table, text
 
 from s2s_pipeline.store.statements import chunks
-from s2s_pipeline.store.arrow_copy import copy_frame
-from s2s_pipeline.store.traits_table import TABLE, _check_staging_name, _storable, sqlite_executemany
+from s2s_pipeline.store.traits_table import TABLE, _check_staging_name, _storable, write_rows
 
 _ID_CHUNK = 2000
 
@@ -41,13 +40,8 @@ class TraitRows:
             for chunk in chunks(ids, _ID_CHUNK):
                 conn.execute(text(f"DELETE FROM {TABLE} WHERE stripe_customer_id IN :ids")
                              .bindparams(_expanding("ids")), {"ids": list(chunk)})
-            if not len(frame):
-                return
-            if self.engine.dialect.name == "postgresql":
-                copy_frame(conn, TABLE, frame)
-            else:
-                frame.to_sql(TABLE, conn, index=False, if_exists="append", chunksize=20_000,
-                             method=sqlite_executemany if self.engine.dialect.name == "sqlite" else None)
+            if len(frame):
+                write_rows(conn, TABLE, frame, if_exists="append")
 
     def replace_from_staging(self, staging: str, customer_ids, conn) -> None:
         """Replace the rows of the customers ``customer_ids`` (a subquery of ids) with the staging table's

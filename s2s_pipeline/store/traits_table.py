@@ -46,6 +46,18 @@ def sqlite_executemany(table, conn, keys, data_iter) -> int:
     return len(rows)
 
 
+def write_rows(conn, name: str, frame: pd.DataFrame, if_exists: str) -> None:
+    """``frame`` (as ``_storable`` gives it) into the trait table or a staging table ``name``, in ``conn``'s
+    transaction: pandas makes (``if_exists="fail"``) or checks the table with its SQL types; the rows go
+    in by COPY of Arrow's CSV on Postgres, by one ``executemany`` on SQLite."""
+    if conn.dialect.name == "postgresql":
+        frame.head(0).to_sql(name, conn, index=False, if_exists=if_exists)
+        copy_frame(conn, name, frame)
+        return
+    method = sqlite_executemany if conn.dialect.name == "sqlite" else None
+    frame.to_sql(name, conn, index=False, if_exists=if_exists, chunksize=20_000, method=method)
+
+
 def staging_name(refresh_id: str) -> str:
     """The staging table of a refresh: a SQL-safe name derived from its id (a Dagster run id, any text)."""
     return f"{_STAGING_PREFIX}{hashlib.sha256(refresh_id.encode()).hexdigest()[:32]}"
@@ -130,13 +142,7 @@ class TraitsTable:
         conn.execute(text(f"DROP TABLE IF EXISTS {name}"))
 
     def _to_sql(self, frame: pd.DataFrame, name: str, conn, if_exists: str) -> None:
-        if self.engine.dialect.name == "postgresql":
-            # pandas makes (or checks) the table with its SQL types; Arrow's CSV fills it by COPY
-            frame.head(0).to_sql(name, conn, index=False, if_exists=if_exists)
-            copy_frame(conn, name, frame)
-            return
-        method = sqlite_executemany if self.engine.dialect.name == "sqlite" else None
-        frame.to_sql(name, conn, index=False, if_exists=if_exists, chunksize=20_000, method=method)
+        write_rows(conn, name, frame, if_exists)
 
     def _drop_staging(self, staging: str) -> None:
         """Best effort: the write's own error is the one to report, not a failed cleanup's."""
