@@ -1,7 +1,7 @@
 """The nightly path end to end: apply Stripe changes, recompute traits, diff, deliver to a local Segment sink.
 
     python bench/nightly_bench.py --customers N --changed FRACTION [--postgres URL] [--full] [--seed S]
-        [--shard-customers K | --shards N] [--workers W]
+        [--shard-customers K | --shards N] [--workers W] [--prewarm]
     python bench/nightly_bench.py --customers N [--postgres URL] --build-only
 
 1. **The state store** (built once, then cached; not timed): N synthetic
@@ -14,6 +14,10 @@
    run, or with ``--postgres`` a database ``s2s_nightly_v2_n<N>_s<seed>``
    used as the template of a scratch database per run (``CREATE DATABASE
    ... TEMPLATE``, dropped afterwards; the cache database is left in place).
+   ``--prewarm`` reads every table and index of the scratch database into
+   Postgres' shared buffers (``pg_prewarm``) before timing, as a server that
+   has been running would hold them (only meaningful with shared buffers the
+   size of the store).
 
    The build (``_build``) goes by blocks of ``BUILD_BLOCK`` = 100,000
    customers, so its memory does not grow with N: the mirror is generated
@@ -336,8 +340,9 @@ def sqlite_store(cache_dir: Path, customers: int, seed: int, workdir: str) -> tu
 class PostgresStore:
     """A scratch database cloned from the cached one (``CREATE DATABASE ... TEMPLATE``), dropped afterwards."""
 
-    def __init__(self, admin_url: str, customers: int, seed: int) -> None:
+    def __init__(self, admin_url: str, customers: int, seed: int, prewarm: bool = False) -> None:
         self.admin_url = normalize_url(admin_url)
+        self.prewarm = prewarm
         self.cache = f"s2s_{_key(customers, seed)}"
         self.name = f"s2s_nightly_{uuid.uuid4().hex[:8]}"
         self.customers, self.seed = customers, seed
@@ -371,7 +376,20 @@ class PostgresStore:
                               + (" STRATEGY FILE_COPY" if file_copy else "")))
             conn.execute(text("CHECKPOINT"))
         admin.dispose()
+        if self.prewarm:
+            self._prewarm()
         return self._url(self.name)
+
+    def _prewarm(self) -> None:
+        """Every table and index of the clone read into Postgres' shared buffers (pg_prewarm), untimed: the
+        state of a server that has been running (a fresh clone's files are new to the buffer cache, so
+        without it every page the run touches is a miss). Meaningful when shared_buffers holds the store."""
+        engine = create_engine(self._url(self.name), isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(text("CREATE EXTENSION IF NOT EXISTS pg_prewarm"))
+            conn.execute(text("SELECT pg_prewarm(c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                              "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'i', 't')"))
+        engine.dispose()
 
     def __exit__(self, *exc) -> None:
         admin = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
@@ -626,6 +644,7 @@ def run(url: str, args) -> dict:
         "stripe_requests_per_changed_customer": round(synced.requests / changed, 4) if changed else None,
         "rate_limit": LIVE_MODE_LIMIT,
         "upload_size": args.upload_size,
+        "prewarm": bool(getattr(args, "prewarm", False)),
     }
 
 
@@ -644,6 +663,8 @@ def main(argv: list[str] | None = None) -> int:
     sharding.add_argument("--shards", type=int, help="about N equal shards instead: shard customers = ceil(customers / N)")
     parser.add_argument("--upload-size", type=int, default=SegmentSettings.upload_size,
                         help="messages per Segment batch of the timed delivery (the segment resource's upload_size)")
+    parser.add_argument("--prewarm", action="store_true",
+                        help="with --postgres: read the scratch store into shared buffers before timing (pg_prewarm)")
     parser.add_argument("--workers", type=int, default=0,
                         help="run the shards in a pool of W processes, a fresh one per shard (0: in this process)")
     args = parser.parse_args(argv)
@@ -659,7 +680,7 @@ def main(argv: list[str] | None = None) -> int:
     cache_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     if args.postgres:
-        scratch = PostgresStore(args.postgres, args.customers, args.seed)
+        scratch = PostgresStore(args.postgres, args.customers, args.seed, prewarm=args.prewarm)
         with scratch as url:
             built, cache = scratch.built, scratch.cache
             result = {} if args.build_only else {"benchmark": "nightly", "store": "postgres", **run(url, args)}
