@@ -62,10 +62,10 @@ def test_nightly_bench_runs_the_incremental_path_and_the_full_one(tmp_path, stor
     assert 0 < incremental["messages_sent"] and incremental["messages_failed"] == 0
     assert incremental["stripe_429s"] == 0
 
-    # 3 shards of 100 customers; on SQLite in a pool of 2 processes, a fresh one per shard
-    # on Postgres with the scratch store read into shared buffers first (pg_prewarm)
-    workers = ("--workers", "2") if store == "sqlite" else ("--prewarm",)
-    full = _run(tmp_path, *extra, "--full", "--shard-customers", "100", *workers)
+    # 3 shards of 100 customers; on SQLite in a pool of 2 processes, a fresh one per shard; on Postgres
+    # with the scratch store read into shared buffers first (pg_prewarm)
+    per_store = ("--workers", "2") if store == "sqlite" else ("--prewarm",)
+    full = _run(tmp_path, *extra, "--full", "--shard-customers", "100", *per_store)
     assert full["cache_built"] is False  # the cached store is reused
     assert full["prewarm"] is (store == "postgres")
     assert (full["traits_mode"], full["customers_recomputed"], full["diff_scope"]) == ("full", 300, "full")
