@@ -69,6 +69,40 @@ def test_a_bigint_beside_a_null_comes_back_exactly(store, read_path):
         assert frame.set_index("id")["amount"]["ch_1"] == BIG
 
 
+def _money_back(rid: str, charge: str | None, amount: int) -> dict:
+    return {"id": rid, "charge": charge, "status": "succeeded", "currency": "usd", "amount": amount,
+            "created": 100, "version_ts": 1, "deleted": False}
+
+
+@pytest.mark.parametrize("chunks", ["one", "one id each"])
+def test_a_customers_refunds_and_disputes_are_those_of_its_charges(store, read_path, monkeypatch, chunks):
+    """Refunds and disputes belong to a customer through its charges: with or without the charges' ids
+    among the columns asked for, in one chunk or one id per query, the same rows."""
+    if chunks != "one":
+        monkeypatch.setattr(frames_module, "_CUSTOMER_CHUNK", 1)
+        monkeypatch.setattr(frames_module, "_CHARGE_CHUNK", 1)
+    _insert(store.engine, schema.customers, *({"id": c, "version_ts": 1, "deleted": False}
+                                              for c in ("cus_1", "cus_2", "cus_3")))
+    _insert(store.engine, schema.charges, _charge("ch_1", 100), _charge("ch_2", 200),
+            _charge("ch_3", 300, customer="cus_2"), _charge("ch_4", 400, customer=None))
+    _insert(store.engine, schema.refunds, _money_back("re_1", "ch_1", 10), _money_back("re_2", "ch_2", 20),
+            _money_back("re_3", "ch_3", 30), _money_back("re_4", "ch_4", 40), _money_back("re_5", None, 50),
+            _money_back("re_6", "ch_gone", 60))
+    _insert(store.engine, schema.disputes, _money_back("dp_1", "ch_2", 200), _money_back("dp_2", "ch_3", 300))
+    asked = {"refunds": ("id", "amount"), "disputes": ("id",)}
+    for charges_columns in ((), ("amount",), ("id", "amount")):
+        columns = {**asked, "charges": charges_columns} if charges_columns else asked
+        read = store.mirror.read_customer_frames(columns, ["cus_1", "cus_3", "cus_9"])
+        # cus_1 owns ch_1 and ch_2: re_1, re_2 and dp_1; cus_3 has no charge; cus_9 is not in the mirror.
+        assert sorted(read["refunds"]["id"]) == ["re_1", "re_2"], charges_columns
+        assert read["refunds"].set_index("id")["amount"].to_dict() == {"re_1": 10, "re_2": 20}
+        assert read["disputes"]["id"].tolist() == ["dp_1"], charges_columns
+    # No charges at all: empty frames of the columns asked for.
+    none = store.mirror.read_customer_frames(asked, ["cus_3"])
+    assert list(none["refunds"].columns) == ["id", "amount"] and len(none["refunds"]) == 0
+    assert len(none["disputes"]) == 0
+
+
 class _WriteAfterCustomers(dict):
     """``MIRROR_FRAME_TABLES`` as ``store.frames`` iterates it, committing a write on another connection
     once the customers table has been read (when the loop asks for the next table)."""
