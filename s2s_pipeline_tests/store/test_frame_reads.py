@@ -13,6 +13,7 @@ import sys
 import pandas as pd
 import pytest
 from sqlalchemy import create_engine, delete, insert, select
+from sqlalchemy.pool import NullPool
 
 from s2s_pipeline.store import frames as frames_module
 from s2s_pipeline.store import schema
@@ -101,6 +102,29 @@ def test_a_customers_refunds_and_disputes_are_those_of_its_charges(store, read_p
     none = store.mirror.read_customer_frames(asked, ["cus_3"])
     assert list(none["refunds"].columns) == ["id", "amount"] and len(none["refunds"]) == 0
     assert len(none["disputes"]) == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("configured", ["4", "1"])
+def test_keyed_reads_plan_for_an_ssd_inside_their_own_transaction(postgres_url, read_path, monkeypatch, configured):
+    """A keyed read plans with random_page_cost 1.1 (Postgres' default 4 makes it scan every charge), keeps
+    a lower configured value, and leaves the session's setting as it was once its transaction ends."""
+    from s2s_pipeline.store.arrow_reads import frame_reads
+
+    monkeypatch.setenv("PGOPTIONS", f"-c random_page_cost={configured}")  # what the server or role would set
+    engine = create_engine(postgres_url, poolclass=NullPool)
+    try:
+        with frame_reads(engine) as reader:
+            assert reader.setting_rows("SELECT current_setting('random_page_cost')") == [(configured,)]
+            reader.favour_index_scans()
+            inside = reader.setting_rows("SELECT current_setting('random_page_cost')")
+            assert reader.setting_rows("SELECT current_setting('transaction_read_only')") == [("on",)]
+        with frame_reads(engine) as reader:
+            after = reader.setting_rows("SELECT current_setting('random_page_cost')")
+    finally:
+        engine.dispose()
+    assert inside == [("1.1" if configured == "4" else configured,)]
+    assert after == [(configured,)]
 
 
 class _WriteAfterCustomers(dict):
