@@ -68,6 +68,41 @@ def test_a_finished_delivery_keeps_nothing_of_its_messages_or_its_bookkeeping_al
     assert [ref() for ref in refs] == [None, None]
 
 
+def test_the_next_batch_is_uploaded_while_the_last_one_is_recorded(sink):
+    # The first batch's bookkeeping holds until Segment has all three batches: were the upload of
+    # the next batch waiting for the last one's bookkeeping (as it did), the wait would time out.
+    batch = messages(30)
+    recorded: list[list[str]] = []
+    held: list[bool] = []
+
+    def on_acknowledged(acknowledged):
+        if not held:
+            held.append(sink.wait_for(lambda: len(sink.accepted) == 30, timeout=20))
+        recorded.append([m.message_id for m in acknowledged])
+
+    report = deliver(batch, settings(sink, upload_size=10), on_acknowledged=on_acknowledged)
+    assert held == [True]
+    assert report.failed == {} and len(report.delivered) == 30
+    # Every batch recorded once, when deliver returns, in the order Segment acknowledged them.
+    assert [len(r) for r in recorded] == [10, 10, 10]
+    assert [i for r in recorded for i in r] == [m.message_id for m in batch]
+
+
+def test_a_failed_bookkeeping_is_raised_after_every_batch_is_delivered_and_the_rest_recorded(sink):
+    batch = messages(30)
+    recorded: list[int] = []
+
+    def on_acknowledged(acknowledged):
+        recorded.append(len(acknowledged))
+        if len(recorded) == 1:
+            raise RuntimeError("the state store went away")
+
+    with pytest.raises(RuntimeError, match="went away"):
+        deliver(batch, settings(sink, upload_size=10), on_acknowledged=on_acknowledged)
+    assert recorded == [10, 10, 10]
+    assert set(sink.accepted_by_message_id()) == {m.message_id for m in batch}
+
+
 def test_503_and_429_are_retried_and_nothing_is_doubled(sink):
     sink.faults.fail_next(2, status=503)
     batch = messages(30)
