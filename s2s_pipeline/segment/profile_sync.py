@@ -5,8 +5,9 @@ Plain Python; the ``segment_profiles`` asset calls ``sync_profiles``.
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Collection
+from typing import Callable, Collection, TypeVar
 
 import time
 
@@ -25,6 +26,8 @@ from s2s_pipeline.core.times import utc_datetime
 from s2s_pipeline.segment.messages import Message, group_message, identify_messages, native
 from s2s_pipeline.store.state_store import StateStore
 from s2s_pipeline.traits.refresh import traits_computed_at
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,15 @@ def _identify_messages(changes: pd.DataFrame, options: ProfileSyncOptions, last_
     return out
 
 
+def _read_in_background(read: Callable[..., T], *args) -> Future[T]:
+    """``read(*args)`` started on a thread of its own (the engine's pool gives it its own connection)."""
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="profile-sync-read")
+    try:
+        return executor.submit(read, *args)
+    finally:
+        executor.shutdown(wait=False)  # the read runs on; the thread ends with it
+
+
 def _missing(value) -> bool:
     return value is None or (isinstance(value, float) and value != value) or value is pd.NA
 
@@ -90,6 +102,9 @@ def sync_profiles(store: StateStore, settings: SegmentSettings, profiles, option
     everyone). Neither compares everyone.
     """
     subset = None if customer_ids is None else sorted(set(customer_ids))
+    # The identify timestamps of a subset are read while its traits, identities and pushed state are
+    # (they depend on nothing the diff finds; at 1M customers, 18,885 queued: about 0.7 s of index reads).
+    timestamps = _read_in_background(store.mirror.last_change_of, subset) if subset is not None else None
     # Read before the table: a refresh landing in between makes the table newer than this, never older.
     # A table written without a refresh (tests, tools) counts as computed now.
     as_of = traits_computed_at(store) or now
@@ -130,7 +145,8 @@ def sync_profiles(store: StateStore, settings: SegmentSettings, profiles, option
     # The identify timestamps of the customers that changed only: by id when they are a few of all
     # customers (a full diff after a full recompute usually finds few), else in one scan of the mirror.
     few = subset is not None or id_range is not None or len(changed) * 4 <= len(traits)
-    last_change = store.mirror.last_change_of(changed) if few else store.mirror.customer_last_change()
+    last_change = (timestamps.result() if timestamps is not None
+                   else store.mirror.last_change_of(changed) if few else store.mirror.customer_last_change())
 
     identify_by_customer = _identify_messages(changes, options, last_change, now)
     group_by_customer: dict[str, Message] = {}
