@@ -84,10 +84,7 @@ def read_customer_frames(engine: Engine, columns: Mapping[str, tuple[str, ...]],
     frames: dict[str, pd.DataFrame] = {}
     charge_ids: list[str] | None = None
     with frame_reads(engine) as reader:
-        # A few customers' rows are found through the (customer, version_ts) indexes; on Postgres' default
-        # costs the planner would read every charge instead (``arrow_reads.KEYED_READ_RANDOM_PAGE_COST``).
-        # It still chooses by cost: for a large share of the customers it scans.
-        reader.favour_index_scans()
+        reader.favour_index_scans()  # the planner still chooses by cost: for many customers it scans
         for name, table in MIRROR_FRAME_TABLES.items():
             cols = _requested(name, columns)
             if not cols:
@@ -96,11 +93,10 @@ def read_customer_frames(engine: Engine, columns: Mapping[str, tuple[str, ...]],
             if name in _BY_CHARGE:
                 if charge_ids is None:
                     charge_ids = _charge_ids(reader, frames.get("charges"), ids)
-                frame = _read_in_chunks(reader, wanted, table.c.charge, charge_ids, _CHARGE_CHUNK)
+                frame = _read_in_chunks(reader, wanted, charge_ids, _CHARGE_CHUNK,
+                                        lambda chunk, table=table: [table.c.charge.in_(chunk)])
             elif name in _BY_CUSTOMER_COLUMN:
-                key = table.c.id if name == "customers" else table.c.customer
-                extra = [table.c.deleted == false()] if name == "customers" else []
-                frame = _read_in_chunks(reader, wanted, key, ids, _CUSTOMER_CHUNK, extra)
+                frame = _read_in_chunks(reader, wanted, ids, _CUSTOMER_CHUNK, _of_customers(name, table))
                 if name == "customers" and len(frame):
                     frame = frame.sort_values("id", kind="stable", ignore_index=True)
             else:
@@ -116,18 +112,24 @@ def _charge_ids(reader, charges: pd.DataFrame | None, customer_ids: list[str]) -
         found = charges["id"]
     else:
         table = MIRROR_FRAME_TABLES["charges"]
-        found = _read_in_chunks(reader, [table.c.id], table.c.customer, customer_ids, _CUSTOMER_CHUNK)["id"]
+        found = _read_in_chunks(reader, [table.c.id], customer_ids, _CUSTOMER_CHUNK,
+                                _of_customers("charges", table))["id"]
     return sorted({str(i) for i in found.tolist()})
 
 
-def _read_in_chunks(reader, wanted, key, keys: list[str], chunk_size: int, extra=()) -> pd.DataFrame:
-    """The ``wanted`` columns of the rows whose ``key`` is one of ``keys`` (and meet ``extra``), read
-    ``chunk_size`` keys per query and concatenated; no keys: an empty frame of those columns (from a query
-    that selects nothing, so the dtypes are the reader's)."""
+def _of_customers(name: str, table):
+    """The conditions keeping the rows of frame ``name`` that belong to a chunk of customer ids (``_belonging``)."""
+    return lambda chunk: _belonging(name, table, lambda column: [column.in_(chunk)])
+
+
+def _read_in_chunks(reader, wanted, keys: list[str], chunk_size: int, conditions) -> pd.DataFrame:
+    """The ``wanted`` columns of the rows meeting ``conditions(chunk)`` (a function of a list of keys giving
+    the WHERE conditions), ``chunk_size`` of ``keys`` per query, concatenated; no keys: an empty frame of
+    those columns (from a query that selects nothing, so the dtypes are the reader's)."""
     parts = []
     for start in range(0, len(keys), chunk_size):
         chunk = keys[start:start + chunk_size]
-        part = reader.read(select(*wanted).where(key.in_(chunk), *extra), wanted)
+        part = reader.read(select(*wanted).where(*conditions(chunk)), wanted)
         if len(part):  # an empty part's columns are object: concatenated, they would make Int64 object
             parts.append(part)
     if parts:
