@@ -53,6 +53,7 @@ def is_history(event: dict, cursor: dict) -> bool:
 
 
 def _ledger_row(event: dict, applied: bool, history: bool, now: int, detail: str | None = None) -> dict:
+    """The ledger row of an event; its payload is the event ``scrub`` made (a scrubbed event is kept as it is)."""
     obj = (event.get("data") or {}).get("object") or {}
     return {
         "id": event["id"],
@@ -237,6 +238,8 @@ def apply_events(store: StateStore, events: list[dict], cursor: dict, now: int, 
     changes: dict[tuple[str, str], _ObjectChange] = {}
     ledger = []
     for event in fresh:
+        # Scrubbed once: the ledger keeps the event, the mirror's raw its object, the same scrubbed dicts.
+        event = scrub(event)
         snapshot = _snapshot(event)
         detail = None
         rows = None

@@ -64,16 +64,30 @@ def _require(obj: dict, key: str) -> Any:
     return obj[key]
 
 
+class Scrubbed(dict):
+    """A payload ``scrub`` made: already without card secrets, so scrubbing it again returns it as it is.
+
+    An event is ledgered whole and its object mirrored in ``raw``: scrubbing the event once lets the
+    mirror row take its object without walking it again (a tenth of applying a night's events).
+    Treated as immutable, like every payload.
+    """
+
+    __slots__ = ()
+
+
 def scrub(obj: Any) -> Any:
     """A JSON-ready deep copy of a Stripe payload without card secrets (kept in ``raw``).
 
     stripe-python parses ``*_decimal`` fields into ``Decimal``; they are kept
-    as exact decimal text, as Stripe sends them.
+    as exact decimal text, as Stripe sends them. A ``Scrubbed`` dict (what this
+    returns for a dict) comes back as it is.
     """
+    if type(obj) is Scrubbed:
+        return obj
     if isinstance(obj, Decimal):
         return str(obj)
     if isinstance(obj, dict):
-        out = {}
+        out = Scrubbed()
         for key, value in obj.items():
             if key in _CARD_SECRETS:
                 continue

@@ -109,6 +109,21 @@ def test_scrub_removes_nested_card_secrets():
     assert scrub({"a": [{"card": {"last4": "4242", "brand": "visa"}}]}) == {"a": [{"card": {"brand": "visa"}}]}
 
 
+def test_a_scrubbed_payload_is_not_walked_again_and_a_plain_one_always_is():
+    """The change feed scrubs an event once; the mirror row of its object takes the scrubbed object as it is."""
+    event = {"id": "evt_1", "data": {"object": {"id": "ch_1", "object": "charge", "status": "succeeded",
+                                               "currency": "usd", "amount": 500,
+                                               "payment_method_details": {"card": {"brand": "visa", "last4": "4242"}}}}}
+    scrubbed = scrub(event)
+    obj = scrubbed["data"]["object"]
+    assert scrub(scrubbed) is scrubbed and scrub(obj) is obj
+    assert to_rows(obj, 1).parents["charge"][0]["raw"] is obj
+    assert obj["payment_method_details"] == {"card": {"brand": "visa"}}
+    # a plain dict equal to a scrubbed one is still copied and scrubbed (it may hold what scrub removes)
+    plain = {"card": {"last4": "4242"}}
+    assert scrub(plain) is not plain and plain == {"card": {"last4": "4242"}}
+
+
 def test_decimal_fields_from_stripe_python_are_stored_as_exact_text():
     """stripe-python turns *_decimal fields into Decimal; the mirror keeps Stripe's exact text."""
     from decimal import Decimal
