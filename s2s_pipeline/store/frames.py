@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Mapping
 
 import pandas as pd
-from sqlalchemy import Engine, false, select
+from sqlalchemy import Engine, false, literal_column, select
 
 from s2s_pipeline.store.arrow_reads import frame_reads
 from s2s_pipeline.store.schema import MIRROR_FRAME_COLUMNS, MIRROR_FRAME_TABLES
@@ -94,7 +94,7 @@ def read_customer_frames(engine: Engine, columns: Mapping[str, tuple[str, ...]],
                 if charge_ids is None:
                     charge_ids = _charge_ids(reader, frames.get("charges"), ids)
                 frame = _read_in_chunks(reader, wanted, charge_ids, _CHARGE_CHUNK,
-                                        lambda chunk, table=table: [table.c.charge.in_(chunk)])
+                                        lambda chunk, table=table: [in_keys(table.c.charge, chunk)])
             elif name in _BY_CUSTOMER_COLUMN:
                 frame = _read_in_chunks(reader, wanted, ids, _CUSTOMER_CHUNK, _of_customers(name, table))
                 if name == "customers" and len(frame):
@@ -119,7 +119,24 @@ def _charge_ids(reader, charges: pd.DataFrame | None, customer_ids: list[str]) -
 
 def _of_customers(name: str, table):
     """The conditions keeping the rows of frame ``name`` that belong to a chunk of customer ids (``_belonging``)."""
-    return lambda chunk: _belonging(name, table, lambda column: [column.in_(chunk)])
+    return lambda chunk: _belonging(name, table, lambda column: [in_keys(column, chunk)])
+
+
+def in_keys(column, keys: list[str]):
+    """``column IN (keys)`` for ids, the list rendered as SQL text in one pass.
+
+    The frame reads inline their keys (``arrow_reads``); SQLAlchemy's literal rendering takes about
+    2 microseconds per value, and the trait step of a night at 1M customers inlines some 500,000
+    (0.38 s of its 2.9 s). Rendered here: each key quoted as a standard SQL string (quotes doubled),
+    the same text on SQLite and PostgreSQL. A key that is not text, or holds a backslash or NUL
+    (which a server without ``standard_conforming_strings`` would read otherwise), goes through
+    SQLAlchemy's rendering instead; Stripe's ids hold none.
+    """
+    if keys and all(type(k) is str for k in keys):
+        quoted = "', '".join(k.replace("'", "''") for k in keys)
+        if "\\" not in quoted and "\x00" not in quoted:
+            return column.op("IN")(literal_column(f"('{quoted}')"))
+    return column.in_(keys)
 
 
 def _read_in_chunks(reader, wanted, keys: list[str], chunk_size: int, conditions) -> pd.DataFrame:

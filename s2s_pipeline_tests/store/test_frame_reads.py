@@ -104,6 +104,26 @@ def test_a_customers_refunds_and_disputes_are_those_of_its_charges(store, read_p
     assert len(none["disputes"]) == 0
 
 
+def test_ids_holding_quotes_and_backslashes_are_read_as_they_are(store, read_path):
+    """The keyed reads inline their ids as SQL text: an id with a quote, a backslash or an SQL fragment
+    selects its own rows and nobody else's (on both backends, both read paths)."""
+    odd = ["cus_'1", "cus_\\2", "cus_3') OR ('1'='1", "cus_plain"]
+    _insert(store.engine, schema.customers, *({"id": c, "version_ts": 1, "deleted": False}
+                                              for c in odd + ["cus_other"]))
+    _insert(store.engine, schema.charges, *(_charge(f"ch_{i}'\\", 100 + i, customer=c) for i, c in enumerate(odd)),
+            _charge("ch_other", 999, customer="cus_other"))
+    _insert(store.engine, schema.disputes, *({"id": f"dp_{i}", "charge": f"ch_{i}'\\", "status": "lost",
+                                               "currency": "usd", "amount": 100 + i, "created": 100, "version_ts": 1,
+                                               "deleted": False} for i in range(len(odd))),
+            {"id": "dp_other", "charge": "ch_other", "status": "lost", "currency": "usd", "amount": 999,
+             "created": 100, "version_ts": 1, "deleted": False})
+    read = store.mirror.read_customer_frames({"customers": ("id",), "charges": ("id", "customer", "amount"),
+                                              "disputes": ("id", "amount")}, odd)
+    assert read["customers"]["id"].tolist() == sorted(odd)
+    assert read["charges"].set_index("customer")["amount"].to_dict() == {c: 100 + i for i, c in enumerate(odd)}
+    assert sorted(read["disputes"]["id"]) == [f"dp_{i}" for i in range(len(odd))]
+
+
 @pytest.mark.postgres
 @pytest.mark.parametrize("configured", ["4", "1"])
 def test_keyed_reads_plan_for_an_ssd_inside_their_own_transaction(postgres_url, read_path, monkeypatch, configured):
