@@ -168,6 +168,9 @@ def read_shard_frames(engine: Engine, columns: Mapping[str, tuple[str, ...]], lo
     """
     frames: dict[str, pd.DataFrame] = {}
     with frame_reads(engine) as reader:
+        # A shard is a range of the (customer, version_ts) indexes: at Postgres' default random-page cost
+        # the planner scans every charge instead (docs/performance.md, "the shard reads").
+        reader.favour_index_scans()
         for name, table in MIRROR_FRAME_TABLES.items():
             cols = _requested(name, columns)
             if not cols:
