@@ -194,13 +194,7 @@ class ArrowReads:
         """The rows of ``stmt`` (selecting exactly ``columns``, SQLAlchemy columns) as a DataFrame."""
         from s2s_pipeline.store.arrow_frames import frame_from_arrow
 
-        sql = _literal_sql(stmt, self._dialect)
-        try:
-            with self._connection.cursor() as cursor:
-                cursor.execute(sql)
-                table = cursor.fetch_arrow_table()
-        except Exception as exc:  # noqa: BLE001 - any driver error, reported without the password
-            raise self._error("reading", exc) from None
+        table = self._run(_literal_sql(stmt, self._dialect), "reading", lambda cursor: cursor.fetch_arrow_table())
         return frame_from_arrow(table, columns)
 
     def favour_index_scans(self) -> None:
@@ -209,19 +203,21 @@ class ArrowReads:
 
     def setting_rows(self, sql: str) -> list[tuple]:
         """The rows of a small query (settings, not frames) in this snapshot, as tuples."""
-        try:
-            with self._connection.cursor() as cursor:
-                cursor.execute(sql)  # fetched in full: the driver runs a query as its result is read
-                return [tuple(row) for row in cursor.fetchall()]
-        except Exception as exc:  # noqa: BLE001 - any driver error, reported without the password
-            raise self._error("reading a setting", exc) from None
+        # fetched in full: the driver runs a query as its result is read
+        return self._run(sql, "reading a setting", lambda cursor: [tuple(row) for row in cursor.fetchall()])
 
     def _execute(self, sql: str) -> None:
+        self._run(sql, sql)
+
+    def _run(self, sql: str, doing: str, fetch=None):
+        """``sql`` on a cursor of its own, then ``fetch(cursor)`` (None: nothing is fetched); any driver
+        error raised as a ``FrameReadError`` saying what was being done, without the password."""
         try:
             with self._connection.cursor() as cursor:
                 cursor.execute(sql)
-        except Exception as exc:  # noqa: BLE001
-            raise self._error(sql, exc) from None
+                return fetch(cursor) if fetch is not None else None
+        except Exception as exc:  # noqa: BLE001 - any driver error, reported without the password
+            raise self._error(doing, exc) from None
 
     def _error(self, doing: str, exc: Exception) -> FrameReadError:
         message = f"{type(exc).__name__}: {exc}"
