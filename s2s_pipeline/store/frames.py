@@ -169,7 +169,7 @@ def read_shard_frames(engine: Engine, columns: Mapping[str, tuple[str, ...]], lo
     frames: dict[str, pd.DataFrame] = {}
     with frame_reads(engine) as reader:
         # A shard is a range of the (customer, version_ts) indexes: at Postgres' default random-page cost
-        # the planner scans every charge instead (docs/performance.md, "the shard reads").
+        # the planner scans every charge instead (docs/performance.md, "The afternoon of 2026-12-03").
         reader.favour_index_scans()
         for name, table in MIRROR_FRAME_TABLES.items():
             cols = _requested(name, columns)
