@@ -94,7 +94,7 @@ def read_customer_frames(engine: Engine, columns: Mapping[str, tuple[str, ...]],
                 if charge_ids is None:
                     charge_ids = _charge_ids(reader, frames.get("charges"), ids)
                 frame = _read_in_chunks(reader, wanted, charge_ids, _CHARGE_CHUNK,
-                                        lambda chunk, table=table: [in_keys(table.c.charge, chunk)])
+                                        lambda chunk, table=table: [_in_keys(table.c.charge, chunk)])
             elif name in _BY_CUSTOMER_COLUMN:
                 frame = _read_in_chunks(reader, wanted, ids, _CUSTOMER_CHUNK, _of_customers(name, table))
                 if name == "customers" and len(frame):
@@ -119,10 +119,10 @@ def _charge_ids(reader, charges: pd.DataFrame | None, customer_ids: list[str]) -
 
 def _of_customers(name: str, table):
     """The conditions keeping the rows of frame ``name`` that belong to a chunk of customer ids (``_belonging``)."""
-    return lambda chunk: _belonging(name, table, lambda column: [in_keys(column, chunk)])
+    return lambda chunk: _belonging(name, table, lambda column: [_in_keys(column, chunk)])
 
 
-def in_keys(column, keys: list[str]):
+def _in_keys(column, keys: list[str]):
     """``column IN (keys)`` for ids, the list rendered as SQL text in one pass.
 
     The frame reads inline their keys (``arrow_reads``); SQLAlchemy's literal rendering takes about
