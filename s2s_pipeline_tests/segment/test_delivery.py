@@ -229,3 +229,24 @@ def test_while_waiting_then_acknowledged_counts_the_answered_messages_in_queue_o
 def test_without_progress_nothing_is_reported_and_delivery_is_unchanged(sink):
     report = deliver(messages(12), settings(sink, upload_size=5))
     assert report.failed == {} and len(sink.accepted) == 12
+
+
+def test_the_size_limit_is_segments_32_kb_as_sent_and_the_refusal_names_no_value(sink, caplog):
+    """Segment's limit is 32 KB per message (analytics-python measures the message as it sends it,
+    context included). A message of about 31.5 KB goes out; one of about 32.5 KB is refused with its
+    size, and neither its values nor the library's error text (which holds the whole message) reach
+    the report or the log."""
+    # Around the note the payload is 192 bytes (ids, timestamp, context, integrations: 31,848 bytes
+    # with a 31,656-byte note), and analytics-python adds its library context (about 60 bytes):
+    # 31,848 + 60 = 31,908 < 32,768, over the 31,744 (31 KB) the check used to stop at; a note of
+    # 33,280 bytes alone is over 32,768.
+    under = identify_message("cus_under", None, "cus_under", {"note": "u" * 31_656}, utc(1))
+    over = identify_message("cus_over", None, "cus_over", {"note": "o" * 33_280}, utc(1))
+    report = deliver([under, over, *messages(2)], settings(sink))
+    accepted = sink.accepted_by_message_id()
+    assert under.message_id in accepted and over.message_id not in accepted
+    assert set(report.failed) == {over.message_id}
+    reason = report.failed[over.message_id]
+    assert reason.startswith("message is ") and reason.endswith("bytes, over Segment's 32 KB limit")
+    assert "ooo" not in reason and "ooo" not in caplog.text and "cus_over" not in caplog.text
+    assert len(report.delivered) == 3
