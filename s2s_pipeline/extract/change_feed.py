@@ -25,7 +25,7 @@ from s2s_pipeline.extract.results import SyncResult, rows_for
 from s2s_pipeline.store.quarantine import QuarantineEntry
 from s2s_pipeline.store.refusals import UnstorableInput
 from s2s_pipeline.store.state_store import StateStore
-from s2s_pipeline.stripe.client import EVENTS_RETENTION_SECONDS, StripeReader
+from s2s_pipeline.stripe.client import EVENTS_RETENTION_SECONDS, StripeReader, sort_events
 from s2s_pipeline.stripe.normalize import SUPPORTED_OBJECTS, Rows, scrub
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,33 @@ def _snapshot(event: dict) -> dict | None:
         # The deletion event carries the object as it was; the mirror keeps it, flagged.
         obj = {**obj, "deleted": True}
     return obj
+
+
+@dataclass
+class Normalised:
+    """One event made ready to apply: scrubbed, its snapshot turned into mirror rows (None: it has no
+    snapshot the mirror keeps, or a malformed one), and what a malformed snapshot gives the run's
+    report and the quarantine. Made without touching the store or the run's result, so events can be
+    normalised as their pages arrive, before it is known which of them are new."""
+
+    event: dict
+    rows: Rows | None
+    malformed: list[str] = field(default_factory=list)
+    set_aside: list[QuarantineEntry] = field(default_factory=list)
+
+
+def normalise(event: dict) -> Normalised:
+    """``event`` scrubbed once (the ledger keeps it, the mirror's raw its object: the same scrubbed dicts)
+    and its snapshot's mirror rows, rendered at the event's API version (which may predate the pinned one)."""
+    event = scrub(event)
+    snapshot = _snapshot(event)
+    if snapshot is None:
+        return Normalised(event, None)
+    malformed: list[str] = []
+    set_aside: list[QuarantineEntry] = []
+    rows = rows_for([snapshot], int(event["created"]), malformed, event.get("api_version"),
+                    set_aside=set_aside, event_ids=(event["id"],))
+    return Normalised(event, None if malformed else rows, malformed, set_aside)
 
 
 #: Fetches one object by (type, id) with the Stripe-clock time of the fetch.
@@ -216,15 +243,18 @@ def _commit_isolating(store: StateStore, changes: dict[tuple[str, str], _ObjectC
 
 
 def apply_events(store: StateStore, events: list[dict], cursor: dict, now: int, result: SyncResult,
-                 refetch: Refetch, *, advance_cursor: bool = True) -> dict:
+                 refetch: Refetch, *, advance_cursor: bool = True,
+                 normalised: dict[str, Normalised] | None = None) -> dict:
     """Apply new events' snapshots newest-wins and ledger them, with the cursor, atomically.
 
     An object whose values the database refuses (or that lacks a field the
     mirror needs) is set aside in the quarantine and the others applied; the
     cursor moves past it either way. ``advance_cursor=False`` handles events
     out of band (the failed-payment alert job) without moving the change
-    feed's position.
+    feed's position. ``normalised``: events already normalised, by id (the
+    others are normalised here).
     """
+    normalised = normalised or {}
     known = store.ledger.known_ids(e["id"] for e in events)
     fresh: list[dict] = []
     seen_ids: set[str] = set()
@@ -237,24 +267,16 @@ def apply_events(store: StateStore, events: list[dict], cursor: dict, now: int, 
     parsed: list[tuple[dict, Rows]] = []
     changes: dict[tuple[str, str], _ObjectChange] = {}
     ledger = []
-    for event in fresh:
-        # Scrubbed once: the ledger keeps the event, the mirror's raw its object, the same scrubbed dicts.
-        event = scrub(event)
-        snapshot = _snapshot(event)
-        detail = None
-        rows = None
-        if snapshot is not None:
-            malformed: list[str] = []
-            # rendered at the event's API version, which may predate the pinned one
-            rows = rows_for([snapshot], int(event["created"]), malformed, event.get("api_version"),
-                            set_aside=result.set_aside, event_ids=(event["id"],))
-            if malformed:
-                detail = f"not mirrored: {malformed[0]}"
-                result.malformed.append(f"event {event['id']}: {malformed[0]}")
-                rows = None
-            else:
-                parsed.append((event, rows))
-        applied = snapshot is not None and detail is None
+    for raw in fresh:
+        ready = normalised.get(raw["id"]) or normalise(raw)
+        event, rows, detail = ready.event, ready.rows, None
+        result.set_aside.extend(ready.set_aside)
+        if ready.malformed:
+            detail = f"not mirrored: {ready.malformed[0]}"
+            result.malformed.append(f"event {event['id']}: {ready.malformed[0]}")
+        elif rows is not None:
+            parsed.append((event, rows))
+        applied = rows is not None
         result.events_applied += applied
         row = _ledger_row(event, applied, is_history(event, cursor), now, detail)
         ledger.append(row)
@@ -281,6 +303,19 @@ def apply_events(store: StateStore, events: list[dict], cursor: dict, now: int, 
     result.events_read = len(events)
     result.events_new = len(fresh)
     return new_cursor
+
+
+def _listed_and_normalised(reader: StripeReader, since: int) -> tuple[list[dict], dict[str, Normalised]]:
+    """The events created at or after ``since``, oldest first (as ``list_events`` gives them), and each
+    one normalised as its page arrived: the next page is fetched and paced meanwhile, so normalising
+    the events overlaps the listing's wait at Stripe's rate limit instead of following it."""
+    events: list[dict] = []
+    normalised: dict[str, Normalised] = {}
+    for page in reader.event_pages(since, ahead=True):
+        events.extend(page)
+        for event in page:
+            normalised[event["id"]] = normalise(event)
+    return sort_events(events), normalised
 
 
 def apply_single_event(reader: StripeReader, store: StateStore, event: dict, *,
@@ -346,8 +381,8 @@ def sync_changes(reader: StripeReader, store: StateStore, *, overlap_seconds: in
         result.cursor = apply_events(store, events, moved, now, result, reader.retrieve)
     else:
         result = SyncResult(mode="incremental")
-        events = reader.list_events(since=max(0, int(cursor["created"]) - overlap_seconds))
-        result.cursor = apply_events(store, events, cursor, now, result, reader.retrieve)
+        events, normalised = _listed_and_normalised(reader, since=max(0, int(cursor["created"]) - overlap_seconds))
+        result.cursor = apply_events(store, events, cursor, now, result, reader.retrieve, normalised=normalised)
         resolve_references(reader, store, result, progress=progress, clock=clock)
         flush_set_aside(store, result, now)
     result.requests, result.rate_limited = reader.request_count, reader.rate_limited_count

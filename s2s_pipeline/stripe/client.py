@@ -17,7 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 from urllib.parse import quote
 
 import stripe
@@ -333,41 +333,8 @@ class StripeReader:
             for object_type, window in jobs:
                 yield from self.iter_pages(object_type, window, extra)
             return
-        pages: queue.Queue = queue.Queue(maxsize=4 * workers)
-        stop = threading.Event()
-        done = object()
-
-        def run(object_type: str, window: Window) -> None:
-            try:
-                for page in self.iter_pages(object_type, window, extra):
-                    if stop.is_set():
-                        return
-                    pages.put(page)
-            except BaseException as exc:  # handed to the consumer, which re-raises
-                pages.put(exc)
-            finally:
-                pages.put(done)
-
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stripe-list") as pool:
-            for object_type, window in jobs:
-                pool.submit(run, object_type, window)
-            remaining = len(jobs)
-            try:
-                while remaining:
-                    item = pages.get()
-                    if item is done:
-                        remaining -= 1
-                    elif isinstance(item, BaseException):
-                        raise item
-                    else:
-                        yield item
-            finally:
-                stop.set()
-                # Unblock producers waiting on a full queue so the pool can shut down.
-                while remaining:
-                    item = pages.get()
-                    if item is done:
-                        remaining -= 1
+        yield from _read_ahead([lambda t=t, w=w: self.iter_pages(t, w, extra) for t, w in jobs], workers,
+                               maxsize=4 * workers, name="stripe-list")
 
     # -- events ----------------------------------------------------------------
 
@@ -377,9 +344,20 @@ class StripeReader:
         Stripe returns newest first and does not guarantee order, so callers
         dedupe by event id.
         """
-        events = [e for page, _ in self._paginate("/v1/events", Window(since, None).params(), "events") for e in page]
-        events.sort(key=lambda e: (e["created"], e["id"]))
-        return events
+        return sort_events([e for page in self.event_pages(since) for e in page])
+
+    def event_pages(self, since: int, *, ahead: bool = False) -> Iterator[list[dict]]:
+        """The pages of events created at or after ``since``, as Stripe returns them (newest first).
+
+        ``ahead``: the next page is fetched (and paced) on a thread while the caller handles this
+        one, so what the caller does with a page overlaps the wait for the next (at Stripe's 100
+        requests/s most of a listing is that wait). An error of the listing is raised here.
+        """
+        pages = (page for page, _ in self._paginate("/v1/events", Window(since, None).params(), "events"))
+        if not ahead:
+            yield from pages
+            return
+        yield from _read_ahead([lambda: pages], 1, maxsize=4, name="stripe-events")
 
     def newest_events(self) -> tuple[list[dict], int]:
         """The newest events (all created in the newest event's second) and Stripe's clock now.
@@ -419,3 +397,53 @@ class StripeReader:
             if exc.http_status == 404:  # also a non-JSON 404 from a proxy or stand-in
                 return None, int(self._clock())
             raise
+
+
+def sort_events(events: list[dict]) -> list[dict]:
+    """Events oldest first by (created, id), the order the change feed applies them in."""
+    events.sort(key=lambda e: (e["created"], e["id"]))
+    return events
+
+
+T = TypeVar("T")
+
+
+def _read_ahead(producers: list[Callable[[], Iterable[T]]], workers: int, *, maxsize: int, name: str) -> Iterator[T]:
+    """The items of every producer, each run on one of ``workers`` threads and handed over a queue of
+    ``maxsize`` (so memory stays flat), yielded in the caller's thread in the order they arrive. The
+    first error stops every producer and is raised here."""
+    items: queue.Queue = queue.Queue(maxsize=maxsize)
+    stop = threading.Event()
+    done = object()
+
+    def run(produce: Callable[[], Iterable[T]]) -> None:
+        try:
+            for item in produce():
+                if stop.is_set():
+                    return
+                items.put(item)
+        except BaseException as exc:  # handed to the consumer, which re-raises
+            items.put(exc)
+        finally:
+            items.put(done)
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name) as pool:
+        for produce in producers:
+            pool.submit(run, produce)
+        remaining = len(producers)
+        try:
+            while remaining:
+                item = items.get()
+                if item is done:
+                    remaining -= 1
+                elif isinstance(item, BaseException):
+                    raise item
+                else:
+                    yield item
+        finally:
+            stop.set()
+            # Unblock producers waiting on a full queue so the pool can shut down.
+            while remaining:
+                item = items.get()
+                if item is done:
+                    remaining -= 1
