@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from contextlib import contextmanager
 from typing import Iterator
@@ -55,6 +56,11 @@ _FAVOUR_INDEX_SCANS = (f"SELECT set_config('random_page_cost', '{KEYED_READ_RAND
                        f" WHERE current_setting('random_page_cost')::float8 > {KEYED_READ_RANDOM_PAGE_COST}")
 
 
+#: What ``pg_export_snapshot`` returns (hex words and a counter, e.g. ``00000003-0000001B-1``); checked
+#: before it is inlined into ``SET TRANSACTION SNAPSHOT``.
+_SNAPSHOT_ID = re.compile(r"[0-9A-Fa-f]+(-[0-9A-Fa-f]+)+")
+
+
 class FrameReadError(RuntimeError):
     """A read through ADBC failed; the message names the store without its password."""
 
@@ -62,6 +68,24 @@ class FrameReadError(RuntimeError):
 def arrow_reads_enabled() -> bool:
     """Whether PostgreSQL frame reads go through ADBC and Arrow (``S2S_ARROW_READS``, default on)."""
     return os.environ.get(ARROW_READS_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+@contextmanager
+def frame_read_pair(engine: Engine) -> Iterator[tuple["CursorReads | ArrowReads", "CursorReads | ArrowReads"]]:
+    """Two readers of one snapshot, for two groups of frame reads run at once (on two threads).
+
+    Through ADBC on PostgreSQL: the second reader is a second connection whose transaction imports
+    the first one's snapshot (``pg_export_snapshot`` / ``SET TRANSACTION SNAPSHOT``), so both see
+    exactly the same database; the drivers wait for the server and build Arrow buffers without
+    holding the GIL, so the two reads overlap. Elsewhere (SQLite, the cursor path) both are the
+    one reader of ``frame_reads``: the caller then reads one group after the other on it.
+    """
+    with frame_reads(engine) as first:
+        if not isinstance(first, ArrowReads):
+            yield first, first
+            return
+        with ArrowReads.open(engine, snapshot=first.export_snapshot()) as second:
+            yield first, second
 
 
 @contextmanager
@@ -170,7 +194,11 @@ class ArrowReads:
 
     @classmethod
     @contextmanager
-    def open(cls, engine: Engine) -> Iterator["ArrowReads"]:
+    def open(cls, engine: Engine, snapshot: str | None = None) -> Iterator["ArrowReads"]:
+        """A reader in a transaction of its own, or (``snapshot``, from ``export_snapshot`` of a reader
+        still open) in that reader's snapshot."""
+        if snapshot is not None and not _SNAPSHOT_ID.fullmatch(snapshot):
+            raise ValueError(f"not a PostgreSQL snapshot id: {snapshot!r}")
         if engine.dialect.name != "postgresql":
             # Never SQLite: two SQLite libraries in one process corrupt the file (module docstring).
             raise ValueError(f"ADBC reads are for PostgreSQL only, not {engine.dialect.name}")
@@ -185,6 +213,8 @@ class ArrowReads:
             raise reader._error("connecting", exc) from None
         try:
             reader._execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            if snapshot is not None:
+                reader._execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
             yield reader
             reader._execute("COMMIT")
         finally:
@@ -200,6 +230,10 @@ class ArrowReads:
     def favour_index_scans(self) -> None:
         """Plan the rest of this snapshot's reads for few keys (``KEYED_READ_RANDOM_PAGE_COST``)."""
         self.setting_rows(_FAVOUR_INDEX_SCANS)
+
+    def export_snapshot(self) -> str:
+        """This transaction's snapshot, for another reader to import while this one is open."""
+        return str(self.setting_rows("SELECT pg_export_snapshot()")[0][0])
 
     def setting_rows(self, sql: str) -> list[tuple]:
         """The rows of a small query (settings, not frames) in this snapshot, as tuples."""

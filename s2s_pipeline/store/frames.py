@@ -6,12 +6,13 @@ DB-API cursor on SQLite, one read-only snapshot per call either way): ``store.ar
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Mapping
 
 import pandas as pd
 from sqlalchemy import Engine, false, literal_column, select
 
-from s2s_pipeline.store.arrow_reads import frame_reads
+from s2s_pipeline.store.arrow_reads import frame_read_pair, frame_reads
 from s2s_pipeline.store.schema import MIRROR_FRAME_COLUMNS, MIRROR_FRAME_TABLES
 
 
@@ -81,27 +82,44 @@ def read_customer_frames(engine: Engine, columns: Mapping[str, tuple[str, ...]],
     On PostgreSQL the reads plan with a random-page cost for SSDs (``arrow_reads.KEYED_READ_RANDOM_PAGE_COST``).
     """
     ids = sorted({str(i) for i in customer_ids})
+    wanted = {name: [table.c[c] for c in cols] for name, table in MIRROR_FRAME_TABLES.items()
+              if (cols := _requested(name, columns))}
+    # Two groups of about equal cost (at 1M customers, 18,885 of them: about 0.65 s of statements each),
+    # read at once on two connections sharing one snapshot where the store allows it (``frame_read_pair``).
+    money = [name for name in wanted if name == "charges" or name in _BY_CHARGE]
+    rest = [name for name in wanted if name not in money]
+    with frame_read_pair(engine) as (reader, second):
+        reader.favour_index_scans()  # the planner still chooses by cost: for many customers it scans
+        if second is reader:
+            frames = _read_group(reader, rest, wanted, ids)
+            frames.update(_read_group(reader, money, wanted, ids))
+        else:
+            second.favour_index_scans()
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="frame-reads") as pool:
+                money_frames = pool.submit(_read_group, second, money, wanted, ids)
+                frames = _read_group(reader, rest, wanted, ids)
+                frames.update(money_frames.result())
+    return {name: frames[name] for name in wanted}  # in the tables' order, as read_frames gives them
+
+
+def _read_group(reader, names: list[str], wanted: Mapping[str, list], ids: list[str]) -> dict[str, pd.DataFrame]:
+    """The frames ``names`` of the customers ``ids`` (``read_customer_frames``), read on ``reader``."""
     frames: dict[str, pd.DataFrame] = {}
     charge_ids: list[str] | None = None
-    with frame_reads(engine) as reader:
-        reader.favour_index_scans()  # the planner still chooses by cost: for many customers it scans
-        for name, table in MIRROR_FRAME_TABLES.items():
-            cols = _requested(name, columns)
-            if not cols:
-                continue
-            wanted = [table.c[c] for c in cols]
-            if name in _BY_CHARGE:
-                if charge_ids is None:
-                    charge_ids = _charge_ids(reader, frames.get("charges"), ids)
-                frame = _read_in_chunks(reader, wanted, charge_ids, _CHARGE_CHUNK,
-                                        lambda chunk, table=table: [_in_keys(table.c.charge, chunk)])
-            elif name in _BY_CUSTOMER_COLUMN:
-                frame = _read_in_chunks(reader, wanted, ids, _CUSTOMER_CHUNK, _of_customers(name, table))
-                if name == "customers" and len(frame):
-                    frame = frame.sort_values("id", kind="stable", ignore_index=True)
-            else:
-                frame = reader.read(select(*wanted), wanted)
-            frames[name] = frame
+    for name in names:
+        table, columns = MIRROR_FRAME_TABLES[name], wanted[name]
+        if name in _BY_CHARGE:
+            if charge_ids is None:
+                charge_ids = _charge_ids(reader, frames.get("charges"), ids)
+            frame = _read_in_chunks(reader, columns, charge_ids, _CHARGE_CHUNK,
+                                    lambda chunk, table=table: [_in_keys(table.c.charge, chunk)])
+        elif name in _BY_CUSTOMER_COLUMN:
+            frame = _read_in_chunks(reader, columns, ids, _CUSTOMER_CHUNK, _of_customers(name, table))
+            if name == "customers" and len(frame):
+                frame = frame.sort_values("id", kind="stable", ignore_index=True)
+        else:
+            frame = reader.read(select(*columns), columns)
+        frames[name] = frame
     return frames
 
 
