@@ -30,16 +30,19 @@ PostgreSQL, and ``frame_reads`` only chooses it there.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import uuid
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Iterator
 from urllib.parse import quote, quote_plus
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import JSON, Boolean, Engine, Integer
+
+log = logging.getLogger(__name__)
 
 #: Environment switch: "0" (or false/no/off) reads through the DB-API cursor on PostgreSQL too.
 ARROW_READS_ENV = "S2S_ARROW_READS"
@@ -78,13 +81,21 @@ def frame_read_pair(engine: Engine) -> Iterator[tuple["CursorReads | ArrowReads"
     the first one's snapshot (``pg_export_snapshot`` / ``SET TRANSACTION SNAPSHOT``), so both see
     exactly the same database; the drivers wait for the server and build Arrow buffers without
     holding the GIL, so the two reads overlap. Elsewhere (SQLite, the cursor path) both are the
-    one reader of ``frame_reads``: the caller then reads one group after the other on it.
+    one reader of ``frame_reads``: the caller then reads one group after the other on it. So is a
+    second connection that cannot be opened (a server at ``max_connections``, a pooler refusing
+    it): the reads are the same, one after the other, and a warning says why.
     """
     with frame_reads(engine) as first:
         if not isinstance(first, ArrowReads):
             yield first, first
             return
-        with ArrowReads.open(engine, snapshot=first.export_snapshot()) as second:
+        snapshot = first.export_snapshot()
+        with ExitStack() as stack:
+            try:
+                second = stack.enter_context(ArrowReads.open(engine, snapshot=snapshot))
+            except FrameReadError as exc:  # names the store without its password
+                log.warning("frame reads on one connection, one table after another: %s", exc)
+                second = first
             yield first, second
 
 

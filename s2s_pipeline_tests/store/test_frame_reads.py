@@ -239,6 +239,44 @@ def test_the_two_readers_of_a_pair_see_one_snapshot(store, read_path):
                 pass
 
 
+@pytest.mark.postgres
+def test_a_second_connection_refused_reads_one_table_after_another(postgres_url, monkeypatch, caplog):
+    """A role allowed one connection (as a server at ``max_connections`` or a pooler's limit would do):
+    the pair's second connection is refused, and the customers' frames are read on the first one,
+    one table after another, the same frames, with a warning naming the store without its password."""
+    import uuid
+
+    from s2s_pipeline.store.frames import read_customer_frames
+
+    monkeypatch.setenv("S2S_ARROW_READS", "1")
+    _reset(postgres_url)
+    store = StateStore.from_url(postgres_url)
+    _insert(store.engine, schema.customers, {"id": "cus_1", "version_ts": 1, "deleted": False},
+            {"id": "cus_2", "version_ts": 1, "deleted": False})
+    _insert(store.engine, schema.charges, _charge("ch_1", 500), _charge("ch_2", 700, customer="cus_2"))
+    wanted = {"customers": ("id",), "charges": ("id", "customer", "amount")}
+    both = read_customer_frames(store.engine, wanted, ["cus_1", "cus_2"])
+    role = f"s2s_one_conn_{uuid.uuid4().hex[:8]}"
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE ROLE {role} LOGIN PASSWORD 'not-shown-pw' CONNECTION LIMIT 1")
+        conn.exec_driver_sql(f"GRANT USAGE ON SCHEMA public TO {role}")
+        conn.exec_driver_sql(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+    limited = create_engine(store.engine.url.set(username=role, password="not-shown-pw"), poolclass=NullPool)
+    try:
+        with caplog.at_level("WARNING", logger="s2s_pipeline.store.arrow_reads"):
+            one = read_customer_frames(limited, wanted, ["cus_1", "cus_2"])
+    finally:
+        limited.dispose()
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP OWNED BY {role}")
+            conn.exec_driver_sql(f"DROP ROLE {role}")
+        store.dispose()
+    for name in wanted:
+        pd.testing.assert_frame_equal(one[name], both[name])
+    assert one["charges"]["id"].tolist() == ["ch_1", "ch_2"]
+    assert "one table after another" in caplog.text and "not-shown-pw" not in caplog.text
+
+
 def _show(setting: str):
     from sqlalchemy import func
 
