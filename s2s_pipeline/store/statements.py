@@ -6,10 +6,12 @@ for what it needs by name instead of building statements.
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+import json
+from typing import Callable, Iterable, Sequence
 
+import numpy as np
 import pandas as pd
-from sqlalchemy import JSON, Connection, Table, Text, bindparam, cast, func, select
+from sqlalchemy import JSON, Connection, Table, Text, bindparam, cast, column, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
@@ -104,11 +106,58 @@ def insert_rows(conn: Connection, stmt: Insert, rows: Sequence[dict], key: str |
     for chunk in chunks(rows, POSTGRES_CHUNK if columnwise else size):
         for part in _rounds(chunk, columns):
             if columnwise:
-                result = conn.execute(*_unnest(conn, stmt, table, part))
+                result = conn.execute(*(_records(conn, stmt, table, part) or _unnest(conn, stmt, table, part)))
             else:
                 result = conn.execute(stmt, list(part))
             out.extend(result.scalars().all() if single else result.tuples().all())
     return out
+
+
+def _records(conn: Connection, stmt: Insert, table: Table, rows: Sequence[dict]) -> tuple[Insert, dict] | None:
+    """``stmt`` as ``INSERT ... SELECT ... FROM json_to_recordset(document)`` of ``rows`` (same columns), and
+    its one parameter: the rows as one JSON array of objects; None when a value is not plain JSON (a
+    float that is not finite, a date: ``_unnest`` writes those).
+
+    Why: psycopg2 adapts an array parameter value by value (an adapter object and a quoted literal
+    each), which was most of the client's time in recording an acknowledged batch (500 identify calls
+    of 30 columns: 15,000 values) and in the mirror's upserts; ``json.dumps`` encodes the whole batch
+    in C, and the server parses one document instead of one array literal per column (500 rows of 31
+    columns, 20 batches: 0.89-0.97 s with ``unnest``, 0.31 s with this; docs/performance.md).
+
+    Each record column has its table column's type, so the server converts each value as an insert
+    of it would (a text too long for ``VARCHAR(255)``, a NUL, a lone surrogate are refused the same
+    way, as ``DataError``). A JSON column's values are serialised first by the column type's own bind
+    processor (None is JSON null or SQL NULL as the column says), carried as text and cast back to
+    JSON, as ``_unnest`` does. Rows come out in array order.
+    """
+    names = list(rows[0])
+    serialisers: dict[str, Callable | None] = {}
+    record_columns = []
+    for name in names:
+        column_type = table.c[name].type
+        if isinstance(column_type, JSON):
+            serialisers[name] = column_type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+            record_columns.append(column(name, Text))
+        else:
+            record_columns.append(column(name, column_type))
+    if serialisers:
+        rows = [{**row, **{n: (f(row[n]) if f else row[n]) for n, f in serialisers.items()}} for row in rows]
+    try:
+        document = json.dumps(rows, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_plain)
+    except (TypeError, ValueError):
+        return None
+    records = (func.json_to_recordset(cast(bindparam("records", type_=Text), postgresql.JSON))
+               .table_valued(*record_columns).render_derived(with_types=True))
+    selected = [cast(records.c[n], table.c[n].type).label(n) if n in serialisers else records.c[n] for n in names]
+    return stmt.from_select(names, select(*selected)), {"records": document}
+
+
+def _plain(value):
+    """A NumPy scalar (rows built from frames carry them) as the Python value it holds; anything else
+    is not plain JSON (``json.dumps`` then raises TypeError and ``_unnest`` writes the rows)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(type(value).__name__)
 
 
 def _unnest(conn: Connection, stmt: Insert, table: Table, rows: Sequence[dict]) -> tuple[Insert, dict]:

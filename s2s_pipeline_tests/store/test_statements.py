@@ -3,11 +3,15 @@
 The statements are seen with a ``before_cursor_execute`` listener, which records the rows in each
 statement: on SQLite the rows of its VALUES (without RETURNING, an executemany of ``INSERT ... ON
 CONFLICT`` reaches the driver as a one-row statement with a list of parameter sets, run one row at a
-time; ``insert_rows`` makes it one statement of many rows per chunk of 500); on Postgres the length of
-the arrays of its ``INSERT ... SELECT unnest(...)`` (one statement per 5,000 rows).
+time; ``insert_rows`` makes it one statement of many rows per chunk of 500); on Postgres the rows of
+the JSON document of its ``INSERT ... SELECT ... FROM json_to_recordset(...)``, or the length of the
+arrays of ``INSERT ... SELECT unnest(...)`` for rows holding a value JSON cannot carry (one statement
+per 5,000 rows either way).
 """
 
 from __future__ import annotations
+
+import json
 
 import pytest
 from sqlalchemy import event, func, literal, select
@@ -31,7 +35,9 @@ def _counting(engine) -> list[int]:
     def _count(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
         if not statement.lstrip().upper().startswith("INSERT"):
             return
-        if "unnest(" in statement:  # Postgres: one array per column
+        if "json_to_recordset(" in statement:  # Postgres: one JSON document of the rows
+            executed.append(len(json.loads(parameters["records"])))
+        elif "unnest(" in statement:  # Postgres, a value json cannot carry: one array per column
             executed.append(len(parameters["c0"]))
         else:
             executed.append(statement.count("), (") + 1)
@@ -154,3 +160,89 @@ def test_every_kind_of_value_is_stored_as_a_plain_insert_stores_it(engine):
     assert audit_back == {"m0": (["mrr", "plan"], None, 2**40), "m1": (None, {"All": False}, 2**40 + 1)}
     # integrations is JSON(none_as_null=True): None is SQL NULL; a dict is not
     assert nulls == {"m0": True, "m1": False}
+
+
+@pytest.mark.postgres
+def test_the_json_document_stores_what_the_arrays_store_and_refuses_what_they_refuse(postgres_url):
+    """Postgres writes rows as one JSON document (``json_to_recordset``); a value JSON cannot carry (a
+    float that is not finite) sends the rows as arrays (``unnest``). Both store the very same values,
+    and a value the database refuses is refused through either, as a refusal."""
+    import numpy as np
+    from sqlalchemy import create_engine, delete, text
+
+    from s2s_pipeline.store import statements
+    from s2s_pipeline.store.refusals import refusal_reason
+    from s2s_pipeline.store.state_store import StateStore
+
+    engine = create_engine(postgres_url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    store = StateStore.from_url(postgres_url)
+    engine = store.engine
+    coupons = schema.metadata.tables["stripe_coupons"]
+    base = {"livemode": False, "version_ts": 1, "deleted": False}
+    rows = [
+        {**base, "id": "co_text", "name": "zß水🙂 it's \"q\" \\N \\u0000 tab\tnl\n", "created": 2**63 - 1,
+         "percent_off": 0.1, "valid": True, "applies_to_products": ["prod_é", "prod_\"b\""],
+         "currency_options": {"eur": {"amount_off": 5, "note": "水"}, "empty": {}, "list": []}},
+        {**base, "id": "co_edges", "name": "", "created": -2**63, "percent_off": 5e-324, "valid": False,
+         "applies_to_products": [], "currency_options": {}},
+        {**base, "id": "co_nulls", "name": None, "created": None, "percent_off": None, "valid": None,
+         "applies_to_products": None, "currency_options": None},
+        # a NumPy integer, as rows taken from frames carry them: written as the integer it holds
+        {**base, "id": "co_numpy", "name": "n", "created": np.int64(2**40), "percent_off": np.float64(12.5),
+         "valid": np.bool_(True), "applies_to_products": None, "currency_options": None},
+    ]
+    columns = list(rows[0])
+    read = select(*(coupons.c[c] for c in columns)).order_by(coupons.c.id)
+    executed = _counting(engine)
+    with engine.begin() as conn:
+        insert_rows(conn, insert_for("postgresql", coupons), rows, "id")
+        as_document = conn.execute(read).all()
+        conn.execute(delete(coupons))
+        plain = [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()} for row in rows]
+        conn.execute(*statements._unnest(conn, insert_for("postgresql", coupons).returning(coupons.c.id), coupons,
+                                         plain))
+        as_arrays = conn.execute(read).all()
+    assert executed == [4, 4]  # the document first (counted by its rows), then the arrays
+    assert as_document == as_arrays
+    # in id order: co_edges, co_nulls, co_numpy, co_text
+    assert [r.created for r in as_document] == [-2**63, None, 2**40, 2**63 - 1]
+    assert as_document[3].name == rows[0]["name"] and as_document[0].percent_off == 5e-324
+
+    # A float that is not finite: JSON cannot carry it, the arrays do.
+    executed.clear()
+    with engine.begin() as conn:
+        insert_rows(conn, insert_for("postgresql", coupons), [{**base, "id": "co_nan", "percent_off": float("nan")}],
+                    "id")
+        stored = conn.execute(select(coupons.c.percent_off).where(coupons.c.id == "co_nan")).scalar_one()
+    assert "unnest(" in _last_insert[0] and stored != stored  # NaN
+
+    # What the database refuses, it refuses through the document too: a NUL, a text over VARCHAR(255),
+    # a lone surrogate.
+    for bad in ({"name": "nul\x00"}, {"id": "co_" + "x" * 300}, {"name": "lone \ud800"}):
+        with pytest.raises(Exception) as caught:
+            with engine.begin() as conn:
+                insert_rows(conn, insert_for("postgresql", coupons), [{**base, "id": "co_bad", **bad}], "id")
+        assert refusal_reason(caught.value) is not None, caught.value
+    store.dispose()
+
+
+_last_insert: list[str] = [""]
+
+
+@pytest.fixture(autouse=True)
+def _remember_the_last_insert(request):
+    """The SQL of the last INSERT sent to the driver (for the test above)."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    def remember(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        if statement.lstrip().upper().startswith("INSERT"):
+            _last_insert[0] = statement
+
+    event.listen(Engine, "before_cursor_execute", remember)
+    yield
+    event.remove(Engine, "before_cursor_execute", remember)
