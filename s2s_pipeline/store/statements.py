@@ -126,16 +126,18 @@ def _records(conn: Connection, stmt: Insert, table: Table, rows: Sequence[dict])
 
     Each record column has its table column's type, so the server converts each value as an insert
     of it would (a text too long for ``VARCHAR(255)``, a NUL, a lone surrogate are refused the same
-    way, as ``DataError``). A JSON column's values are serialised first by the column type's own bind
-    processor (None is JSON null or SQL NULL as the column says), carried as text and cast back to
-    JSON, as ``_unnest`` does. Rows come out in array order.
+    way, as ``DataError``). A JSON column whose None is SQL NULL (``none_as_null``) takes its values
+    nested in the document as they are (a JSON null there is SQL NULL; a Stripe payload is encoded
+    once, not once by the column and again as a string of the document); a JSON column whose None is
+    JSON null has its values serialised by the column type's own bind processor, carried as text and
+    cast back to JSON, as ``_unnest`` does. Rows come out in array order.
     """
     names = list(rows[0])
     serialisers: dict[str, Callable | None] = {}
     record_columns = []
     for name in names:
         column_type = table.c[name].type
-        if isinstance(column_type, JSON):
+        if isinstance(column_type, JSON) and not column_type.none_as_null:
             serialisers[name] = column_type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
             record_columns.append(column(name, Text))
         else:
