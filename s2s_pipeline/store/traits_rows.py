@@ -12,7 +12,7 @@ from typing import Iterable
 import pandas as pd
 from sqlalchemy import Engine, bindparam, column, delete, insert, inspect, select, table, text
 
-from s2s_pipeline.store.statements import chunks
+from s2s_pipeline.store.statements import chunks, read_frame
 from s2s_pipeline.store.traits_table import TABLE, _check_staging_name, _storable, write_rows
 
 _ID_CHUNK = 2000
@@ -80,10 +80,10 @@ class TraitRows:
         parts = []
         with self.engine.connect() as conn:
             for chunk in chunks(ids, _ID_CHUNK):
-                parts.append(pd.read_sql(text(f"SELECT * FROM {TABLE} WHERE stripe_customer_id IN :ids")
-                                         .bindparams(_expanding("ids")), conn, params={"ids": list(chunk)}))
+                parts.append(read_frame(conn, text(f"SELECT * FROM {TABLE} WHERE stripe_customer_id IN :ids")
+                                        .bindparams(_expanding("ids")), {"ids": list(chunk)}))
             if not parts:
-                return pd.read_sql(text(f"SELECT * FROM {TABLE} WHERE 1 = 0"), conn)
+                return read_frame(conn, text(f"SELECT * FROM {TABLE} WHERE 1 = 0"))
         return pd.concat(parts, ignore_index=True)
 
     def row_counts(self) -> tuple[int, int]:

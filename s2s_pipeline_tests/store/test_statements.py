@@ -246,3 +246,43 @@ def _remember_the_last_insert(request):
     event.listen(Engine, "before_cursor_execute", remember)
     yield
     event.remove(Engine, "before_cursor_execute", remember)
+
+
+def test_read_frame_gives_the_frame_pd_read_sql_gives(state_store):
+    """The profile pass's reads (pushed state, identities, traits) through ``read_frame`` on PostgreSQL
+    (psycopg2's rows straight into ``from_records``) and ``pd.read_sql``: equal frames, dtypes included,
+    with NULLs beside integers (float64 then, as pd.read_sql makes them), big integers, floats, booleans
+    and texts; and for no rows at all."""
+    import pandas as pd
+    from sqlalchemy import bindparam, text
+
+    from s2s_pipeline.store.statements import read_frame
+
+    engine = state_store.engine
+    pushed = [{"stripe_customer_id": "cus_a", "user_id": "u'a", "identify_pushed_at": 2**62, "group_as_of": None,
+               "trait_mrr": 12.5, "trait_paying_customer": True, "trait_plan": "Pro \\N \"x\""},
+              {"stripe_customer_id": "cus_b", "user_id": None, "identify_pushed_at": None, "group_as_of": 7,
+               "trait_mrr": None, "trait_paying_customer": None, "trait_plan": None}]
+    identities = [{"stripe_customer_id": "cus_a", "user_id": "u1", "source": "metadata", "email_key": None,
+                   "profiles_checked_at": None, "updated_at": 1},
+                  {"stripe_customer_id": "cus_b", "user_id": None, "source": "anonymous", "email_key": "k",
+                   "profiles_checked_at": 2**40, "updated_at": 2}]
+    with engine.begin() as conn:
+        upsert_by_key(conn, engine.dialect.name, p, pushed, "stripe_customer_id")
+        upsert_by_key(conn, engine.dialect.name, schema.identity_map, identities, "stripe_customer_id")
+        conn.execute(text("CREATE TABLE read_frame_probe (id VARCHAR(20), n BIGINT, x DOUBLE PRECISION, b BOOLEAN)"))
+        conn.execute(text("INSERT INTO read_frame_probe VALUES ('a', 1, 0.1, true), ('b', NULL, NULL, NULL)"))
+    queries = [
+        (select(p).order_by(p.c.stripe_customer_id), None),
+        (select(schema.identity_map).order_by(schema.identity_map.c.stripe_customer_id), None),
+        (select(p).where(p.c.stripe_customer_id.in_(["cus_a"])), None),
+        (select(p).where(p.c.stripe_customer_id.is_(None)), None),  # no rows
+        (text("SELECT * FROM read_frame_probe WHERE id IN :ids ORDER BY id")
+         .bindparams(bindparam("ids", expanding=True)), {"ids": ["a", "b"]}),
+    ]
+    with engine.connect() as conn:
+        for query, params in queries:
+            pd.testing.assert_frame_equal(read_frame(conn, query, params), pd.read_sql(query, conn, params=params))
+        probe = read_frame(conn, queries[-1][0], queries[-1][1])
+    # NULL beside integers: float64 with NaN, exactly as pd.read_sql gives it
+    assert str(probe["n"].dtype) == "float64" and probe["n"].isna().tolist() == [False, True]
