@@ -153,8 +153,13 @@ class MirrorStore(MirrorReads):
             conn.execute(table.delete().where(table.c.subscription.in_(chunk)))
         # Child ids are unique across parents in Stripe; keep the last seen.
         rows = {row["id"]: row for pid in ids for row in children.get(pid, [])}
-        for chunk in chunks(list(rows.values())):
-            conn.execute(table.insert(), list(chunk))
+        self._insert_all(conn, table, list(rows.values()))
+
+    def _insert_all(self, conn: Connection, table, rows: list[dict]) -> None:
+        """Plain inserts of rows keyed by ``id``, through ``insert_rows`` (on Postgres one JSON document per
+        statement rather than SQLAlchemy's parameter per value)."""
+        for group in group_by_shape(rows).values():
+            insert_rows(conn, insert_for(self._dialect, table), group, "id")
 
     def _replace_customer_discounts(self, conn: Connection, customers: set[str],
                                     discounts: dict[str, list[dict]]) -> None:
@@ -166,7 +171,7 @@ class MirrorStore(MirrorReads):
         if fresh:
             # A discount id moves from a subscription to the customer only in theory; keep ids unique.
             conn.execute(d.delete().where(d.c.id.in_([r["id"] for r in fresh])))
-            conn.execute(d.insert(), fresh)
+            self._insert_all(conn, d, fresh)
 
     def apply(self, rows: MirrorRows, conn: Connection | None = None) -> ApplyStats:
         """Write rows newest-wins in one transaction.
@@ -197,9 +202,7 @@ class MirrorStore(MirrorReads):
             d = schema.discounts
             for chunk in chunks(sorted(standalone)):
                 conn.execute(d.delete().where(d.c.id.in_(chunk)))
-            fresh = [row for row in standalone.values() if row is not None]
-            for chunk in chunks(fresh):
-                conn.execute(d.insert(), list(chunk))
+            self._insert_all(conn, d, [row for row in standalone.values() if row is not None])
             stats.applied["discount"] += len(standalone)
         self._changes.record(touched, conn)
         return stats
