@@ -12,7 +12,14 @@ from s2s_pipeline.store import schema
 from s2s_pipeline.store.changed_objects import ChangedObjects, touched_objects
 from s2s_pipeline.store.mirror_reads import MirrorReads
 from s2s_pipeline.store.refusals import refusals_as_unstorable
-from s2s_pipeline.store.statements import chunks, group_by_shape, insert_for, insert_ignoring_existing, insert_rows
+from s2s_pipeline.store.statements import (
+    chunks,
+    group_by_shape,
+    insert_all,
+    insert_for,
+    insert_ignoring_existing,
+    insert_rows,
+)
 
 # Parents before children, catalogue before what references it.
 _APPLY_ORDER = ("product", "price", "coupon", "customer", "subscription", "invoice", "charge", "refund", "dispute")
@@ -153,13 +160,7 @@ class MirrorStore(MirrorReads):
             conn.execute(table.delete().where(table.c.subscription.in_(chunk)))
         # Child ids are unique across parents in Stripe; keep the last seen.
         rows = {row["id"]: row for pid in ids for row in children.get(pid, [])}
-        self._insert_all(conn, table, list(rows.values()))
-
-    def _insert_all(self, conn: Connection, table, rows: list[dict]) -> None:
-        """Plain inserts of rows keyed by ``id``, through ``insert_rows`` (on Postgres one JSON document per
-        statement rather than SQLAlchemy's parameter per value)."""
-        for group in group_by_shape(rows).values():
-            insert_rows(conn, insert_for(self._dialect, table), group, "id")
+        insert_all(conn, self._dialect, table, list(rows.values()), "id")
 
     def _replace_customer_discounts(self, conn: Connection, customers: set[str],
                                     discounts: dict[str, list[dict]]) -> None:
@@ -171,7 +172,7 @@ class MirrorStore(MirrorReads):
         if fresh:
             # A discount id moves from a subscription to the customer only in theory; keep ids unique.
             conn.execute(d.delete().where(d.c.id.in_([r["id"] for r in fresh])))
-            self._insert_all(conn, d, fresh)
+            insert_all(conn, self._dialect, d, fresh, "id")
 
     def apply(self, rows: MirrorRows, conn: Connection | None = None) -> ApplyStats:
         """Write rows newest-wins in one transaction.
@@ -202,7 +203,7 @@ class MirrorStore(MirrorReads):
             d = schema.discounts
             for chunk in chunks(sorted(standalone)):
                 conn.execute(d.delete().where(d.c.id.in_(chunk)))
-            self._insert_all(conn, d, [row for row in standalone.values() if row is not None])
+            insert_all(conn, self._dialect, d, [row for row in standalone.values() if row is not None], "id")
             stats.applied["discount"] += len(standalone)
         self._changes.record(touched, conn)
         return stats

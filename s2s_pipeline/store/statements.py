@@ -217,6 +217,12 @@ def upsert_by_key(conn: Connection, dialect: str, table: Table, rows: list[dict]
         insert_rows(conn, stmt, group, key)
 
 
+def insert_all(conn: Connection, dialect: str, table: Table, rows: list[dict], key: str) -> None:
+    """Insert rows (plain INSERTs: a stored ``key`` is an error), each statement exactly the columns its rows carry."""
+    for group in group_by_shape(rows).values():
+        insert_rows(conn, insert_for(dialect, table), group, key)
+
+
 def insert_ignoring_existing(conn: Connection, dialect: str, table: Table, rows: list[dict], key: str) -> None:
     """Insert rows whose ``key`` is not stored yet; existing rows are left as they are."""
     stmt = insert_for(dialect, table).on_conflict_do_nothing(index_elements=[table.c[key]])
