@@ -26,6 +26,7 @@ freed once it has ended.
 from __future__ import annotations
 
 import importlib
+import multiprocessing
 import os
 import socket
 from collections.abc import Iterator, Mapping
@@ -41,6 +42,7 @@ from dagster import (
     multi_or_in_process_executor,
 )
 from dagster._core.executor.base import Executor
+from dagster._core.executor.init import InitExecutorContext
 from dagster._core.launcher import CheckRunHealthResult, DefaultRunLauncher, WorkerStatus
 
 from s2s_pipeline.defs.resources import RUN_SETUP_HOOKS
@@ -137,13 +139,34 @@ class _FreeingDeadRunSlots(Executor):
         yield from self._inner.execute(plan_context, execution_plan)
 
 
+#: How the default executor starts step processes when neither the run nor ``S2S_EXECUTOR_CONFIG`` says:
+#: forked from a server that imported the code location once (Dagster preloads the module the job was
+#: loaded from), instead of Dagster's default ``spawn``, which imports Dagster and the whole code
+#: location again in every step's process (a few seconds each on a 2-core machine; docs/performance.md).
+DEFAULT_START_METHOD = "forkserver"
+
+
+def with_default_start_method(init_context: InitExecutorContext) -> InitExecutorContext:
+    """``init_context`` with ``start_method: forkserver`` added to a multiprocess config that names none
+    (where the platform has forkserver; not on Windows). A start method given anywhere is kept."""
+    config = init_context.executor_config
+    multiprocess = config.get("multiprocess")
+    if (not isinstance(multiprocess, Mapping) or multiprocess.get("start_method")
+            or DEFAULT_START_METHOD not in multiprocessing.get_all_start_methods()):
+        return init_context
+    chosen = {**multiprocess, "start_method": {DEFAULT_START_METHOD: {}}}
+    return init_context._replace(executor_config={**config, "multiprocess": chosen})
+
+
 def freeing_dead_run_slots(inner: ExecutorDefinition, name: str | None = None) -> ExecutorDefinition:
-    """``inner`` (same config and requirements) freeing the pool slots of dead runs before each run."""
+    """``inner`` (same config and requirements) freeing the pool slots of dead runs before each run; the
+    multiprocess executor starts its step processes with ``DEFAULT_START_METHOD`` unless told otherwise."""
     return ExecutorDefinition(
         name=name or f"{inner.name}_freeing_dead_run_slots",
         config_schema=inner.config_schema,
         requirements=inner._requirements_fn,  # noqa: SLF001 - the inner executor's requirements, unchanged
-        executor_creation_fn=lambda init_context: _FreeingDeadRunSlots(inner.executor_creation_fn(init_context)),
+        executor_creation_fn=lambda init_context: _FreeingDeadRunSlots(
+            inner.executor_creation_fn(with_default_start_method(init_context))),
         description=f"{inner.description or inner.name}, after freeing the pool slots of runs whose processes "
                     "are gone.",
     )

@@ -13,11 +13,15 @@ import importlib.util
 import pytest
 from dagster._core.execution.retries import RetryMode
 
+from dagster import DagsterInstance, job, op, reconstructable
+from dagster._core.executor.init import InitExecutorContext
+
 from s2s_pipeline.defs.run_workers import (
     ExecutorSettingsError,
     _FreeingDeadRunSlots,
     executor_freeing_dead_run_slots,
     selected_executor,
+    with_default_start_method,
 )
 
 
@@ -58,3 +62,40 @@ def test_a_wrong_setting_is_named(env, message):
 def test_an_executor_whose_package_is_missing_names_the_package():
     with pytest.raises(ExecutorSettingsError, match="S2S_EXECUTOR=k8s needs the dagster-k8s package"):
         selected_executor({"S2S_EXECUTOR": "k8s"})
+
+
+@op
+def _nothing():
+    return None
+
+
+@job
+def _one_step():
+    _nothing()
+
+
+def _executor_for(config: dict, tmp_path):
+    """The executor the code location's default executor definition creates for a run with ``config``."""
+    with DagsterInstance.local_temp(str(tmp_path)) as instance:
+        context = InitExecutorContext(job=reconstructable(_one_step), executor_def=executor_freeing_dead_run_slots,
+                                      executor_config=config, instance=instance)
+        return executor_freeing_dead_run_slots.executor_creation_fn(context)._inner
+
+
+def _parsed(multiprocess: dict) -> dict:
+    return {"multiprocess": {"max_concurrent": None, "retries": {"enabled": {}}, **multiprocess}}
+
+
+def test_step_processes_fork_from_a_preloaded_server_unless_a_start_method_is_given(tmp_path):
+    # Dagster's own default is spawn: every step's process imports Dagster and the code location again.
+    assert _executor_for(_parsed({}), tmp_path)._start_method == "forkserver"
+    assert _executor_for(_parsed({"start_method": {"spawn": {}}}), tmp_path)._start_method == "spawn"
+    chosen = _executor_for(_parsed({"start_method": {"forkserver": {"preload_modules": ["dagster"]}}}), tmp_path)
+    assert (chosen._start_method, chosen._explicit_forkserver_preload) == ("forkserver", ["dagster"])
+
+
+def test_the_start_method_default_leaves_other_executors_config_alone():
+    in_process = InitExecutorContext._make([None, None, {"in_process": {}}, None])
+    assert with_default_start_method(in_process) is in_process
+    celery = InitExecutorContext._make([None, None, {"broker": "pyamqp://guest@127.0.0.1//"}, None])
+    assert with_default_start_method(celery) is celery
