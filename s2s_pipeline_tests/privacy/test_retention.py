@@ -58,9 +58,13 @@ def test_migration_adds_indexes_to_a_store_made_before_them(state_url):
 
     from s2s_pipeline.store.db import make_engine
 
+    from s2s_pipeline.store import schema
+
     engine = make_engine(state_url)
+    # a store of a release before the index: the index missing, that release's fingerprint recorded
     with engine.begin() as conn:
         conn.execute(text("DROP INDEX ix_stripe_events_track_status_created"))
+        conn.execute(schema.schema_info.update().values(value="a release before the index"))
     engine.dispose()
     engine = make_engine(state_url)
     assert "ix_stripe_events_track_status_created" in {i["name"] for i in inspect(engine).get_indexes("stripe_events")}
