@@ -88,25 +88,3 @@ def state_store(state_url):
 @pytest.fixture
 def mirror(state_store):
     return state_store.mirror
-
-
-#: The slowest test files (``--durations``, 2026-12-04), run first: the parallel workers take files in
-#: collection order, and a long file started last keeps one worker busy after the others are done.
-SLOWEST_FIRST = (
-    "ops/test_daemon_load.py", "ops/test_killed_run.py", "bench/test_nightly_bench.py", "ops/test_instance.py",
-    "segment/test_profile_sync.py", "traits/test_incremental.py", "ops/test_celery_executor.py",
-    "segment/test_mrr_reconciliation_billing_setups.py", "ops/test_webserver.py",
-    "segment/test_event_mrr_billing_setups.py", "ops/test_kill_points.py", "privacy/test_deletion_path.py",
-    "segment/test_mrr_reconciliation.py", "events/test_track_sync.py",
-)
-
-
-def pytest_collection_modifyitems(config, items):
-    """Files of ``SLOWEST_FIRST`` first, in that order; the rest, and the tests within a file, as collected."""
-    rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
-
-    def file_rank(item) -> int:
-        path = item.nodeid.split("::", 1)[0].removeprefix("s2s_pipeline_tests/")
-        return rank.get(path, len(rank))
-
-    items.sort(key=file_rank)
