@@ -33,6 +33,7 @@ from s2s_pipeline.store.pushed_traits import PushedTraits
 from s2s_pipeline.store.quarantine import Quarantine, QuarantineEntry, storable_text
 from s2s_pipeline.store.refusals import refusals_as_unstorable
 from s2s_pipeline.store.regulations import Regulations
+from s2s_pipeline.store.statements import commit_without_waiting_for_disk
 from s2s_pipeline.store.track_state import SentTrackCalls
 from s2s_pipeline.store.trait_refresh_plans import RefreshPlan, TraitRefreshPlans
 from s2s_pipeline.store.traits_rows import TraitRows
@@ -102,6 +103,7 @@ class StateStore:
         delinquent identifies set, and the next diff would send that value again under a new messageId.
         """
         with self.engine.begin() as conn:
+            commit_without_waiting_for_disk(conn)  # re-sent under the same messageIds if lost
             self.track_state.record_sent(sent, conn)
             kill_point("track.bookkeeping")  # crash tests: the batch's calls written, not committed
             self.pushed_traits.record_delinquent(delinquent, conn)
@@ -113,6 +115,7 @@ class StateStore:
         """One batch of identify/group calls Segment acknowledged, in one transaction: the pushed
         values (identify and group rows, each compare-and-set on ``as_of``) and the delivery audit."""
         with self.engine.begin() as conn:
+            commit_without_waiting_for_disk(conn)  # re-sent under the same messageIds if lost
             self.pushed_traits.record_identified(identified, as_of=as_of, conn=conn)
             kill_point("profiles.bookkeeping")  # crash tests: the batch's identifies written, not committed
             self.pushed_traits.record_grouped(grouped, as_of=as_of, conn=conn)

@@ -27,6 +27,21 @@ def chunks(seq: Sequence, size: int = CHUNK) -> Iterable[Sequence]:
         yield seq[i : i + size]
 
 
+def commit_without_waiting_for_disk(conn: Connection) -> None:
+    """This transaction's commit returns without waiting for the WAL to reach the disk (PostgreSQL's
+    ``SET LOCAL synchronous_commit = off``; nothing on SQLite, whose WAL mode already commits so).
+
+    For the bookkeeping of batches Segment acknowledged only: the server may lose the last such
+    commits if the machine itself fails (a process killed loses nothing; never half a transaction,
+    and any later ordinary commit on the server makes them durable first, the WAL being one
+    sequence). What is lost is then what a run killed before recording loses: the batches are sent
+    again under the same messageIds, which Segment deduplicates. A commit waiting for the disk cost
+    about 12 ms each, the upload thread's wait for 34 batches of a night at 1M customers.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+
+
 def read_frame(conn: Connection, stmt, params: dict | None = None) -> pd.DataFrame:
     """``pd.read_sql(stmt, conn, params=params)``, the same frame, faster on PostgreSQL.
 
