@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from typing import Callable, Iterable
 
+from s2s_pipeline.core.bulk_work import bulk_work
 from s2s_pipeline.core.progress import ProgressSink
 from s2s_pipeline.extract.listing_progress import ListingProgress
 from s2s_pipeline.extract.references import resolve_references
@@ -42,6 +43,7 @@ def list_into_mirror(reader: StripeReader, store: StateStore, jobs: list[tuple[s
     return seen
 
 
+@bulk_work
 def backfill(reader: StripeReader, store: StateStore, object_types: Iterable[str], gte: int, lt: int,
              *, clock: Callable[[], float] = time.time, progress: ProgressSink | None = None) -> SyncResult:
     """Mirror every object of the given types created in [gte, lt).

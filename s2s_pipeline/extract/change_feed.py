@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
+from s2s_pipeline.core.bulk_work import bulk_work
 from s2s_pipeline.core.ids import id_of
 from s2s_pipeline.core.kill_points import kill_point
 from s2s_pipeline.core.progress import ProgressSink
@@ -332,6 +333,7 @@ def apply_single_event(reader: StripeReader, store: StateStore, event: dict, *,
     return result
 
 
+@bulk_work
 def sync_changes(reader: StripeReader, store: StateStore, *, overlap_seconds: int = DEFAULT_OVERLAP_SECONDS,
                  clock: Callable[[], float] = time.time,
                  object_types: Iterable[str] = ALL_OBJECT_TYPES,

@@ -14,6 +14,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from s2s_pipeline.core.bulk_work import bulk_work
 from s2s_pipeline.core.contract import IDENTIFY_TRAITS
 from s2s_pipeline.core.kill_points import kill_point
 from s2s_pipeline.core.progress import ProgressSink
@@ -89,6 +90,7 @@ def _missing(value) -> bool:
     return value is None or (isinstance(value, float) and value != value) or value is pd.NA
 
 
+@bulk_work
 def sync_profiles(store: StateStore, settings: SegmentSettings, profiles, options: ProfileSyncOptions,
                   now: int, *, progress: ProgressSink | None = None, run_id: str | None = None,
                   customer_ids: Collection[str] | None = None,
@@ -236,6 +238,7 @@ def _grouped_rows(grouped: dict[str, Message], now: int) -> list[dict]:
 FULL_SYNC_BLOCK = 250_000
 
 
+@bulk_work
 def sync_pending_profiles(store: StateStore, settings: SegmentSettings, profiles, options: ProfileSyncOptions,
                           now: int, *, progress: ProgressSink | None = None,
                           run_id: str | None = None) -> ProfileSyncOutcome:

@@ -17,6 +17,7 @@ from typing import Iterable
 
 import pandas as pd
 
+from s2s_pipeline.core.bulk_work import bulk_work
 from s2s_pipeline.core.progress import ProgressSink
 from s2s_pipeline.segment.audit import audit_rows
 from s2s_pipeline.segment.context import MirrorContext
@@ -110,6 +111,7 @@ def _attribution(profiles, identity: Identity) -> tuple[dict, str | None]:
 SKIPPED_DELETED = "skipped: customer deleted (privacy)"
 
 
+@bulk_work
 def deliver_calls(store: StateStore, settings: SegmentSettings, calls: list[tuple[str, TrackCall]], *,
                   profiles, config: TraitsConfig, now: int, progress: ProgressSink | None = None,
                   run_id: str | None = None,
@@ -208,6 +210,7 @@ def _delinquent_as_of(events: list[tuple[str, TrackCall, list[Message]]]) -> dic
     return latest
 
 
+@bulk_work
 def send_track_events(store: StateStore, settings: SegmentSettings, *, reader=None, profiles=None,
                       config: TraitsConfig = TraitsConfig(), now: int, event_ids: list[str] | None = None,
                       limit: int | None = None, progress: ProgressSink | None = None,

@@ -46,6 +46,7 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
+from s2s_pipeline.core.bulk_work import bulk_work
 from s2s_pipeline.store.state_store import StateStore
 from s2s_pipeline.store.trait_refresh_plans import CHANGED_SHARD, PlannedShard, RefreshPlan
 from s2s_pipeline.store.traits_table import staging_name
@@ -161,6 +162,7 @@ def plan_refresh(store: StateStore, config: TraitsConfig, now: int, *, full: boo
     return store.start_trait_refresh(plan, _empty_traits(config, now))
 
 
+@bulk_work
 def refresh_shard(store: StateStore, config: TraitsConfig, plan: RefreshPlan, key: str,
                   clock=time.perf_counter) -> ShardResult:
     """Compute one shard of a planned refresh and write its rows and summary to the refresh's staging table.
@@ -221,6 +223,7 @@ def _compute_in_chunks(store: StateStore, config: TraitsConfig, now: int, custom
     return table, rows_read, compute
 
 
+@bulk_work
 def commit_refresh(store: StateStore, plan: RefreshPlan) -> TraitsRefresh:
     """Make the shards' rows the trait table and close the refresh (one transaction; see the module docstring).
 
