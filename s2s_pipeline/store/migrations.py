@@ -12,8 +12,8 @@ and the differences are applied with Alembic's ``Operations``:
   ignores lengths);
 - nothing is ever dropped or narrowed: tables the schema does not describe
   (``customer_traits`` is written by pandas) stay as they are. The one exception holds no data:
-  an index the schema replaced by a wider one (``schema.SUPERSEDED_INDEXES``) is dropped, after
-  its replacement is built, so writes do not keep maintaining both.
+  an index the schema retired (``schema.RETIRED_INDEXES``: replaced by a wider one, or not worth
+  its cost on every write) is dropped, after any replacement is built, so writes stop maintaining it.
 
 Only one process migrates at a time: on Postgres the work runs in one
 transaction holding a transaction-level advisory lock (DDL is transactional
@@ -112,9 +112,9 @@ def _pending_changes(conn: Connection) -> list[tuple]:
     changes = [d for d in _flatten(compare_metadata(context, schema.metadata))
                if d[0] in ("add_table", "add_column", "add_index")
                or (d[0] == "modify_type" and conn.dialect.name != "sqlite")
-               or (d[0] == "remove_index" and d[1].name in schema.SUPERSEDED_INDEXES)]
+               or (d[0] == "remove_index" and d[1].name in schema.RETIRED_INDEXES)]
     new_tables = {d[1].name for d in changes if d[0] == "add_table"}
-    # a new table is created with its indexes; a superseded index goes after its replacement is built
+    # a new table is created with its indexes; a retired index goes after its replacement is built
     changes = [d for d in changes if not (d[0] == "add_index" and d[1].table.name in new_tables)]
     return sorted(changes, key=lambda d: d[0] == "remove_index")
 

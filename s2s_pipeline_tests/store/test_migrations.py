@@ -117,3 +117,31 @@ def test_a_store_indexed_by_customer_alone_gets_the_customer_version_index_and_l
             assert conn.execute(select(schema.charges.c.customer)).scalars().all() == ["cus_1"]
     finally:
         engine.dispose()
+
+
+def test_a_store_with_the_retired_indexes_loses_them_and_gets_their_replacement(state_url):
+    # A store made before the charges' (created, customer) index and with the delivery audit indexed
+    # by message_id: migrating builds the new index, then drops the charges' index on created alone
+    # and the audit's message_id index (neither holds data); the rows stay.
+    engine = make_engine(state_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(schema.charges.insert().values(id="ch_1", customer="cus_1", version_ts=5, deleted=False,
+                                                        created=100))
+            conn.execute(text("DROP INDEX ix_stripe_charges_created_customer"))
+            conn.execute(text("CREATE INDEX ix_stripe_charges_created ON stripe_charges (created)"))
+            conn.execute(text("CREATE INDEX ix_segment_delivery_audit_message_id ON segment_delivery_audit (message_id)"))
+            conn.execute(schema.schema_info.update().values(value="an older schema"))
+        engine.dispose()
+        engine = make_engine(state_url)  # opening the store migrates it
+        inspector = inspect(engine)
+        charges = {i["name"]: i["column_names"] for i in inspector.get_indexes("stripe_charges")}
+        assert charges["ix_stripe_charges_created_customer"] == ["created", "customer"]
+        assert "ix_stripe_charges_created" not in charges
+        audit = {i["name"] for i in inspector.get_indexes("segment_delivery_audit")}
+        assert "ix_segment_delivery_audit_message_id" not in audit
+        assert "ix_segment_delivery_audit_stripe_customer_id" in audit  # the export's look-up stays
+        with engine.connect() as conn:
+            assert conn.execute(select(schema.charges.c.id)).scalars().all() == ["ch_1"]
+    finally:
+        engine.dispose()
