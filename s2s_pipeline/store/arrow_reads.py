@@ -235,8 +235,11 @@ class ArrowReads:
         """The rows of ``stmt`` (selecting exactly ``columns``, SQLAlchemy columns) as a DataFrame."""
         from s2s_pipeline.store.arrow_frames import frame_from_arrow
 
-        table = self._run(_literal_sql(stmt, self._dialect), "reading", lambda cursor: cursor.fetch_arrow_table())
-        return frame_from_arrow(table, columns)
+        return frame_from_arrow(self.arrow(stmt), columns)
+
+    def arrow(self, stmt):
+        """The rows of ``stmt`` as the Arrow table the driver fetched (``pyarrow.Table``)."""
+        return self._run(_literal_sql(stmt, self._dialect), "reading", lambda cursor: cursor.fetch_arrow_table())
 
     def favour_index_scans(self) -> None:
         """Plan the rest of this snapshot's reads for few keys (``KEYED_READ_RANDOM_PAGE_COST``)."""

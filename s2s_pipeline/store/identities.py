@@ -8,7 +8,8 @@ import pandas as pd
 from sqlalchemy import Engine, select
 
 from s2s_pipeline.store import schema
-from s2s_pipeline.store.statements import id_range, read_by_keys, upsert_by_key
+from s2s_pipeline.store.keyed_reads import read_rows_by_keys
+from s2s_pipeline.store.statements import id_range, upsert_by_key
 
 #: The columns of a resolution (``segment.identity.resolve_identities``) that are stored.
 _STORED_COLUMNS = ["stripe_customer_id", "user_id", "source", "email_key", "profiles_checked_at"]
@@ -33,8 +34,8 @@ class IdentityMap:
 
     def read_for(self, customer_ids: Iterable[str]) -> pd.DataFrame:
         """The stored identities of the given customers (absent ones have none yet)."""
-        with self.engine.connect() as conn:
-            return read_by_keys(conn, schema.identity_map, "stripe_customer_id", customer_ids)
+        return read_rows_by_keys(self.engine, schema.identity_map.name, "stripe_customer_id", customer_ids,
+                                 [c.name for c in schema.identity_map.columns])
 
     def record_resolved(self, resolved: pd.DataFrame, now: int) -> None:
         """Store the identities ``resolve_identities`` marked ``changed`` (new or different from the stored ones)."""

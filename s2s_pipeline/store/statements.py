@@ -62,18 +62,6 @@ def read_frame(conn: Connection, stmt, params: dict | None = None) -> pd.DataFra
     return pd.DataFrame.from_records(rows, columns=columns, coerce_float=True)
 
 
-def read_by_keys(conn: Connection, table: Table, key: str, ids: Iterable[str], size: int = 2000) -> pd.DataFrame:
-    """The rows of ``table`` whose ``key`` is one of ``ids``, in one frame: read ``size`` ids at a time, so an
-    IN list of a block of customers stays under SQLite's bound parameters; no ids give an empty frame
-    with the table's columns."""
-    column = table.c[key]
-    parts = [read_frame(conn, select(table).where(column.in_(list(chunk))))
-             for chunk in chunks(sorted(set(ids)), size)]
-    if not parts:
-        return read_frame(conn, select(table).where(column.is_(None)))
-    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
-
-
 def id_range(column, lo: str | None, hi: str | None) -> list:
     """Conditions ``lo <= column < hi`` (None: that side unbounded), for ``select(...).where(*...)``."""
     return [c for c in (column >= lo if lo is not None else None, column < hi if hi is not None else None)

@@ -12,7 +12,8 @@ from typing import Iterable
 import pandas as pd
 from sqlalchemy import Engine, bindparam, column, delete, insert, inspect, select, table, text
 
-from s2s_pipeline.store.statements import chunks, read_frame
+from s2s_pipeline.store.keyed_reads import read_rows_by_keys
+from s2s_pipeline.store.statements import chunks
 from s2s_pipeline.store.traits_table import TABLE, _check_staging_name, _storable, write_rows
 
 _ID_CHUNK = 2000
@@ -76,15 +77,7 @@ class TraitRows:
         """The stored traits of the given customers (absent ones have no row); empty if never computed."""
         if not self.exists():
             return pd.DataFrame()
-        ids = sorted({str(i) for i in customer_ids})
-        parts = []
-        with self.engine.connect() as conn:
-            for chunk in chunks(ids, _ID_CHUNK):
-                parts.append(read_frame(conn, text(f"SELECT * FROM {TABLE} WHERE stripe_customer_id IN :ids")
-                                        .bindparams(_expanding("ids")), {"ids": list(chunk)}))
-            if not parts:
-                return read_frame(conn, text(f"SELECT * FROM {TABLE} WHERE 1 = 0"))
-        return pd.concat(parts, ignore_index=True)
+        return read_rows_by_keys(self.engine, TABLE, "stripe_customer_id", customer_ids)
 
     def row_counts(self) -> tuple[int, int]:
         """(rows, distinct customers) of the table: the ``one_row_per_customer`` check without reading it."""
