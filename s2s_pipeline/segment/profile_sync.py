@@ -86,6 +86,12 @@ def _read_in_background(read: Callable[..., T], *args) -> Future[T]:
         executor.shutdown(wait=False)  # the read runs on; the thread ends with it
 
 
+def _of_customers(rows: pd.DataFrame, traits: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the customers ``traits`` holds (those left once deleted and forgotten ones are out)."""
+    kept = rows[rows["stripe_customer_id"].isin(traits["stripe_customer_id"])]
+    return kept if len(kept) == len(rows) else kept.reset_index(drop=True)
+
+
 def _missing(value) -> bool:
     return value is None or (isinstance(value, float) and value != value) or value is pd.NA
 
@@ -110,10 +116,12 @@ def sync_profiles(store: StateStore, settings: SegmentSettings, profiles, option
     # Read before the table: a refresh landing in between makes the table newer than this, never older.
     # A table written without a refresh (tests, tools) counts as computed now.
     as_of = traits_computed_at(store) or now
+    # A subset's traits, identities and pushed state in one snapshot (one connection for the three).
+    stored = store.profile_rows(subset) if subset is not None and id_range is None else None
     if id_range is not None:
         traits = store.trait_rows.read_range(*id_range)
     else:
-        traits = store.traits.read() if subset is None else store.trait_rows.read_customers(subset)
+        traits = store.traits.read() if stored is None else stored.traits
     if not traits.empty:
         traits = traits[~traits["stripe_customer_id"].isin(store.suppressed_customer_ids())]
     if traits.empty:
@@ -127,7 +135,7 @@ def sync_profiles(store: StateStore, settings: SegmentSettings, profiles, option
     identities = resolve_identities(
         traits[["stripe_customer_id", "email", "user_id"]],
         store.identities.read_range(*id_range) if id_range is not None
-        else store.identities.read_all() if subset is None else store.identities.read_for(traits["stripe_customer_id"]),
+        else store.identities.read_all() if stored is None else _of_customers(stored.identities, traits),
         lookup=lookup if profiles is not None else None,
         now=now,
         recheck_after_seconds=options.recheck_after_seconds,
@@ -136,8 +144,8 @@ def sync_profiles(store: StateStore, settings: SegmentSettings, profiles, option
     current = traits.drop(columns=["user_id"]).merge(
         identities[["stripe_customer_id", "user_id", "anonymous_id"]], on="stripe_customer_id", how="left")
     pushed = (store.pushed_traits.read_range(*id_range) if id_range is not None
-              else store.pushed_traits.read_all() if subset is None
-              else store.pushed_traits.read_for(traits["stripe_customer_id"]))
+              else store.pushed_traits.read_all() if stored is None
+              else _of_customers(stored.pushed, traits))
     current = keep_newer_pushed(current, pushed, as_of)
     # A row written only by a delivered group call has no acknowledged identify yet.
     identified = pushed[pushed["identify_pushed_at"].notna()] if not pushed.empty else pushed

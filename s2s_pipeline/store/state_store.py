@@ -13,7 +13,7 @@ webhook) and ``quarantine`` (Stripe objects set aside, with the reason). Work th
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Iterable
 
 import pandas as pd
@@ -25,7 +25,9 @@ from s2s_pipeline.store.cursors import SyncCursors
 from s2s_pipeline.store.customer_records import CustomerRecords
 from s2s_pipeline.store.db import make_engine
 from s2s_pipeline.store.delivery_audit import DeliveryAudit
+from s2s_pipeline.store import schema
 from s2s_pipeline.store.identities import IdentityMap
+from s2s_pipeline.store.keyed_reads import KeyedRead, read_keyed
 from s2s_pipeline.store.ledger import EventLedger
 from s2s_pipeline.store.mirror import ApplyStats, MirrorRows, MirrorStore
 from s2s_pipeline.store.profile_queue import ProfileQueue
@@ -37,8 +39,18 @@ from s2s_pipeline.store.statements import commit_without_waiting_for_disk
 from s2s_pipeline.store.track_state import SentTrackCalls
 from s2s_pipeline.store.trait_refresh_plans import RefreshPlan, TraitRefreshPlans
 from s2s_pipeline.store.traits_rows import TraitRows
-from s2s_pipeline.store.traits_table import TraitsTable
+from s2s_pipeline.store.traits_table import TABLE as TRAITS_TABLE, TraitsTable
 from s2s_pipeline.store.webhook_inbox import WebhookInbox
+
+
+@dataclass(frozen=True)
+class ProfileRows:
+    """What the profile pass compares for some customers: their stored traits (empty before the first
+    refresh), identities and pushed (acknowledged) state, as of one snapshot."""
+
+    traits: pd.DataFrame
+    identities: pd.DataFrame
+    pushed: pd.DataFrame
 
 
 class StateStore:
@@ -244,6 +256,19 @@ class StateStore:
             if quarantine_before is not None:
                 out["quarantine_entries_dropped"] = self.quarantine.drop_last_seen_before(quarantine_before, conn)
         return out
+
+    def profile_rows(self, customer_ids: Iterable[str]) -> "ProfileRows":
+        """The stored traits, identities and pushed state of the given customers, in one snapshot (the
+        profile pass of the customers a refresh queued; on PostgreSQL one ADBC connection for the three)."""
+        ids = sorted({str(i) for i in customer_ids})
+        if not self.trait_rows.exists():
+            return ProfileRows(pd.DataFrame(), self.identities.read_for([]), self.pushed_traits.read_for([]))
+        traits, identities, pushed = read_keyed(self.engine, [
+            KeyedRead(TRAITS_TABLE, "stripe_customer_id", ids),
+            KeyedRead(schema.identity_map.name, "stripe_customer_id", ids, [c.name for c in schema.identity_map.columns]),
+            KeyedRead(schema.pushed_traits.name, "stripe_customer_id", ids, [c.name for c in schema.pushed_traits.columns]),
+        ])
+        return ProfileRows(traits, identities, pushed)
 
     def suppressed_customer_ids(self) -> set[str]:
         """Customers no Segment call may be about: deleted in Stripe, or taken on by the deletion path

@@ -98,3 +98,34 @@ def test_many_keys_are_read_in_chunks(store, monkeypatch):
     frame = read_rows_by_keys(store.engine, "segment_pushed_traits", "stripe_customer_id",
                               ["cus_A", "cus_B", "cus_C'quote", "cus_D"])
     assert sorted(frame["stripe_customer_id"]) == ["cus_A", "cus_B", "cus_C'quote"]
+
+
+def test_profile_rows_are_the_three_reads_in_one_snapshot(store, monkeypatch):
+    import s2s_pipeline.store.arrow_reads as arrow_reads
+
+    _fill(store)
+    keys = ["cus_A", "cus_C'quote", "cus_absent"]
+    opened = []
+    real_open = arrow_reads.ArrowReads.open.__func__
+
+    def counting_open(cls, engine, snapshot=None):
+        opened.append(snapshot)
+        return real_open(cls, engine, snapshot)
+
+    monkeypatch.setattr(arrow_reads.ArrowReads, "open", classmethod(counting_open))
+    rows = store.profile_rows(keys)
+    if store.engine.dialect.name == "postgresql":
+        assert opened == [None]  # one connection, one snapshot, for the three tables
+    opened.clear()
+    pd.testing.assert_frame_equal(rows.traits, store.trait_rows.read_customers(keys))
+    pd.testing.assert_frame_equal(rows.pushed, store.pushed_traits.read_for(keys))
+    pd.testing.assert_frame_equal(rows.identities, store.identities.read_for(keys))
+
+
+def test_profile_rows_before_the_first_refresh(state_url):
+    store = StateStore.from_url(state_url)
+    try:
+        rows = store.profile_rows(["cus_A"])
+        assert rows.traits.empty and rows.pushed.empty and rows.identities.empty
+    finally:
+        store.dispose()
