@@ -235,7 +235,8 @@ class ChangedObjects:
         ch, d = schema.charges, schema.discounts
         window = _FREQUENCY_WINDOW_SECONDS
         # One range of the (created, customer) index per window, as a UNION: each range is read from the
-        # index alone, where an OR of the two makes Postgres visit a heap page per charge (175 -> 5 ms).
+        # index alone, where an OR of the two makes Postgres visit a heap page per charge (at 1M
+        # customers: 175-240 -> 7 ms).
         of_window = [select(ch.c.customer).where(ch.c.customer.is_not(None), ch.c.created.between(lo, hi))
                      for lo, hi in ((since - window, until - window), (since, until))]
         with self.engine.connect() as conn:

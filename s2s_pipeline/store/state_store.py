@@ -263,10 +263,11 @@ class StateStore:
         ids = sorted({str(i) for i in customer_ids})
         if not self.trait_rows.exists():
             return ProfileRows(pd.DataFrame(), self.identities.read_for([]), self.pushed_traits.read_for([]))
+        identity_map, pushed_traits = schema.identity_map, schema.pushed_traits
         traits, identities, pushed = read_keyed(self.engine, [
             KeyedRead(TRAITS_TABLE, "stripe_customer_id", ids),
-            KeyedRead(schema.identity_map.name, "stripe_customer_id", ids, [c.name for c in schema.identity_map.columns]),
-            KeyedRead(schema.pushed_traits.name, "stripe_customer_id", ids, [c.name for c in schema.pushed_traits.columns]),
+            KeyedRead(identity_map.name, "stripe_customer_id", ids, [c.name for c in identity_map.columns]),
+            KeyedRead(pushed_traits.name, "stripe_customer_id", ids, [c.name for c in pushed_traits.columns]),
         ])
         return ProfileRows(traits, identities, pushed)
 
