@@ -5,7 +5,7 @@ each time the objects that survived its younger collections have grown by a quar
 builds its working set of Python objects (a night's 10,000 Stripe events and their mirror rows, the
 diff's messages and pushed-state rows) keeps growing that set, so it pays full collections over and
 over: at 1M customers with 1% changed, 7 to 9 of them took 1.5-1.9 s of a 12-16 s night, more than any
-single statement (docs/performance.md, "Garbage collection"). Almost none of it is garbage: the
+single statement (docs/performance.md, "2026-12-04 evening"). Almost none of it is garbage: the
 collections found a few hundred objects each.
 
 Inside ``bulk_work()`` the first generation is collected every 50,000 net allocations instead of 700

@@ -8,7 +8,7 @@ import pandas as pd
 from sqlalchemy import Engine, select
 
 from s2s_pipeline.store import schema
-from s2s_pipeline.store.keyed_reads import read_rows_by_keys
+from s2s_pipeline.store.keyed_reads import KeyedRead, read_keyed
 from s2s_pipeline.store.statements import id_range, upsert_by_key
 
 #: The columns of a resolution (``segment.identity.resolve_identities``) that are stored.
@@ -34,8 +34,11 @@ class IdentityMap:
 
     def read_for(self, customer_ids: Iterable[str]) -> pd.DataFrame:
         """The stored identities of the given customers (absent ones have none yet)."""
-        return read_rows_by_keys(self.engine, schema.identity_map.name, "stripe_customer_id", customer_ids,
-                                 [c.name for c in schema.identity_map.columns])
+        return read_keyed(self.engine, [self.keyed(customer_ids)])[0]
+
+    def keyed(self, customer_ids: Iterable[str]) -> KeyedRead:
+        """The read of the given customers' rows (``keyed_reads``: with others, in one snapshot)."""
+        return KeyedRead.of(schema.identity_map, "stripe_customer_id", customer_ids)
 
     def record_resolved(self, resolved: pd.DataFrame, now: int) -> None:
         """Store the identities ``resolve_identities`` marked ``changed`` (new or different from the stored ones)."""

@@ -20,7 +20,7 @@ from typing import Iterable, Sequence
 
 import pandas as pd
 import pyarrow as pa
-from sqlalchemy import Engine, column, false, literal_column, select, table
+from sqlalchemy import Engine, Table, column, false, literal_column, select, table
 
 from s2s_pipeline.store.arrow_reads import ArrowReads, arrow_reads_enabled
 from s2s_pipeline.store.frames import _in_keys
@@ -34,24 +34,23 @@ SQLITE_CHUNK = 2_000
 
 @dataclass(frozen=True)
 class KeyedRead:
-    """The ``columns`` (None: every column, ``*``) of the rows of ``table_name`` whose ``key`` is one of ``keys``."""
+    """The ``columns`` (None: every column, ``*``) of the rows of ``table_name`` whose ``key`` is one of
+    ``keys`` (each key once; rows of absent keys are simply missing; no keys, or no rows: an empty
+    frame with those columns)."""
 
     table_name: str
     key: str
     keys: Iterable[str]
     columns: Sequence[str] | None = None
 
-
-def read_rows_by_keys(engine: Engine, table_name: str, key: str, keys: Iterable[str],
-                      columns: Sequence[str] | None = None) -> pd.DataFrame:
-    """The ``columns`` (None: every column, ``*``) of the rows of ``table_name`` whose ``key`` is one of
-    ``keys`` (each key once; rows of absent keys are simply missing). No keys, or no rows: an empty
-    frame with those columns."""
-    return read_keyed(engine, [KeyedRead(table_name, key, keys, columns)])[0]
+    @classmethod
+    def of(cls, schema_table: Table, key: str, keys: Iterable[str]) -> "KeyedRead":
+        """Every column of a table the schema describes, in its order, of the rows of ``keys``."""
+        return cls(schema_table.name, key, keys, [c.name for c in schema_table.columns])
 
 
 def read_keyed(engine: Engine, reads: Sequence[KeyedRead]) -> list[pd.DataFrame]:
-    """Each read's frame (as ``read_rows_by_keys``), all of them in one snapshot on one connection (on
+    """Each read's frame, all of them in one snapshot on one connection (on
     PostgreSQL one ADBC connection: opening one costs some 30-50 ms, a read of a night's rows about as much)."""
     if engine.dialect.name == "postgresql" and arrow_reads_enabled():
         with ArrowReads.open(engine) as reader:

@@ -16,7 +16,7 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, and_, case, or_, select
 
 from s2s_pipeline.store import schema
-from s2s_pipeline.store.keyed_reads import read_rows_by_keys
+from s2s_pipeline.store.keyed_reads import KeyedRead, read_keyed
 from s2s_pipeline.store.statements import (chunks, group_by_shape, id_range, insert_for, insert_rows,
                                           upsert_by_key)
 
@@ -40,8 +40,11 @@ class PushedTraits:
 
     def read_for(self, customer_ids: Iterable[str]) -> pd.DataFrame:
         """The acknowledged values of the given customers (absent ones have none yet)."""
-        return read_rows_by_keys(self.engine, schema.pushed_traits.name, "stripe_customer_id", customer_ids,
-                                 [c.name for c in schema.pushed_traits.columns])
+        return read_keyed(self.engine, [self.keyed(customer_ids)])[0]
+
+    def keyed(self, customer_ids: Iterable[str]) -> KeyedRead:
+        """The read of the given customers' rows (``keyed_reads``: with others, in one snapshot)."""
+        return KeyedRead.of(schema.pushed_traits, "stripe_customer_id", customer_ids)
 
     def record(self, rows: list[dict]) -> None:
         """Upsert acknowledged values; each row updates only the columns it carries."""

@@ -25,9 +25,8 @@ from s2s_pipeline.store.cursors import SyncCursors
 from s2s_pipeline.store.customer_records import CustomerRecords
 from s2s_pipeline.store.db import make_engine
 from s2s_pipeline.store.delivery_audit import DeliveryAudit
-from s2s_pipeline.store import schema
 from s2s_pipeline.store.identities import IdentityMap
-from s2s_pipeline.store.keyed_reads import KeyedRead, read_keyed
+from s2s_pipeline.store.keyed_reads import read_keyed
 from s2s_pipeline.store.ledger import EventLedger
 from s2s_pipeline.store.mirror import ApplyStats, MirrorRows, MirrorStore
 from s2s_pipeline.store.profile_queue import ProfileQueue
@@ -39,7 +38,7 @@ from s2s_pipeline.store.statements import commit_without_waiting_for_disk
 from s2s_pipeline.store.track_state import SentTrackCalls
 from s2s_pipeline.store.trait_refresh_plans import RefreshPlan, TraitRefreshPlans
 from s2s_pipeline.store.traits_rows import TraitRows
-from s2s_pipeline.store.traits_table import TABLE as TRAITS_TABLE, TraitsTable
+from s2s_pipeline.store.traits_table import TraitsTable
 from s2s_pipeline.store.webhook_inbox import WebhookInbox
 
 
@@ -260,15 +259,11 @@ class StateStore:
     def profile_rows(self, customer_ids: Iterable[str]) -> "ProfileRows":
         """The stored traits, identities and pushed state of the given customers, in one snapshot (the
         profile pass of the customers a refresh queued; on PostgreSQL one ADBC connection for the three)."""
-        ids = sorted({str(i) for i in customer_ids})
+        ids = list(customer_ids)  # read three times
         if not self.trait_rows.exists():
             return ProfileRows(pd.DataFrame(), self.identities.read_for([]), self.pushed_traits.read_for([]))
-        identity_map, pushed_traits = schema.identity_map, schema.pushed_traits
         traits, identities, pushed = read_keyed(self.engine, [
-            KeyedRead(TRAITS_TABLE, "stripe_customer_id", ids),
-            KeyedRead(identity_map.name, "stripe_customer_id", ids, [c.name for c in identity_map.columns]),
-            KeyedRead(pushed_traits.name, "stripe_customer_id", ids, [c.name for c in pushed_traits.columns]),
-        ])
+            self.trait_rows.keyed(ids), self.identities.keyed(ids), self.pushed_traits.keyed(ids)])
         return ProfileRows(traits, identities, pushed)
 
     def suppressed_customer_ids(self) -> set[str]:

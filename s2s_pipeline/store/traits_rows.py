@@ -12,7 +12,7 @@ from typing import Iterable
 import pandas as pd
 from sqlalchemy import Engine, bindparam, column, delete, insert, inspect, select, table, text
 
-from s2s_pipeline.store.keyed_reads import read_rows_by_keys
+from s2s_pipeline.store.keyed_reads import KeyedRead, read_keyed
 from s2s_pipeline.store.statements import chunks
 from s2s_pipeline.store.traits_table import TABLE, _check_staging_name, _storable, write_rows
 
@@ -77,7 +77,11 @@ class TraitRows:
         """The stored traits of the given customers (absent ones have no row); empty if never computed."""
         if not self.exists():
             return pd.DataFrame()
-        return read_rows_by_keys(self.engine, TABLE, "stripe_customer_id", customer_ids)
+        return read_keyed(self.engine, [self.keyed(customer_ids)])[0]
+
+    def keyed(self, customer_ids: Iterable[str]) -> KeyedRead:
+        """The read of the given customers' rows, every column (``keyed_reads``: with others, in one snapshot)."""
+        return KeyedRead(TABLE, "stripe_customer_id", customer_ids)
 
     def row_counts(self) -> tuple[int, int]:
         """(rows, distinct customers) of the table: the ``one_row_per_customer`` check without reading it."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from s2s_pipeline.store.keyed_reads import read_rows_by_keys
+from s2s_pipeline.store.keyed_reads import KeyedRead, read_keyed
 from s2s_pipeline.store.state_store import StateStore
 
 
@@ -95,8 +95,8 @@ def test_many_keys_are_read_in_chunks(store, monkeypatch):
     _fill(store)
     monkeypatch.setattr(keyed_reads, "ARROW_CHUNK", 2)
     monkeypatch.setattr(keyed_reads, "SQLITE_CHUNK", 2)
-    frame = read_rows_by_keys(store.engine, "segment_pushed_traits", "stripe_customer_id",
-                              ["cus_A", "cus_B", "cus_C'quote", "cus_D"])
+    [frame] = read_keyed(store.engine, [KeyedRead("segment_pushed_traits", "stripe_customer_id",
+                                                  ["cus_A", "cus_B", "cus_C'quote", "cus_D"])])
     assert sorted(frame["stripe_customer_id"]) == ["cus_A", "cus_B", "cus_C'quote"]
 
 
